@@ -1,0 +1,27 @@
+# Two commands a newcomer needs: `make demo` and `make test`. Both set up .venv first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test clean-demo
+
+install: $(STAMP)
+
+# Re-installs only when the dependency list changes; the kernel "python3" runs this venv.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (unsure-curation)" >/dev/null
+	touch $(STAMP)
+
+demo: install
+	$(PY) -m helpers demo data/demo --if-missing
+	$(PY) -m helpers run parameters/demo.yaml
+
+test: install
+	$(PY) -m pytest -q
+
+clean-demo:
+	rm -rf data/demo

@@ -1,0 +1,44 @@
+"""Measuring helpers shared by the benchmark scripts."""
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def rss_anon_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+class PeakAnonSampler:
+    """Samples this process's RssAnon every `interval` seconds; `.peak` is the largest seen."""
+
+    def __init__(self, interval: float = 0.01):
+        self.interval, self.peak = interval, rss_anon_bytes()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss_anon_bytes())
+            time.sleep(self.interval)
+
+    def __enter__(self) -> "PeakAnonSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_anon_bytes())
+
+
+@contextmanager
+def timed(results: dict, key: str):
+    start = time.perf_counter()
+    yield
+    results[key] = round(time.perf_counter() - start, 3)

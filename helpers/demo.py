@@ -1,0 +1,116 @@
+"""Synthetic demo data with hidden truth, shaped like the origin's blood-cell crops.
+
+Each crop shows a cell body in the last channel (DPC-like). True parasites carry a small spot in
+the first two (fluorescence) channels; some non-parasites carry a dimmer, more diffuse
+"distractor" spot that is mostly in the first channel. Weak parasites and strong distractors are
+the hard, ambiguous images: those are the ones mostly labelled "unsure". A few percent of the
+certain labels are flipped. `truth.csv` records the true class of every image.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .datasets import Pair
+from .io import OutputSet
+from .labels import DEFAULT_ANN_DICT
+
+
+@dataclass(frozen=True)
+class DemoSpec:
+    n_patient: int = 4000
+    n_neg: int = 2000
+    channels: int = 4
+    size: int = 31
+    parasite_frac: float = 0.3
+    flip_frac: float = 0.03
+    max_unsure_prob: float = 0.7
+    seed: int = 0
+
+
+def _spots(rng: np.random.Generator, n: int, size: int, radius: np.ndarray, sigma: float) -> np.ndarray:
+    """(n, size, size) gaussian spots at random positions inside each cell."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    angle = rng.uniform(0, 2 * np.pi, n)
+    dist = rng.uniform(0, np.maximum(radius - 3, 1))
+    cy = size / 2 + dist * np.sin(angle)
+    cx = size / 2 + dist * np.cos(angle)
+    d2 = (yy[None] - cy[:, None, None]) ** 2 + (xx[None] - cx[:, None, None]) ** 2
+    return np.exp(-d2 / (2 * sigma**2)).astype(np.float32)
+
+
+def render(rng: np.random.Generator, truth_parasite: np.ndarray, spec: DemoSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Images (n, C, S, S) uint8 and the hardness in [0, 1] of each."""
+    n, c, s = len(truth_parasite), spec.channels, spec.size
+    yy, xx = np.mgrid[0:s, 0:s].astype(np.float32)
+    images = rng.normal(30, 6, size=(n, c, s, s)).astype(np.float32)
+    radius = rng.uniform(8, 12, n).astype(np.float32)
+    cell = ((yy[None] - s / 2) ** 2 + (xx[None] - s / 2) ** 2) < radius[:, None, None] ** 2
+    images[:, -1] += 60 + 50 * cell  # cell body in the last (DPC-like) channel
+    images[:, :-1] += 6 * cell[:, None]  # faint autofluorescence
+
+    strength = rng.uniform(0.1, 1.0, n).astype(np.float32)
+    parasite_spot = _spots(rng, n, s, radius, sigma=1.2) * (70 * strength)[:, None, None]
+    has_distractor = rng.random(n) < 0.5
+    distractor_strength = rng.uniform(0.05, 0.7, n).astype(np.float32)
+    distractor = _spots(rng, n, s, radius, sigma=1.8) * (60 * distractor_strength)[:, None, None]
+
+    p = truth_parasite
+    fluo = [0, 1] if c > 2 else [0]
+    for k, ch in enumerate(fluo):
+        images[p, ch] += parasite_spot[p]
+        images[~p & has_distractor, ch] += distractor[~p & has_distractor] * (1.0 if k == 0 else 0.35)
+
+    hardness = np.where(p, 1 - strength, np.where(has_distractor, distractor_strength / 0.7, 0.0))
+    return np.clip(images, 0, 255).astype(np.uint8), hardness.astype(np.float32)
+
+
+def noisy_labels(rng: np.random.Generator, truth_parasite: np.ndarray, hardness: np.ndarray,
+                 spec: DemoSpec) -> tuple[np.ndarray, np.ndarray]:
+    """A person's labels: unsure mostly for hard images, a few certain labels flipped."""
+    labels = truth_parasite.astype(np.float64)  # 1 parasite, 0 non-parasite
+    p_unsure = np.clip((hardness - 0.45) / 0.55, 0, 1) * spec.max_unsure_prob
+    unsure = rng.random(len(labels)) < p_unsure
+    flipped = (rng.random(len(labels)) < spec.flip_frac) & ~unsure
+    labels[flipped] = 1 - labels[flipped]
+    labels[unsure] = DEFAULT_ANN_DICT["unsure"]
+    return labels, flipped
+
+
+def _write_source(out: OutputSet, pair: Pair, rng: np.random.Generator, n: int, parasite_frac: float,
+                  spec: DemoSpec, annotated: bool) -> pd.DataFrame:
+    """One source; `annotated` sources were labelled by a person, the others by their origin."""
+    truth = rng.random(n) < parasite_frac
+    images, hardness = render(rng, truth, spec)
+    if annotated:
+        labels, flipped = noisy_labels(rng, truth, hardness, spec)
+    else:
+        labels, flipped = truth.astype(np.float64), np.zeros(n, bool)
+    out.npy(pair.images, images.shape, images.dtype).append(images)
+    fov = np.sort(rng.integers(0, max(1, n // 200), n))  # extra column: field of view, kept through the pipeline
+    out.csv(pd.DataFrame({"annotation": labels, "fov": fov}).rename_axis("index"), pair.ann)
+    names = {1: "parasite", 0: "non-parasite"}
+    return pd.DataFrame({
+        "image_id": [f"{pair.images.stem}:{i}" for i in range(n)],
+        "truth": [names[int(t)] for t in truth],
+        "label_flipped": flipped,
+        "hardness": hardness.round(3),
+    })
+
+
+def make_demo(out_dir: str | Path, spec: DemoSpec = DemoSpec()) -> dict[str, Path]:
+    """Write `patient/`, `neg/` (the seed's two sources) and `truth.csv` into `out_dir`."""
+    out_dir = Path(out_dir)
+    rng = np.random.default_rng(spec.seed)
+    patient = Pair(out_dir / "patient" / "patient_combined_images.npy", out_dir / "patient" / "patient_combined_ann.csv")
+    neg = Pair(out_dir / "neg" / "neg_combined_images.npy", out_dir / "neg" / "neg_combined_ann.csv")
+    with OutputSet() as out:
+        truth = pd.concat([
+            _write_source(out, patient, rng, spec.n_patient, spec.parasite_frac, spec, annotated=True),
+            _write_source(out, neg, rng, spec.n_neg, 0.0, spec, annotated=False),
+        ], ignore_index=True)
+        out.csv(truth.rename_axis("index"), out_dir / "truth.csv")
+    return {"data_dir": patient.images.parent, "data_dir_n": neg.images.parent, "truth": out_dir / "truth.csv"}

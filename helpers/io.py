@@ -1,0 +1,143 @@
+"""Atomic outputs: every file is written to a temp file beside it and moved in place with
+`os.replace` only when the whole step succeeded, so a failure leaves nothing half-written."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+CHUNK_BYTES = 64 * 2**20  # streaming copies move this much per step: memory stays flat
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def _temp_beside(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    os.chmod(name, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
+    return Path(name)
+
+
+class NpyWriter:
+    """Streams rows of a `(N, ...)` array into a `.npy` file whose shape is known up front."""
+
+    def __init__(self, path: Path, final: Path, shape: tuple[int, ...], dtype: np.dtype):
+        self.path, self.final = path, final
+        self.shape, self.dtype = tuple(int(s) for s in shape), np.dtype(dtype)
+        self.rows = 0
+        self._file = open(path, "wb")
+        header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": self.shape}
+        np.lib.format.write_array_header_2_0(self._file, header)
+
+    def append(self, chunk: np.ndarray) -> None:
+        if chunk.shape[1:] != self.shape[1:] or chunk.dtype != self.dtype:
+            raise ValueError(f"{self.final}: chunk {chunk.shape}/{chunk.dtype} does not fit {self.shape}/{self.dtype}")
+        if self.rows + len(chunk) > self.shape[0]:
+            raise ValueError(f"{self.final}: more rows than the declared {self.shape[0]}")
+        self._file.write(np.ascontiguousarray(chunk).data)
+        self.rows += len(chunk)
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+
+
+class OutputSet:
+    """A group of output files committed together.
+
+    with OutputSet(inputs=[...]) as out:
+        writer = out.npy(path, shape, dtype); writer.append(...)
+        out.csv(df, path)
+    Nothing appears at the final paths unless the block finishes without an exception.
+    """
+
+    def __init__(self, inputs: list[str | Path] = ()):  # type: ignore[assignment]
+        self._inputs = {Path(p).resolve() for p in inputs}
+        self._pending: list[tuple[Path, Path]] = []
+        self._writers: list[NpyWriter] = []
+
+    def _reserve(self, final: str | Path) -> tuple[Path, Path]:
+        final = Path(final)
+        if final.resolve() in self._inputs:
+            raise ValueError(f"{final}: refusing to overwrite an input of this step")
+        if any(f == final for _, f in self._pending):
+            raise ValueError(f"{final}: written twice in one step")
+        tmp = _temp_beside(final)
+        self._pending.append((tmp, final))
+        return tmp, final
+
+    def npy(self, final: str | Path, shape: tuple[int, ...], dtype) -> NpyWriter:
+        tmp, final = self._reserve(final)
+        writer = NpyWriter(tmp, final, shape, dtype)
+        self._writers.append(writer)
+        return writer
+
+    def csv(self, df: pd.DataFrame, final: str | Path) -> Path:
+        tmp, final = self._reserve(final)
+        df.to_csv(tmp, index=True, index_label="index")
+        return final
+
+    def json(self, data: Any, final: str | Path) -> Path:
+        tmp, final = self._reserve(final)
+        tmp.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
+        return final
+
+    def path(self, final: str | Path) -> Path:
+        """A temp path to write any file to (e.g. a zip); moved to `final` on commit."""
+        tmp, _ = self._reserve(final)
+        return tmp
+
+    def __enter__(self) -> "OutputSet":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        for w in self._writers:
+            w.close()
+        if exc_type is None:
+            short = [w for w in self._writers if w.rows != w.shape[0]]
+            if short:
+                self._discard()
+                raise RuntimeError(f"{short[0].final}: wrote {short[0].rows} rows, declared {short[0].shape[0]}")
+            for tmp, final in self._pending:
+                os.replace(tmp, final)
+        else:
+            self._discard()
+
+    def _discard(self) -> None:
+        for tmp, _ in self._pending:
+            tmp.unlink(missing_ok=True)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def write_json(data: Any, path: str | Path) -> Path:
+    """Write one JSON file atomically."""
+    with OutputSet() as out:
+        out.json(data, path)
+    return Path(path)
+
+
+def file_checksum(path: str | Path, algorithm: str = "sha256") -> str:
+    """Checksum of a file, streamed (large `.npy` files never load whole)."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(CHUNK_BYTES), b""):
+            h.update(block)
+    return f"{algorithm}:{h.hexdigest()}"
