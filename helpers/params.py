@@ -8,11 +8,14 @@ malformed parameter with an error naming it, and returns a `Config` with the der
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from .errors import ParameterError
 from .labels import LabelScheme
 from .layout import Layout
+
+if TYPE_CHECKING:
+    from .training import TrainConfig
 
 Check = Callable[[Any], Any]
 
@@ -63,6 +66,17 @@ def _choice(*options: str) -> Check:
     return check
 
 
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"must be True or False, got {value!r}")
+    return value
+
+
+def _as_is(value: Any) -> Any:
+    """Checked later, with the others of its group (e.g. by TrainConfig)."""
+    return value
+
+
 def _ann_dict(value: Any) -> dict:
     return dict(LabelScheme.from_dict(value).ann_dict)
 
@@ -76,11 +90,33 @@ SPECS: dict[str, tuple[Check, str]] = {
     "test_frac": (_float(0.0, 1.0, hi_open=True), "stratified share of certain images held out as split=test"),
     "seed": (_int(0), "random seed: same seed, same machine, same results"),
     "n_examples": (_int(0, 64), "example images shown per class"),
+    "which": (_choice("both", "s_a", "s_b"), "which baselines 03 trains"),
+    "arch": (_as_is, "resnet10 / resnet18 (origin) / resnet34 / resnet50"),
+    "width": (_as_is, "base channels: 64 = origin, 16 or 32 for fast runs"),
+    "epochs": (_as_is, "training epochs (seed: 40)"),
+    "batch_size": (_as_is, "training batch size (seed: 32)"),
+    "lr": (_as_is, "Adam learning rate (seed: 1e-3)"),
+    "val_frac": (_as_is, "share of trainable rows used for validation (seed: 0.3)"),
+    "loss": (_as_is, "cross_entropy or focal"),
+    "focal_gamma": (_as_is, "focusing parameter of the focal loss"),
+    "label_smoothing": (_as_is, "label smoothing in [0, 1)"),
+    "class_weights": (_as_is, "none or balanced"),
+    "patience": (_as_is, "early stopping after this many epochs without a better val loss; 0 = off"),
+    "device": (_as_is, "auto (CUDA when present), cpu or cuda[:N]"),
+    "resume": (_bool, "continue each run from its checkpoint.pt when one exists"),
+    "precision_target": (_float(0.0, 1.0), "seed-003 threshold: lowest score with precision >= this"),
+    "recall_target": (_float(0.0, 1.0), "seed-003 threshold: highest score with recall >= this"),
 }
 
+TRAIN_PARAMETERS = ("arch", "width", "epochs", "batch_size", "lr", "val_frac", "loss", "focal_gamma",
+                    "label_smoothing", "class_weights", "patience", "device", "seed")
+DIRS = ("data_dir", "data_dir_n", "data_dir_base", "ann_dict")
+
 NOTEBOOK_PARAMETERS: dict[str, tuple[str, ...]] = {
-    "01_combine": ("data_dir", "data_dir_n", "data_dir_base", "ann_dict", "sources", "test_frac", "seed", "n_examples"),
-    "02_split": ("data_dir", "data_dir_n", "data_dir_base", "ann_dict", "seed", "n_examples"),
+    "01_combine": (*DIRS, "sources", "test_frac", "seed", "n_examples"),
+    "02_split": (*DIRS, "seed", "n_examples"),
+    "03_baselines_SA_SB": (*DIRS, "which", *TRAIN_PARAMETERS, "resume", "precision_target", "recall_target",
+                           "n_examples"),
 }
 
 
@@ -97,6 +133,18 @@ class Config:
         self.scheme = LabelScheme.from_dict(self.values["ann_dict"])
         self.layout = Layout.from_params(self.values["data_dir"], self.values["data_dir_n"],
                                          self.values["data_dir_base"], self.scheme)
+
+    def train_config(self, run_name: str = "", resume_from: str = "") -> "TrainConfig":
+        """The training parameters as a checked TrainConfig (errors name the parameter)."""
+        from .training import TrainConfig
+
+        values = {k: self.values[k] for k in TRAIN_PARAMETERS if k in self.values}
+        try:
+            return TrainConfig(**values, run_name=run_name, resume=resume_from)
+        except ParameterError as exc:
+            raise ParameterError(exc.name, exc.problem, where=self.notebook) from None
+        except TypeError as exc:
+            raise ParameterError("training", str(exc), where=self.notebook) from None
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -128,4 +176,7 @@ def check_parameters(notebook: str, values: Mapping[str, Any]) -> Config:
             raise ParameterError(name, exc.problem, where=notebook) from None
         except ValueError as exc:
             raise ParameterError(name, str(exc), where=notebook) from None
-    return Config(notebook, checked)
+    cfg = Config(notebook, checked)
+    if any(k in known for k in TRAIN_PARAMETERS if k != "seed"):
+        cfg.train_config()  # malformed training parameters fail here, before any work
+    return cfg

@@ -70,3 +70,102 @@ def sample_rows(n_rows: int, k: int, seed: int) -> np.ndarray:
     """Up to k distinct rows of n_rows, sorted, reproducible from seed."""
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(n_rows, size=min(k, n_rows), replace=False)) if n_rows else np.array([], int)
+
+
+def loss_curves(history: pd.DataFrame, title: str = "Loss per epoch") -> Figure:
+    """Training and validation loss (left) and validation accuracy (right) per epoch."""
+    fig = Figure(figsize=(8, 3), layout="constrained")
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    if len(history):
+        ax_loss.plot(history["epoch"], history["train_loss"], marker=".", label="train (running)")
+        ax_loss.plot(history["epoch"], history["val_loss"], marker=".", label="validation")
+        best = history["val_loss"].idxmin()
+        ax_loss.axvline(history["epoch"][best], color="grey", ls=":", label=f"best epoch {history['epoch'][best]}")
+        ax_acc.plot(history["epoch"], history["val_accuracy"], marker=".", color="C2")
+    ax_loss.set(xlabel="epoch", ylabel="loss", title=title)
+    ax_loss.legend(fontsize=8)
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="Validation accuracy", ylim=(0, 1.02))
+    return fig
+
+
+def confusion_matrices(metrics_by_split: Mapping[str, dict], title: str = "Confusion matrix") -> Figure:
+    """Counts and row-normalised matrices, one pair per split (e.g. {'val': ..., 'test': ...})."""
+    present = [(name, m) for name, m in metrics_by_split.items() if m.get("rows")]
+    fig = Figure(figsize=(7.5, 3.3 * max(1, len(present))), layout="constrained")
+    if not present:
+        ax = fig.subplots()
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no rows to score", ha="center")
+        return fig
+    axes = fig.subplots(len(present), 2, squeeze=False)
+    for (split, m), row in zip(present, axes):
+        labels = m["confusion_matrix"]["labels"]
+        counts = np.asarray(m["confusion_matrix"]["counts"], float)
+        norm = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+        for ax, data, kind in ((row[0], counts, "counts"), (row[1], norm, "row-normalised")):
+            ax.imshow(data, cmap="Blues", vmin=0)
+            for (i, j), v in np.ndenumerate(data):
+                ax.text(j, i, f"{v:.0f}" if kind == "counts" else f"{v:.2f}", ha="center", va="center",
+                        color="white" if v > data.max() / 2 else "black", fontsize=9)
+            ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
+            ax.set_yticks(range(len(labels)), labels, fontsize=8)
+            ax.set(xlabel="predicted", ylabel="annotated",
+                   title=f"{title} · {split} ({kind}, acc {m['accuracy']:.3f})")
+    return fig
+
+
+def score_histograms(predictions: pd.DataFrame, score_column: str, group: pd.Series,
+                     title: str = "", bins: int = 30) -> Figure:
+    """Histogram of one output column, one overlaid histogram per group (e.g. annotated class)."""
+    fig = Figure(figsize=(6, 3), layout="constrained")
+    ax = fig.subplots()
+    for name in group.dropna().unique():
+        ax.hist(predictions.loc[group == name, score_column], bins=bins, range=(0, 1), alpha=0.55,
+                label=f"{name} ({int((group == name).sum())})")
+    ax.set(xlabel=score_column, ylabel="images", title=title or f"{score_column} by group", yscale="log")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def composite(images: np.ndarray) -> np.ndarray:
+    """(N, C, H, W) -> (N, H, W, 3) display images: first three channels as RGB, or grey."""
+    x = to_display(images)
+    if x.shape[1] >= 3:
+        rgb = x[:, [2, 1, 0]]  # the origin stores B, G, R first: show them as R, G, B
+    else:
+        rgb = np.repeat(x[:, :1], 3, axis=1)
+    lo = np.percentile(rgb, 1, axis=(2, 3), keepdims=True)  # per image and channel contrast stretch
+    hi = np.percentile(rgb, 99.5, axis=(2, 3), keepdims=True)
+    rgb = np.clip((rgb - lo) / np.maximum(hi - lo, 1e-6), 0, 1)
+    return np.transpose(rgb, (0, 2, 3, 1))
+
+
+def short_id(image_id: str, width: int = 14) -> str:
+    """`patient_combined_images:803` -> `patient_co…:803` so captions stay readable."""
+    stem, _, row = str(image_id).rpartition(":")
+    return f"{stem[:width - 4]}…:{row}" if stem and len(stem) > width - 3 else str(image_id)
+
+
+def labelled_grid(images: np.ndarray, captions: list[str], title: str = "", n_cols: int = 8) -> Figure:
+    """Images as false-colour composites with a caption under each."""
+    n = len(images)
+    if n == 0:
+        fig = Figure(figsize=(4, 1))
+        ax = fig.subplots()
+        ax.axis("off")
+        ax.text(0.5, 0.5, f"{title}: no images", ha="center", va="center")
+        return fig
+    n_cols = min(n_cols, n)
+    n_rows = int(np.ceil(n / n_cols))
+    fig = Figure(figsize=(1.45 * n_cols, 1.65 * n_rows + 0.4), layout="constrained")
+    axes = fig.subplots(n_rows, n_cols, squeeze=False).ravel()
+    shown = composite(images)
+    for ax, img, caption in zip(axes, shown, captions):
+        ax.imshow(img)
+        ax.set_title(caption, fontsize=6.5)
+    for ax in axes:
+        ax.set_xticks([]), ax.set_yticks([])
+    for ax in axes[n:]:
+        ax.axis("off")
+    fig.suptitle(title)
+    return fig

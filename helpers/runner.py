@@ -15,7 +15,7 @@ from .layout import PROJECT_ROOT
 from .params import NOTEBOOK_PARAMETERS, check_parameters
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
-PIPELINE = ("01_combine", "02_split")
+PIPELINE = ("01_combine", "02_split", "03_baselines_SA_SB")
 
 
 @dataclass

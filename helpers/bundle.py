@@ -1,0 +1,99 @@
+"""The `model_perf*.zip` bundle of a training run, and reloading it to predict new images.
+
+Contents: model.pt (a state_dict, loaded with weights_only=True), model_spec.json, params.json
+(every parameter, package versions, input checksums), loss_history.csv, metrics.json,
+loss_curve.png, confusion_matrix.png.
+"""
+from __future__ import annotations
+
+import io
+import json
+import platform
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+
+from .errors import InputError
+from .models import ModelSpec, ResNet, build_model
+
+REQUIRED = ("model.pt", "model_spec.json", "params.json", "metrics.json", "loss_history.csv")
+
+
+def package_versions() -> dict[str, str]:
+    import matplotlib, numpy, pandas, sklearn
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
+            "pandas": pandas.__version__, "scikit-learn": sklearn.__version__, "matplotlib": matplotlib.__version__}
+
+
+def write_bundle(path: Path, model: ResNet, spec: ModelSpec, params: dict[str, Any], history: pd.DataFrame,
+                 metrics: dict[str, Any], figures: dict[str, Figure]) -> None:
+    """Write the zip to `path` (callers pass a temp path of an OutputSet, so it appears atomically)."""
+    from .io import _json_default
+
+    state = io.BytesIO()
+    torch.save({k: v.cpu() for k, v in model.state_dict().items()}, state)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("model.pt", state.getvalue())
+        zf.writestr("model_spec.json", json.dumps(spec.to_dict(), indent=2))
+        zf.writestr("params.json", json.dumps({**params, "versions": package_versions()}, indent=2, default=_json_default))
+        zf.writestr("metrics.json", json.dumps(metrics, indent=2, default=_json_default))
+        zf.writestr("loss_history.csv", history.to_csv(index=False))
+        for name, fig in figures.items():
+            png = io.BytesIO()
+            fig.savefig(png, format="png", dpi=110, bbox_inches="tight")
+            zf.writestr(f"{name}.png", png.getvalue())
+
+
+@dataclass
+class Bundle:
+    model: ResNet
+    spec: ModelSpec
+    params: dict[str, Any]
+    metrics: dict[str, Any]
+    history: pd.DataFrame
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Rebuild the model of a bundle; a missing, corrupt or foreign zip raises InputError."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "model bundle not found")
+    try:
+        zf = zipfile.ZipFile(path)
+    except zipfile.BadZipFile:
+        raise InputError(path, "not a zip file (corrupt model bundle)") from None
+    with zf:
+        missing = [name for name in REQUIRED if name not in zf.namelist()]
+        if missing:
+            raise InputError(path, f"not a model_perf bundle: missing {missing}")
+        try:
+            spec = ModelSpec.from_dict(json.loads(zf.read("model_spec.json")))
+            state = torch.load(io.BytesIO(zf.read("model.pt")), map_location="cpu", weights_only=True)
+            model = build_model(spec)
+            model.load_state_dict(state)
+            params = json.loads(zf.read("params.json"))
+            metrics = json.loads(zf.read("metrics.json"))
+            history = pd.read_csv(io.BytesIO(zf.read("loss_history.csv")))
+        except Exception as exc:
+            raise InputError(path, f"model bundle is damaged or does not match its spec ({type(exc).__name__}: "
+                                   f"{str(exc)[:200]})") from None
+    return Bundle(model.eval(), spec, params, metrics, history)
+
+
+def predict_with_bundle(bundle: Bundle, images: np.ndarray, images_path: str | Path = "images",
+                        device: str = "cpu", batch_size: int = 2048) -> np.ndarray:
+    """Softmax outputs of a reloaded model on new images, after checking they fit the model."""
+    from .training import predict_probabilities
+
+    if images.ndim != 4 or images.shape[1] != bundle.spec.in_channels:
+        raise InputError(images_path, f"images have {images.shape[1] if images.ndim == 4 else '?'} channels but the "
+                                      f"model was trained on {bundle.spec.in_channels}")
+    return predict_probabilities(bundle.model, images, device, batch_size)

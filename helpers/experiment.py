@@ -1,0 +1,160 @@
+"""One training run end to end: validate the input, fit, predict every image, score, write
+`ann_with_predictions<_tag>.csv` and `model_perf<_tag>.zip` together (atomically)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from . import plots
+from .bundle import write_bundle
+from .datasets import ImageSet, Pair, open_image_set
+from .evaluation import classification_metrics, operating_thresholds, output_column
+from .io import OutputSet, file_checksum
+from .labels import POSITIVE_VALUE, LabelScheme, round_annotations
+from .training import FitResult, TrainConfig, fit, predict_probabilities, predictions_frame
+
+
+@dataclass
+class RunOutputs:
+    image_set: ImageSet
+    predictions: pd.DataFrame
+    fit: FitResult
+    metrics: dict[str, Any]
+    figures: dict[str, Figure]
+    predictions_path: Path
+    bundle_path: Path
+
+
+def score_predictions(predictions: pd.DataFrame, class_names: list[str], class_values: list[int],
+                      scheme: LabelScheme, precision_target: float = 0.95, recall_target: float = 0.95) -> dict:
+    """Metrics on the validation rows and on the shared test rows, plus the positive class's thresholds."""
+    probs = predictions[[output_column(n) for n in class_names]].to_numpy()
+    rounded = round_annotations(predictions["annotation"])
+    out: dict[str, Any] = {}
+    for split in ("val", "test"):
+        rows = np.flatnonzero((predictions["split"] == split).to_numpy() & (rounded >= 0))
+        out[split] = classification_metrics(rounded[rows], probs[rows], class_values, class_names, POSITIVE_VALUE)
+        if POSITIVE_VALUE in class_values and len(rows):
+            certain = rows[np.isin(rounded[rows], [0, 1])]
+            out[split]["thresholds"] = operating_thresholds(
+                rounded[certain] == POSITIVE_VALUE, predictions[output_column(scheme.positive)].to_numpy()[certain],
+                precision_target, recall_target)
+    return out
+
+
+def train_and_save(input_pair: Pair, scheme: LabelScheme, cfg: TrainConfig, predictions_path: Path,
+                   bundle_path: Path, params: dict[str, Any] | None = None,
+                   precision_target: float = 0.95, recall_target: float = 0.95) -> RunOutputs:
+    image_set = open_image_set(input_pair, scheme)  # raises before anything is written
+    checkpoint = bundle_path.with_name(bundle_path.stem.replace("model_perf", "checkpoint") + ".pt")
+    result = fit(image_set, scheme, cfg, checkpoint)
+    probs = predict_probabilities(result.model, image_set.images, cfg.torch_device, cfg.eval_batch_size)
+    predictions = predictions_frame(image_set.ann, probs, result.spec.class_names, result.data.split)
+    metrics = {
+        "status": "ok",
+        "classes": result.spec.class_names,
+        "rows": {"train": len(result.data.train_rows), "val": len(result.data.val_rows),
+                 "test": int((result.data.split == "test").sum()), "total": len(predictions)},
+        "best_epoch": result.best_epoch,
+        "epochs_run": len(result.history),
+        "stopped_early": result.stopped_early,
+        "train_seconds": round(result.train_seconds, 3),
+        "train_images_per_second": round(result.train_images_per_second, 1),
+        **score_predictions(predictions, result.spec.class_names, result.spec.class_values, scheme,
+                            precision_target, recall_target),
+    }
+    figures = {"loss_curve": plots.loss_curves(result.history),
+               "confusion_matrix": plots.confusion_matrices({"val": metrics["val"], "test": metrics["test"]})}
+    all_params = {**(params or {}), "train": cfg.to_dict(),
+                  "inputs": {str(p): file_checksum(p) for p in input_pair}}
+    with OutputSet(inputs=list(input_pair)) as out:
+        out.csv(predictions, predictions_path)
+        write_bundle(out.path(bundle_path), result.model, result.spec, all_params, result.history, metrics, figures)
+    return RunOutputs(image_set, predictions, result, metrics, figures, predictions_path, bundle_path)
+
+
+def worst_mistakes(run: RunOutputs, k: int = 16, split: str | None = None) -> Figure:
+    """The images whose annotated class got the lowest output: most confidently 'wrong'."""
+    preds = run.predictions
+    names = run.fit.spec.class_names
+    rounded = round_annotations(preds["annotation"])
+    own = np.full(len(preds), np.nan)
+    for name, value in zip(names, run.fit.spec.class_values):
+        hit = rounded == value
+        own[hit] = preds[output_column(name)].to_numpy()[hit]
+    candidates = np.flatnonzero(~np.isnan(own) & ((preds["split"] == split).to_numpy() if split else True))
+    rows = np.sort(candidates[np.argsort(own[candidates])[:k]])
+    rows = rows[np.argsort(own[rows])]
+    probs = preds[[output_column(n) for n in names]].to_numpy()
+    captions = [f"{plots.short_id(preds['image_id'].iloc[r]) if 'image_id' in preds else r}\nlabel {run.image_set.ann['annotation'].iloc[r]:g}"
+                f" -> {names[int(probs[r].argmax())]} {probs[r].max():.2f}" for r in rows]
+    return plots.labelled_grid(np.asarray(run.image_set.images[rows]), captions,
+                               title=f"Most confident mistakes{f' ({split})' if split else ''}")
+
+
+def baseline_inputs(layout, which: str) -> dict[str, Pair]:
+    """SA trains on the combined set (all classes), SB on the certain classes only."""
+    inputs = {"s_a": layout.combined, "s_b": layout.certain}
+    return {name: pair for name, pair in inputs.items() if which in ("both", name)}
+
+
+def describe_inputs(inputs: dict[str, Pair], scheme: LabelScheme) -> pd.DataFrame:
+    """Rows per class and split of each run's input, checked before any training starts."""
+    rows = []
+    for name, pair in inputs.items():
+        s = open_image_set(pair, scheme)
+        classes = pd.Series(round_annotations(s.ann["annotation"])).map(scheme.name_of)
+        rows.append({"run": name, "images": pair.images.name, "rows": len(s),
+                     "shape": "x".join(map(str, s.image_shape)), **classes.value_counts().to_dict(),
+                     "test rows": int((s.ann.get("split") == "test").sum())})
+    table = pd.DataFrame(rows).set_index("run")
+    return table.fillna(0).astype({c: int for c in table.columns if c in scheme.names})
+
+
+def compare_runs(runs: dict[str, RunOutputs], scheme: LabelScheme) -> pd.DataFrame:
+    """Headline test metrics of several runs side by side (same test rows)."""
+    rows = {}
+    for name, run in runs.items():
+        test = run.metrics["test"]
+        pos = test.get("per_class", {}).get(scheme.positive, {})
+        thresholds = test.get("thresholds", {})
+        rows[name] = {"test rows": test.get("rows", 0), "accuracy": test.get("accuracy"),
+                      f"{scheme.positive} precision": pos.get("precision"), f"{scheme.positive} recall": pos.get("recall"),
+                      f"{scheme.positive} F1": pos.get("f1"), "ROC AUC": test.get("roc_auc"),
+                      "precision threshold": thresholds.get("precision_threshold"),
+                      "recall threshold": thresholds.get("recall_threshold"),
+                      "best epoch": run.metrics["best_epoch"], "train s": run.metrics["train_seconds"],
+                      "train img/s": run.metrics["train_images_per_second"]}
+    return pd.DataFrame(rows).T
+
+
+def headline(run: RunOutputs) -> dict[str, Any]:
+    """What a step's metrics.json says about one run."""
+    m = run.metrics
+    return {"status": m["status"], "test_accuracy": m["test"].get("accuracy"), "test_roc_auc": m["test"].get("roc_auc"),
+            "val_accuracy": m["val"].get("accuracy"), "best_epoch": m["best_epoch"],
+            "train_seconds": m["train_seconds"], "predictions": str(run.predictions_path), "bundle": str(run.bundle_path)}
+
+
+def positive_score_histogram(run: RunOutputs, scheme: LabelScheme, title: str = "") -> Figure:
+    """The positive class's output for every image, one histogram per annotated class."""
+    classes = pd.Series(round_annotations(run.predictions["annotation"])).map(scheme.name_of)
+    classes.index = run.predictions.index
+    return plots.score_histograms(run.predictions, output_column(scheme.positive), classes,
+                                  title=title or f"{output_column(scheme.positive)} by annotated class")
+
+
+def test_threshold_table(run: RunOutputs, scheme: LabelScheme, thresholds=None) -> pd.DataFrame:
+    """Seed-003 threshold sweep of the positive output on the certain test rows."""
+    from .evaluation import threshold_table
+
+    preds = run.predictions
+    rounded = round_annotations(preds["annotation"])
+    rows = (preds["split"] == "test").to_numpy() & np.isin(rounded, [0, 1])
+    return threshold_table(rounded[rows] == POSITIVE_VALUE, preds[output_column(scheme.positive)].to_numpy()[rows],
+                           thresholds)

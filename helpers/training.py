@@ -1,0 +1,365 @@
+"""Train a classifier on an annotated image set, predict every image, and bundle the run.
+
+One readable loop in the spirit of nanoGPT / timm: the config at the top, `train_one_epoch` and
+`evaluate` return dicts, the best weights by validation loss are kept. Batches are read straight
+from the memory-mapped uint8 array and converted per batch; inference folds BatchNorm into the
+convolutions and runs under `torch.inference_mode` in channels-last layout (measured faster on
+CPU, see benchmarks/train_speed.py).
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from sklearn.model_selection import train_test_split
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+from tqdm import tqdm
+
+from .datasets import ImageSet
+from .errors import InputError, ParameterError
+from .labels import LabelScheme, round_annotations
+from .models import ARCHS, ModelSpec, ResNet, build_model
+
+LOSSES = ("cross_entropy", "focal")
+CLASS_WEIGHTS = ("none", "balanced")
+
+
+@dataclass
+class TrainConfig:
+    arch: str = "resnet18"
+    width: int = 64
+    epochs: int = 40
+    batch_size: int = 32
+    lr: float = 1e-3
+    val_frac: float = 0.3
+    seed: int = 0
+    loss: str = "cross_entropy"
+    focal_gamma: float = 2.0
+    label_smoothing: float = 0.0
+    class_weights: str = "none"
+    normalize: bool = True
+    patience: int = 0  # epochs without a better validation loss before stopping; 0 = never stop early
+    device: str = "auto"
+    run_name: str = ""
+    resume: str = ""  # path of a checkpoint.pt to continue from
+    eval_batch_size: int = 1024
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("arch", self.arch in ARCHS, f"must be one of {sorted(ARCHS)}"),
+            ("loss", self.loss in LOSSES, f"must be one of {list(LOSSES)}"),
+            ("class_weights", self.class_weights in CLASS_WEIGHTS, f"must be one of {list(CLASS_WEIGHTS)}"),
+            ("width", _is_int(self.width) and self.width >= 4, "must be an integer >= 4"),
+            ("epochs", _is_int(self.epochs) and self.epochs >= 1, "must be an integer >= 1"),
+            ("batch_size", _is_int(self.batch_size) and self.batch_size >= 1, "must be an integer >= 1"),
+            ("lr", isinstance(self.lr, (int, float)) and 0 < self.lr < 10, "must be a number in (0, 10)"),
+            ("val_frac", isinstance(self.val_frac, (int, float)) and 0 < self.val_frac < 1, "must be in (0, 1)"),
+            ("label_smoothing", isinstance(self.label_smoothing, (int, float)) and 0 <= self.label_smoothing < 1,
+             "must be in [0, 1)"),
+            ("focal_gamma", isinstance(self.focal_gamma, (int, float)) and self.focal_gamma >= 0, "must be >= 0"),
+            ("patience", _is_int(self.patience) and self.patience >= 0, "must be an integer >= 0"),
+            ("device", self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda"), "must be auto, cpu or cuda[:N]"),
+        ]
+        for name, ok, problem in checks:
+            if not ok:
+                raise ParameterError(name, f"{problem}, got {getattr(self, name)!r}")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ParameterError("device", "cuda requested but no CUDA device is available")
+
+    @property
+    def torch_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# ---------------------------------------------------------------- data
+
+@dataclass
+class TrainingData:
+    """Which rows train, validate, or are only predicted, and their class indices."""
+
+    class_values: list[int]
+    class_names: list[str]
+    targets: np.ndarray  # class index per row, -1 where the row is not trained on
+    train_rows: np.ndarray
+    val_rows: np.ndarray
+    split: np.ndarray  # train / val / test per row, as written to the predictions
+
+
+def prepare_training_data(image_set: ImageSet, scheme: LabelScheme, val_frac: float, seed: int) -> TrainingData:
+    """Rounded annotations >= 0 outside the test split are trainable; a stratified val_frac of them validates."""
+    ann = image_set.ann
+    rounded = round_annotations(ann["annotation"])
+    split_in = ann["split"].astype(str).to_numpy() if "split" in ann.columns else np.full(len(ann), "train")
+    trainable = np.flatnonzero((rounded >= 0) & (split_in != "test"))
+    if len(trainable) == 0:
+        raise InputError(image_set.pair.ann, "no rows to train on (every row is test, unlabeled or negative-valued)")
+    class_values = sorted(set(rounded[trainable].tolist()))
+    if len(class_values) < 2:
+        raise InputError(image_set.pair.ann, f"the training rows have one class only ({scheme.name_of(class_values[0])}); "
+                                             "a classifier needs at least two")
+    index_of = {v: i for i, v in enumerate(class_values)}
+    targets = np.full(len(ann), -1, np.int64)
+    targets[trainable] = [index_of[v] for v in rounded[trainable]]
+    counts = np.bincount(targets[trainable])
+    stratify = targets[trainable] if counts.min() >= 2 else None
+    train_rows, val_rows = train_test_split(trainable, test_size=val_frac, random_state=seed, stratify=stratify)
+    split = np.where(split_in == "test", "test", "train").astype(object)
+    split[val_rows] = "val"
+    return TrainingData(class_values, [scheme.name_of(v) for v in class_values], targets,
+                        np.sort(train_rows), np.sort(val_rows), split)
+
+
+def to_tensor(batch: np.ndarray, device: torch.device, channels_last: bool) -> torch.Tensor:
+    """uint8 (0-255) or float32 (0-1) images -> float32 0-1 tensor on `device`."""
+    if not batch.flags.writeable:  # a slice of a read-only memmap: copy this one batch
+        batch = np.array(batch)
+    x = torch.from_numpy(np.ascontiguousarray(batch)).to(device, non_blocking=True)
+    x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def channel_stats(images: np.ndarray, rows: np.ndarray, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std (0-1 scale) over `rows`, streamed in chunks."""
+    total = np.zeros(images.shape[1]); total_sq = np.zeros(images.shape[1])
+    scale = 255.0 if images.dtype == np.uint8 else 1.0
+    for start in range(0, len(rows), chunk):
+        x = np.asarray(images[rows[start:start + chunk]], dtype=np.float64) / scale
+        total += x.sum(axis=(0, 2, 3)); total_sq += (x**2).sum(axis=(0, 2, 3))
+    n = len(rows) * images.shape[2] * images.shape[3]
+    mean = total / n
+    return mean, np.sqrt(np.maximum(total_sq / n - mean**2, 1e-12))
+
+
+# ---------------------------------------------------------------- loss
+
+class FocalLoss(nn.Module):
+    """Focal loss (Lin et al.): cross-entropy down-weighted by (1 - p_true)^gamma."""
+
+    def __init__(self, gamma: float, weight: torch.Tensor | None = None, label_smoothing: float = 0.0):
+        super().__init__()
+        self.gamma, self.label_smoothing = gamma, label_smoothing
+        self.register_buffer("weight", weight if weight is not None else None)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        ce = F.cross_entropy(logits, target, weight=self.weight, reduction="none", label_smoothing=self.label_smoothing)
+        p_true = torch.softmax(logits, 1).gather(1, target[:, None]).squeeze(1)
+        return ((1 - p_true).pow(self.gamma) * ce).mean()
+
+
+def make_criterion(cfg: TrainConfig, train_targets: np.ndarray, n_classes: int) -> nn.Module:
+    weight = None
+    if cfg.class_weights == "balanced":  # n / (k * count), as scikit-learn's "balanced"
+        counts = np.bincount(train_targets, minlength=n_classes).astype(float)
+        weight = torch.tensor(len(train_targets) / (n_classes * np.maximum(counts, 1)), dtype=torch.float32)
+    if cfg.loss == "focal":
+        return FocalLoss(cfg.focal_gamma, weight, cfg.label_smoothing)
+    return nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
+
+
+# ---------------------------------------------------------------- loop
+
+def train_one_epoch(model: nn.Module, images: np.ndarray, rows: np.ndarray, targets: np.ndarray,
+                    optimizer: torch.optim.Optimizer, criterion: nn.Module, cfg: TrainConfig, epoch: int) -> dict:
+    device = cfg.torch_device
+    model.train()
+    order = np.random.default_rng([cfg.seed, epoch]).permutation(rows)  # resumable: depends on (seed, epoch) only
+    total_loss, seen, start = 0.0, 0, time.perf_counter()
+    batches = range(0, len(order), cfg.batch_size)
+    for b in tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not cfg.progress, mininterval=2):
+        idx = np.sort(order[b:b + cfg.batch_size])  # sorted reads are faster on a memmap; order within a batch is irrelevant
+        x = to_tensor(images[idx], device, channels_last=True)
+        y = torch.from_numpy(targets[idx]).to(device)
+        loss = criterion(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total_loss += loss.item() * len(idx)
+        seen += len(idx)
+    seconds = time.perf_counter() - start
+    return {"train_loss": total_loss / max(seen, 1), "images": seen, "seconds": seconds}
+
+
+def evaluate(model: nn.Module, images: np.ndarray, rows: np.ndarray, targets: np.ndarray,
+             criterion: nn.Module, cfg: TrainConfig) -> dict:
+    logits = predict_logits(inference_copy(model), images, rows, cfg.torch_device, cfg.eval_batch_size)
+    y = torch.from_numpy(targets[rows])
+    criterion = criterion.cpu()
+    with torch.inference_mode():
+        loss = float(criterion(logits, y)) if len(rows) else float("nan")
+    accuracy = float((logits.argmax(1) == y).float().mean()) if len(rows) else float("nan")
+    return {"val_loss": loss, "val_accuracy": accuracy}
+
+
+def inference_copy(model: ResNet) -> ResNet:
+    """An eval-mode copy with every BatchNorm folded into the convolution before it."""
+    folded = copy.deepcopy(model).eval()
+
+    def fold(module: nn.Module) -> None:
+        for name, child in module.named_children():
+            fold(child)
+        convs = {n: m for n, m in module.named_children() if isinstance(m, nn.Conv2d)}
+        for conv_name, bn_name in (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3")):
+            bn = getattr(module, bn_name, None)
+            if conv_name in convs and isinstance(bn, nn.BatchNorm2d):
+                setattr(module, conv_name, fuse_conv_bn_eval(convs[conv_name], bn))
+                setattr(module, bn_name, nn.Identity())
+        if isinstance(module, nn.Sequential):
+            items = list(module)
+            for i in range(len(items) - 1):
+                if isinstance(items[i], nn.Conv2d) and isinstance(items[i + 1], nn.BatchNorm2d):
+                    module[i] = fuse_conv_bn_eval(items[i], items[i + 1])
+                    module[i + 1] = nn.Identity()
+
+    with torch.no_grad():
+        fold(folded)
+    return folded
+
+
+def predict_logits(model: nn.Module, images: np.ndarray, rows: np.ndarray | None, device: torch.device,
+                   batch_size: int = 1024, features: bool = False) -> torch.Tensor:
+    """Logits (or penultimate features) of the given rows (all rows when None), in row order."""
+    model = model.to(device, memory_format=torch.channels_last).eval()
+    n = len(images) if rows is None else len(rows)
+    out = []
+    with torch.inference_mode():
+        for start in range(0, n, batch_size):
+            batch = images[start:start + batch_size] if rows is None else images[rows[start:start + batch_size]]
+            x = to_tensor(batch, device, channels_last=True)
+            out.append((model.features(x) if features else model(x)).float().cpu())
+    width = model.n_features if features else model.fc.out_features
+    return torch.cat(out) if out else torch.zeros(0, width)
+
+
+@dataclass
+class FitResult:
+    model: ResNet
+    spec: ModelSpec
+    data: TrainingData
+    history: pd.DataFrame
+    best_epoch: int
+    train_seconds: float
+    train_images_per_second: float
+    stopped_early: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+def fit(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig, checkpoint_path: Path | None = None) -> FitResult:
+    """Train on the image set's trainable rows; keep the weights with the best validation loss."""
+    torch.manual_seed(cfg.seed)
+    data = prepare_training_data(image_set, scheme, cfg.val_frac, cfg.seed)
+    images, device = image_set.images, cfg.torch_device
+    spec = ModelSpec(cfg.arch, int(images.shape[1]), data.class_names, data.class_values, cfg.width,
+                     list(images.shape[2:]))
+    model = build_model(spec)
+    if cfg.normalize:
+        model.set_normalization(*map(torch.from_numpy, channel_stats(images, data.train_rows)))
+    model = model.to(device, memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)
+    criterion = make_criterion(cfg, data.targets[data.train_rows], spec.n_classes).to(device)
+
+    history: list[dict] = []
+    best = {"val_loss": float("inf"), "epoch": -1, "state": None}
+    start_epoch = 0
+    if cfg.resume:
+        start_epoch, history, best = load_checkpoint(Path(cfg.resume), model, optimizer, spec)
+
+    stopped_early = False
+    for epoch in range(start_epoch, cfg.epochs):
+        row = {"epoch": epoch + 1,
+               **train_one_epoch(model, images, data.train_rows, data.targets, optimizer, criterion, cfg, epoch),
+               **evaluate(model, images, data.val_rows, data.targets, criterion, cfg)}
+        history.append(row)
+        if cfg.progress:
+            print(f"epoch {row['epoch']:>3}/{cfg.epochs}  train loss {row['train_loss']:.4f}  "
+                  f"val loss {row['val_loss']:.4f}  val acc {row['val_accuracy']:.3f}  "
+                  f"{row['images'] / row['seconds']:.0f} img/s", flush=True)
+        if row["val_loss"] < best["val_loss"]:
+            best = {"val_loss": row["val_loss"], "epoch": epoch, "state": _cpu_state(model)}
+        if checkpoint_path is not None:
+            save_checkpoint(checkpoint_path, model, optimizer, epoch, history, best)
+        if cfg.patience and epoch - best["epoch"] >= cfg.patience:
+            stopped_early = True
+            break
+
+    if best["state"] is not None:
+        model.load_state_dict(best["state"])
+    frame = pd.DataFrame(history)
+    seconds = float(frame["seconds"].sum()) if len(frame) else 0.0
+    images_seen = float(frame["images"].sum()) if len(frame) else 0.0
+    return FitResult(model.cpu(), spec, data, frame, best["epoch"] + 1, seconds,
+                     images_seen / seconds if seconds else 0.0, stopped_early)
+
+
+def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+# ---------------------------------------------------------------- checkpoints (resume)
+
+def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int,
+                    history: list[dict], best: dict) -> None:
+    from .io import OutputSet
+
+    with OutputSet() as out:
+        torch.save({"epoch": epoch, "model": _cpu_state(model), "optimizer": optimizer.state_dict(),
+                    "history": history, "best_val_loss": best["val_loss"], "best_epoch": best["epoch"],
+                    "best_state": best["state"]}, out.path(path))
+
+
+def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                    spec: ModelSpec) -> tuple[int, list[dict], dict]:
+    """Restore a checkpoint; returns (next epoch, history so far, best so far)."""
+    if not path.is_file():
+        raise InputError(path, "checkpoint to resume from not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+    except Exception as exc:
+        raise InputError(path, f"not a checkpoint of this model ({type(exc).__name__}: {str(exc)[:200]})") from None
+    best = {"val_loss": state["best_val_loss"], "epoch": state["best_epoch"], "state": state["best_state"]}
+    return state["epoch"] + 1, list(state["history"]), best
+
+
+# ---------------------------------------------------------------- predictions
+
+def predict_probabilities(model: ResNet, images: np.ndarray, device: torch.device | str = "cpu",
+                          batch_size: int = 2048) -> np.ndarray:
+    """Softmax outputs of every image, (N, classes)."""
+    logits = predict_logits(inference_copy(model), images, None, torch.device(device), batch_size)
+    return torch.softmax(logits, 1).numpy()
+
+
+def predict_features(model: ResNet, images: np.ndarray, device: torch.device | str = "cpu",
+                     batch_size: int = 2048) -> np.ndarray:
+    """Penultimate-layer features of every image, (N, features)."""
+    return predict_logits(inference_copy(model), images, None, torch.device(device), batch_size, features=True).numpy()
+
+
+def predictions_frame(ann: pd.DataFrame, probs: np.ndarray, class_names: list[str], split: np.ndarray) -> pd.DataFrame:
+    """All input rows and columns + one `<class> output` column per class + `split`."""
+    from .evaluation import output_column
+
+    out = ann.copy()
+    for i, name in enumerate(class_names):
+        out[output_column(name)] = probs[:, i]
+    out["split"] = split
+    return out

@@ -1,0 +1,155 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from conftest import snapshot, write_set
+from helpers.bundle import load_bundle, predict_with_bundle
+from helpers.datasets import Pair, combine, open_image_set, split_by_class
+from helpers.errors import InputError, ParameterError
+from helpers.evaluation import output_column, split_right_wrong, wrong_mask
+from helpers.experiment import train_and_save
+from helpers.layout import Layout
+from helpers.models import ModelSpec, build_model
+from helpers.training import TrainConfig, fit, inference_copy, predict_probabilities
+
+FAST = dict(arch="resnet10", width=8, batch_size=32, progress=False)
+
+
+@pytest.fixture
+def demo_layout(tiny_demo, scheme, tmp_path):
+    layout = Layout(tiny_demo["data_dir"], tiny_demo["data_dir_n"], tmp_path / "runs", scheme)
+    combine(layout.default_sources, layout.combined, scheme, test_frac=0.2, seed=0)
+    split_by_class(layout.combined, scheme)
+    return layout
+
+
+def _pattern_set(tmp_path, n=240, seed=0):
+    """Class 1 images carry a bright centre spot: learnable in a few epochs."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n).astype(float)
+    images = rng.integers(0, 120, (n, 2, 9, 9)).astype(np.uint8)
+    images[labels == 1, 0, 3:6, 3:6] = 250
+    split = np.where(rng.random(n) < 0.2, "test", "train")
+    return write_set(tmp_path / "pattern", "pattern", images, labels, split=split)
+
+
+def test_training_reduces_loss_and_beats_chance(tmp_path, scheme):
+    pair = _pattern_set(tmp_path)
+    run = train_and_save(pair, scheme, TrainConfig(epochs=6, lr=3e-3, **FAST), tmp_path / "preds.csv", tmp_path / "model_perf.zip")
+    history = run.fit.history
+    assert history["train_loss"].iloc[-1] < 0.5 * history["train_loss"].iloc[0]
+    assert run.metrics["test"]["accuracy"] > 0.9 and run.metrics["test"]["roc_auc"] > 0.95
+    preds = pd.read_csv(tmp_path / "preds.csv")
+    assert list(preds.columns) == ["index", "annotation", "split", "non-parasite output", "parasite output"]
+    assert set(preds["split"]) == {"train", "val", "test"}
+    # test rows were never trained on: their split survives unchanged
+    source = pd.read_csv(pair.ann)
+    assert (preds["split"] == "test").sum() == (source["split"] == "test").sum()
+    np.testing.assert_allclose(preds[["non-parasite output", "parasite output"]].sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_same_seed_same_predictions(tmp_path, scheme):
+    pair = _pattern_set(tmp_path)
+    runs = [train_and_save(pair, scheme, TrainConfig(epochs=2, **FAST), tmp_path / f"p{i}.csv", tmp_path / f"m{i}.zip")
+            for i in range(2)]
+    a, b = (r.predictions["parasite output"].to_numpy() for r in runs)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_bundle_round_trip_and_channel_check(tmp_path, scheme):
+    pair = _pattern_set(tmp_path)
+    run = train_and_save(pair, scheme, TrainConfig(epochs=2, **FAST), tmp_path / "p.csv", tmp_path / "model_perf.zip")
+    bundle = load_bundle(tmp_path / "model_perf.zip")
+    assert bundle.spec.class_names == ["non-parasite", "parasite"] and bundle.spec.in_channels == 2
+    assert bundle.metrics["test"]["accuracy"] == run.metrics["test"]["accuracy"]
+    assert {"train_seconds", "train_images_per_second"} <= set(bundle.metrics)
+    assert str(pair.images) in bundle.params["inputs"] and "torch" in bundle.params["versions"]
+    images = np.load(pair.images)
+    probs = predict_with_bundle(bundle, images)
+    np.testing.assert_allclose(probs[:, 1], run.predictions["parasite output"], atol=1e-5)
+    with pytest.raises(InputError, match="3 channels but the model was trained on 2"):
+        predict_with_bundle(bundle, np.zeros((4, 3, 9, 9), np.uint8), "new.npy")
+
+
+def test_corrupt_or_foreign_bundle(tmp_path):
+    bad = tmp_path / "model_perf.zip"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(InputError, match="not a zip"):
+        load_bundle(bad)
+    import zipfile
+
+    with zipfile.ZipFile(bad, "w") as zf:
+        zf.writestr("something.txt", "hello")
+    with pytest.raises(InputError, match="not a model_perf bundle"):
+        load_bundle(bad)
+
+
+def test_resume_continues_from_saved_epoch(tmp_path, scheme):
+    pair = _pattern_set(tmp_path)
+    image_set = open_image_set(pair, scheme)
+    ckpt = tmp_path / "checkpoint.pt"
+    full = fit(image_set, scheme, TrainConfig(epochs=4, **FAST))
+    fit(image_set, scheme, TrainConfig(epochs=2, **FAST), checkpoint_path=ckpt)
+    resumed = fit(image_set, scheme, TrainConfig(epochs=4, resume=str(ckpt), **FAST))
+    assert resumed.history["epoch"].tolist() == [1, 2, 3, 4]
+    np.testing.assert_allclose(resumed.history["train_loss"], full.history["train_loss"], rtol=1e-4)
+
+
+def test_inference_copy_matches_the_eval_model():
+    torch.manual_seed(0)
+    model = build_model(ModelSpec("resnet18", 3, ["a", "b"], [0, 1], width=8)).eval()
+    for m in model.modules():  # non-trivial BN statistics
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5); m.running_var.uniform_(0.5, 2.0)
+    x = torch.rand(5, 3, 13, 13)
+    with torch.no_grad():
+        torch.testing.assert_close(inference_copy(model)(x), model(x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs,match", [({"arch": "resnet99"}, "'arch'"), ({"loss": "hinge"}, "'loss'"),
+                                          ({"width": 2}, "'width'"), ({"epochs": 0}, "'epochs'")])
+def test_bad_training_parameters(kwargs, match):
+    with pytest.raises(ParameterError, match=match):
+        TrainConfig(**kwargs)
+
+
+def test_one_class_or_no_rows_fails_before_writing(tmp_path, scheme):
+    rng = np.random.default_rng(0)
+    one = write_set(tmp_path / "one", "one", rng.integers(0, 255, (20, 2, 9, 9)).astype(np.uint8), np.zeros(20))
+    before = snapshot(tmp_path)
+    with pytest.raises(InputError, match="one class only"):
+        train_and_save(one, scheme, TrainConfig(epochs=1, **FAST), tmp_path / "out" / "p.csv", tmp_path / "out" / "m.zip")
+    none = write_set(tmp_path / "none", "none", rng.integers(0, 255, (5, 2, 9, 9)).astype(np.uint8), np.full(5, -1.0))
+    with pytest.raises(InputError, match="no rows to train on"):
+        train_and_save(none, scheme, TrainConfig(epochs=1, **FAST), tmp_path / "out" / "p.csv", tmp_path / "out" / "m.zip")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    assert set(snapshot(tmp_path)) - set(before) <= {str(none.images), str(none.ann)}
+
+
+def test_unlabeled_rows_are_predicted_not_trained(tmp_path, scheme):
+    pair = _pattern_set(tmp_path)
+    ann = pd.read_csv(pair.ann)
+    ann.loc[:19, "annotation"] = -0.8  # unsure relabeled as unlabeled
+    ann.to_csv(pair.ann, index=False)
+    run = fit(open_image_set(pair, scheme), scheme, TrainConfig(epochs=1, **FAST))
+    used = set(run.data.train_rows.tolist()) | set(run.data.val_rows.tolist())
+    assert used and not used & set(range(20))
+    assert (run.data.targets[:20] == -1).all()
+
+
+def test_right_wrong_partitions_each_class(demo_layout, scheme, tmp_path):
+    run = train_and_save(demo_layout.certain, scheme, TrainConfig(epochs=1, **FAST), tmp_path / "p.csv", tmp_path / "m.zip")
+    written = split_right_wrong(run.image_set, run.predictions, scheme,
+                                lambda c, w: demo_layout.right_wrong("s_b", c, w))
+    for name in scheme.certain_names:
+        rows, wrong = wrong_mask(run.predictions, name, scheme.ann_dict[name])
+        w = open_image_set(written[f"{name}_wrong"], allow_empty=True)
+        r = open_image_set(written[f"{name}_right"], allow_empty=True)
+        assert len(w) + len(r) == len(rows)
+        assert set(w.ann["image_id"]).isdisjoint(r.ann["image_id"])
+        assert set(w.ann["image_id"]) | set(r.ann["image_id"]) == set(run.predictions["image_id"].iloc[rows])
+        assert (w.ann[output_column(name)] < 0.5).all() and (r.ann[output_column(name)] >= 0.5).all()
+        if len(w):
+            first = run.predictions.index[run.predictions["image_id"] == w.ann["image_id"].iloc[0]][0]
+            np.testing.assert_array_equal(w.images[0], run.image_set.images[first])
