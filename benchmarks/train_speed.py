@@ -95,7 +95,7 @@ def reference_infer(images_path: Path, width: int, n: int) -> dict:
     return {"images_per_second": n / seconds, "seconds": seconds, "peak_rss_anon_mb": mem.peak / 2**20}
 
 
-def ours_infer(images_path: Path, width: int, n: int) -> dict:
+def ours_infer(images_path: Path, width: int, n: int, args_infer_batch: int = 512) -> dict:
     from helpers.models import ModelSpec, build_model
     from helpers.training import predict_probabilities
 
@@ -103,7 +103,7 @@ def ours_infer(images_path: Path, width: int, n: int) -> dict:
     images = np.load(images_path, mmap_mode="r")[:n]
     with PeakAnonSampler() as mem:
         start = time.perf_counter()
-        probs = predict_probabilities(model, images, "cpu", batch_size=1024)
+        probs = predict_probabilities(model, images, "cpu", batch_size=args_infer_batch)
         seconds = time.perf_counter() - start
     assert len(probs) == n
     return {"images_per_second": n / seconds, "seconds": seconds, "peak_rss_anon_mb": mem.peak / 2**20}
@@ -150,7 +150,7 @@ def main() -> None:
         ref = run_part("reference_infer", args, folder)
         print(json.dumps({**common, "what": "inference", "loop": "reference", "batch_size": 2048, "n": args.n_infer, **ref}), flush=True)
         ours = run_part("ours_infer", args, folder)
-        print(json.dumps({**common, "what": "inference", "loop": "ours", "batch_size": 1024, "n": args.n_infer, **ours,
+        print(json.dumps({**common, "what": "inference", "loop": "ours", "batch_size": 512, "n": args.n_infer, **ours,
                           "ratio_to_reference": round(ours["images_per_second"] / ref["images_per_second"], 2),
                           "memory_ratio": round(ours["peak_rss_anon_mb"] / ref["peak_rss_anon_mb"], 3)}), flush=True)
 

@@ -89,7 +89,7 @@ def load_bundle(path: str | Path) -> Bundle:
 
 
 def predict_with_bundle(bundle: Bundle, images: np.ndarray, images_path: str | Path = "images",
-                        device: str = "cpu", batch_size: int = 2048) -> np.ndarray:
+                        device: str = "cpu", batch_size: int = 512) -> np.ndarray:
     """Softmax outputs of a reloaded model on new images, after checking they fit the model."""
     from .training import predict_probabilities
 
