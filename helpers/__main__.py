@@ -19,10 +19,14 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--if-missing", action="store_true", help="do nothing when the demo data already exists")
 
-    run = sub.add_parser("run", help="run the pipeline's notebooks from a parameters YAML")
-    run.add_argument("params", type=Path)
+    run = sub.add_parser("run", help="run the pipeline's notebooks as a DAG from parameters YAML file(s)")
+    run.add_argument("params", type=Path, nargs="+", help="YAML files, later ones override earlier ones")
     run.add_argument("-p", "--parameter", action="append", default=[], metavar="KEY=VALUE",
                      help="override one parameter (value read as YAML); repeatable")
+    run.add_argument("--strategies", default=None, help="comma-separated strategies to run (default: all)")
+    run.add_argument("--jobs", type=int, default=2, help="steps run at once on this machine (default 2)")
+    run.add_argument("--scheduler", default=None, metavar="ADDRESS", help="run on this Dask scheduler")
+    run.add_argument("--force", action="store_true", help="rerun every step, even unchanged ones")
 
     args = parser.parse_args(argv)
     if args.command == "demo":
@@ -48,18 +52,30 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from .errors import InputError, ParameterError
-    from .runner import load_parameters, run, summary_table
+    from .runner import comparison_text, load_parameters, run, summary_table
 
+    def progress(result, done: int, total: int) -> None:
+        extra = result.headline or result.error
+        print(f"[{done}/{total}] {result.step}: {result.status} ({result.seconds:.1f}s){'  ' + extra if extra else ''}",
+              flush=True)
+
+    strategies = [s for s in args.strategies.split(",") if s] if args.strategies is not None else None
+    if args.jobs < 1:
+        print("error: --jobs must be at least 1", file=sys.stderr)
+        return 2
     try:
-        results = run(load_parameters(args.params, args.parameter))
+        results, plan = run(load_parameters(args.params, args.parameter), strategies, jobs=args.jobs,
+                            force=args.force, scheduler=args.scheduler, on_result=progress)
     except (ParameterError, InputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    print()
     print(summary_table(results))
-    ok = all(r.status == "ok" for r in results)
-    if ok:
-        print(f"reports: {results[-1].output.parent}")
-    return 0 if ok else 1
+    table = comparison_text(plan.metrics_dir)
+    if table and any(r.step == "06_compare" and r.succeeded for r in results):
+        print(f"\n{table}")
+    print(f"\nreports: {plan.reports_dir / 'index.html'}")
+    return 0 if all(r.succeeded for r in results) else 1
 
 
 if __name__ == "__main__":

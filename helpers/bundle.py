@@ -36,15 +36,15 @@ def package_versions() -> dict[str, str]:
 def write_bundle(path: Path, model: ResNet, spec: ModelSpec, params: dict[str, Any], history: pd.DataFrame,
                  metrics: dict[str, Any], figures: dict[str, Figure]) -> None:
     """Write the zip to `path` (callers pass a temp path of an OutputSet, so it appears atomically)."""
-    from .io import _json_default
+    from .io import to_json
 
     state = io.BytesIO()
     torch.save({k: v.cpu() for k, v in model.state_dict().items()}, state)
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("model.pt", state.getvalue())
         zf.writestr("model_spec.json", json.dumps(spec.to_dict(), indent=2))
-        zf.writestr("params.json", json.dumps({**params, "versions": package_versions()}, indent=2, default=_json_default))
-        zf.writestr("metrics.json", json.dumps(metrics, indent=2, default=_json_default))
+        zf.writestr("params.json", to_json({**params, "versions": package_versions()}))
+        zf.writestr("metrics.json", to_json(metrics))
         zf.writestr("loss_history.csv", history.to_csv(index=False))
         for name, fig in figures.items():
             png = io.BytesIO()

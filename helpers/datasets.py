@@ -177,22 +177,33 @@ def combine(
     *,
     test_frac: float | None = None,
     seed: int = 0,
+    origins: Sequence[str] | None = None,
+    allow_empty: bool = False,
 ) -> pd.DataFrame:
     """Concatenate image sets in order into `out`, streaming; returns the combined annotations.
 
     Rows keep their source order, extra columns are kept (missing ones left empty), every row
-    carries `image_id` and `source`. With `test_frac`, the `split` column is (re)assigned.
+    carries `image_id` and `source`. With `test_frac`, the `split` column is (re)assigned;
+    with `origins` (one tag per source), an `origin` column says which input a row came from.
+    `allow_empty` accepts sources with no rows (e.g. a baseline that got nothing wrong).
     """
     if not sources:
         raise InputError(out.images, "no sources given to combine")
-    sets = [open_image_set(p, scheme) for p in sources]  # validate everything before any work
+    if origins is not None and len(origins) != len(sources):
+        raise ValueError(f"{len(origins)} origins for {len(sources)} sources")
+    sets = [open_image_set(p, scheme, allow_empty) for p in sources]  # validate everything before any work
     check_compatible(sets)
-    ann = pd.concat([_traceable(s.ann, s.pair.images) for s in sets], ignore_index=True)
+    parts = [_traceable(s.ann, s.pair.images) for s in sets]
+    if origins is not None:  # which input each row came from, e.g. "unsure" / "wrong parasite"
+        parts = [p.assign(origin=tag) for p, tag in zip(parts, origins)]
+    ann = pd.concat(parts, ignore_index=True)
     ann.index = pd.RangeIndex(len(ann), name="index")
     duplicated = ann["image_id"].duplicated()
     if duplicated.any():
         raise InputError(sources[0].images, f"image_id {ann['image_id'][duplicated].iloc[0]!r} occurs twice; "
                          "give sources distinct file names")
+    if "is_gt" in ann.columns:  # rows without the flag carry ground-truth labels (seed 002)
+        ann["is_gt"] = ann["is_gt"].fillna(True).astype(bool)
     if test_frac is not None:
         ann["split"] = assign_test_split(ann, scheme, test_frac, seed)
     elif "split" in ann.columns:

@@ -21,3 +21,7 @@ class ParameterError(ValueError):
         self.problem = problem
         prefix = f"{where}: " if where else ""
         super().__init__(f"{prefix}parameter {name!r}: {problem}")
+
+
+class NotTrainable(InputError):
+    """A valid image set that no classifier can be trained on (no rows, or one class only)."""

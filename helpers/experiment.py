@@ -16,7 +16,7 @@ from .datasets import ImageSet, Pair, open_image_set
 from .evaluation import classification_metrics, operating_thresholds, output_column
 from .io import OutputSet, file_checksum
 from .labels import POSITIVE_VALUE, LabelScheme, round_annotations
-from .training import FitResult, TrainConfig, fit, predict_probabilities, predictions_frame
+from .training import FitResult, TrainConfig, checkpoint_path, fit, predict_probabilities, predictions_frame
 
 
 @dataclass
@@ -51,8 +51,7 @@ def train_and_save(input_pair: Pair, scheme: LabelScheme, cfg: TrainConfig, pred
                    bundle_path: Path, params: dict[str, Any] | None = None,
                    precision_target: float = 0.95, recall_target: float = 0.95) -> RunOutputs:
     image_set = open_image_set(input_pair, scheme)  # raises before anything is written
-    checkpoint = bundle_path.with_name(bundle_path.stem.replace("model_perf", "checkpoint") + ".pt")
-    result = fit(image_set, scheme, cfg, checkpoint)
+    result = fit(image_set, scheme, cfg, checkpoint_path(bundle_path))
     probs = predict_probabilities(result.model, image_set.images, cfg.torch_device, cfg.eval_batch_size)
     predictions = predictions_frame(image_set.ann, probs, result.spec.class_names, result.data.split)
     metrics = {
@@ -103,15 +102,15 @@ def baseline_inputs(layout, which: str) -> dict[str, Pair]:
     return {name: pair for name, pair in inputs.items() if which in ("both", name)}
 
 
-def describe_inputs(inputs: dict[str, Pair], scheme: LabelScheme) -> pd.DataFrame:
-    """Rows per class and split of each run's input, checked before any training starts."""
+def describe_inputs(inputs: dict[str, Pair], scheme: LabelScheme, allow_empty: bool = False) -> pd.DataFrame:
+    """Rows per class and split of each input, checked before any training starts."""
     rows = []
     for name, pair in inputs.items():
-        s = open_image_set(pair, scheme)
+        s = open_image_set(pair, scheme, allow_empty)
         classes = pd.Series(round_annotations(s.ann["annotation"])).map(scheme.name_of)
         rows.append({"run": name, "images": pair.images.name, "rows": len(s),
                      "shape": "x".join(map(str, s.image_shape)), **classes.value_counts().to_dict(),
-                     "test rows": int((s.ann.get("split") == "test").sum())})
+                     "test rows": int((s.ann["split"] == "test").sum()) if "split" in s.ann.columns else 0})
     table = pd.DataFrame(rows).set_index("run")
     return table.fillna(0).astype({c: int for c in table.columns if c in scheme.names})
 
@@ -158,3 +157,80 @@ def test_threshold_table(run: RunOutputs, scheme: LabelScheme, thresholds=None) 
     rows = (preds["split"] == "test").to_numpy() & np.isin(rounded, [0, 1])
     return threshold_table(rounded[rows] == POSITIVE_VALUE, preds[output_column(scheme.positive)].to_numpy()[rows],
                            thresholds)
+
+
+# ---------------------------------------------------------------- steps that may not apply
+
+@dataclass
+class SkippedRun:
+    """A run that cannot apply (e.g. a differentiator whose inputs hold one class only)."""
+
+    reason: str
+    status: str = "not applicable"
+
+
+def train_step(input_pair: Pair, scheme: LabelScheme, cfg: TrainConfig, predictions_path: Path, bundle_path: Path,
+               params: dict[str, Any] | None = None, upstream: Any = None,
+               precision_target: float = 0.95, recall_target: float = 0.95) -> "RunOutputs | SkippedRun":
+    """train_and_save, or a SkippedRun saying plainly why not (stale outputs of this step are removed).
+
+    `upstream` is whatever the previous step returned; a SkippedRun there skips this step too.
+    """
+    from .errors import NotTrainable
+
+    if isinstance(upstream, SkippedRun):
+        skipped = SkippedRun(f"upstream step not applicable: {upstream.reason}")
+    else:
+        try:
+            return train_and_save(input_pair, scheme, cfg, predictions_path, bundle_path, params,
+                                  precision_target, recall_target)
+        except NotTrainable as exc:
+            skipped = SkippedRun(str(exc))
+    for stale in (predictions_path, bundle_path):
+        stale.unlink(missing_ok=True)
+    print(f"NOT APPLICABLE: {skipped.reason}")
+    return skipped
+
+
+def message_figure(text: str) -> Figure:
+    fig = Figure(figsize=(7, 1.2))
+    ax = fig.subplots()
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, fontsize=10)
+    return fig
+
+
+def loss_figure(run: "RunOutputs | SkippedRun", title: str = "Loss per epoch") -> Figure:
+    if isinstance(run, SkippedRun):
+        return message_figure(f"Not applicable: {run.reason}")
+    return plots.loss_curves(run.fit.history, title=title)
+
+
+def confusion_figure(run: "RunOutputs | SkippedRun", title: str = "Confusion matrix") -> Figure:
+    if isinstance(run, SkippedRun):
+        return message_figure(f"Not applicable: {run.reason}")
+    return plots.confusion_matrices({"val": run.metrics["val"], "test": run.metrics["test"]}, title=title)
+
+
+def score_by_origin(run: "RunOutputs | SkippedRun", scheme: LabelScheme, title: str = "") -> Figure:
+    """The positive output of a differentiator, one histogram per input (unsure, wrong ...)."""
+    if isinstance(run, SkippedRun):
+        return message_figure(f"Not applicable: {run.reason}")
+    group = run.predictions["origin"] if "origin" in run.predictions.columns else pd.Series("all", index=run.predictions.index)
+    return plots.score_histograms(run.predictions, output_column(scheme.positive), group,
+                                  title=title or f"{output_column(scheme.positive)} by input")
+
+
+def step_metrics(step: str, run: "RunOutputs | SkippedRun", **extra: Any) -> dict[str, Any]:
+    """What a training step writes to its metrics.json, applicable or not."""
+    if isinstance(run, SkippedRun):
+        return {"step": step, "status": run.status, "reason": run.reason, **extra}
+    return {"step": step, **headline(run), "metrics": {k: run.metrics[k] for k in ("val", "test", "rows", "classes")},
+            **extra}
+
+
+def read_step_status(path: Path) -> dict[str, Any]:
+    """A step's metrics.json, or a status saying it has not run."""
+    import json
+
+    return json.loads(path.read_text()) if path.is_file() else {"status": "missing", "reason": f"{path} not found"}

@@ -86,7 +86,7 @@ class OutputSet:
 
     def json(self, data: Any, final: str | Path) -> Path:
         tmp, final = self._reserve(final)
-        tmp.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
+        tmp.write_text(to_json(data) + "\n")
         return final
 
     def path(self, final: str | Path) -> Path:
@@ -125,6 +125,22 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _finite(obj: Any) -> Any:
+    """NaN and infinities become null: JSON has no such numbers."""
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def to_json(data: Any) -> str:
+    """Strict JSON (NaN -> null) with numpy scalars, arrays and paths converted."""
+    return json.dumps(_finite(json.loads(json.dumps(data, default=_json_default))), indent=2, allow_nan=False)
 
 
 def write_json(data: Any, path: str | Path) -> Path:

@@ -8,6 +8,7 @@ malformed parameter with an error naming it, and returns a `Config` with the der
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from .errors import ParameterError
@@ -77,6 +78,22 @@ def _as_is(value: Any) -> Any:
     return value
 
 
+def _strategy(value: Any) -> str:
+    from .strategies import STRATEGIES
+
+    return _choice(*STRATEGIES)(value)
+
+
+def _strategy_list(value: Any) -> list[str]:
+    from .strategies import STRATEGIES
+
+    names = _str_list(value)
+    unknown = [n for n in names if n not in STRATEGIES]
+    if unknown or len(set(names)) != len(names):
+        raise ValueError(f"must be distinct names from {sorted(STRATEGIES)}, got {value!r}")
+    return names
+
+
 def _ann_dict(value: Any) -> dict:
     return dict(LabelScheme.from_dict(value).ann_dict)
 
@@ -104,6 +121,12 @@ SPECS: dict[str, tuple[Check, str]] = {
     "patience": (_as_is, "early stopping after this many epochs without a better val loss; 0 = off"),
     "device": (_as_is, "auto (CUDA when present), cpu or cuda[:N]"),
     "resume": (_bool, "continue each run from its checkpoint.pt when one exists"),
+    "strategy": (_strategy, "which strategy a 04/05 run is: s_1a, s_1b, s_2a, s_2b, s_3a, s_3b"),
+    "strategies": (_strategy_list, "the strategies to run and compare"),
+    "relabel_thresh": (_float(0.0, 1.0, hi_open=True), "unsures with differentiator parasite output above this become parasite"),
+    "truth_path": (_opt_str, "CSV of hidden true classes by image_id (demo only); '' = none"),
+    "primary_metric": (_choice("roc_auc", "accuracy", "f1"), "test metric that decides the best strategy"),
+    "n_bootstrap": (_int(0, 100_000), "bootstrap resamples of the test rows for confidence intervals"),
     "precision_target": (_float(0.0, 1.0), "seed-003 threshold: lowest score with precision >= this"),
     "recall_target": (_float(0.0, 1.0), "seed-003 threshold: highest score with recall >= this"),
 }
@@ -117,6 +140,10 @@ NOTEBOOK_PARAMETERS: dict[str, tuple[str, ...]] = {
     "02_split": (*DIRS, "seed", "n_examples"),
     "03_baselines_SA_SB": (*DIRS, "which", *TRAIN_PARAMETERS, "resume", "precision_target", "recall_target",
                            "n_examples"),
+    "04_differentiator": (*DIRS, "strategy", *TRAIN_PARAMETERS, "resume", "precision_target", "recall_target"),
+    "05_relabel_and_classify": (*DIRS, "strategy", "relabel_thresh", *TRAIN_PARAMETERS, "resume",
+                                "precision_target", "recall_target"),
+    "06_compare": (*DIRS, "strategies", "relabel_thresh", "truth_path", "primary_metric", "n_bootstrap", "seed"),
 }
 
 
@@ -134,13 +161,18 @@ class Config:
         self.layout = Layout.from_params(self.values["data_dir"], self.values["data_dir_n"],
                                          self.values["data_dir_base"], self.scheme)
 
-    def train_config(self, run_name: str = "", resume_from: str = "") -> "TrainConfig":
-        """The training parameters as a checked TrainConfig (errors name the parameter)."""
-        from .training import TrainConfig
+    def train_config(self, run_name: str = "", bundle_path: "Path | None" = None) -> "TrainConfig":
+        """The training parameters as a checked TrainConfig (errors name the parameter).
+
+        With `resume` on, a run continues from the checkpoint beside its bundle when one exists.
+        """
+        from .training import TrainConfig, checkpoint_path
 
         values = {k: self.values[k] for k in TRAIN_PARAMETERS if k in self.values}
+        checkpoint = checkpoint_path(bundle_path) if bundle_path is not None else None
+        resume = str(checkpoint) if self.values.get("resume") and checkpoint and checkpoint.is_file() else ""
         try:
-            return TrainConfig(**values, run_name=run_name, resume=resume_from)
+            return TrainConfig(**values, run_name=run_name, resume=resume)
         except ParameterError as exc:
             raise ParameterError(exc.name, exc.problem, where=self.notebook) from None
         except TypeError as exc:

@@ -24,7 +24,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from tqdm import tqdm
 
 from .datasets import ImageSet
-from .errors import InputError, ParameterError
+from .errors import InputError, NotTrainable, ParameterError
 from .labels import LabelScheme, round_annotations
 from .models import ARCHS, ModelSpec, ResNet, build_model
 
@@ -110,11 +110,11 @@ def prepare_training_data(image_set: ImageSet, scheme: LabelScheme, val_frac: fl
     split_in = ann["split"].astype(str).to_numpy() if "split" in ann.columns else np.full(len(ann), "train")
     trainable = np.flatnonzero((rounded >= 0) & (split_in != "test"))
     if len(trainable) == 0:
-        raise InputError(image_set.pair.ann, "no rows to train on (every row is test, unlabeled or negative-valued)")
+        raise NotTrainable(image_set.pair.ann, "no rows to train on (every row is test, unlabeled or negative-valued)")
     class_values = sorted(set(rounded[trainable].tolist()))
     if len(class_values) < 2:
-        raise InputError(image_set.pair.ann, f"the training rows have one class only ({scheme.name_of(class_values[0])}); "
-                                             "a classifier needs at least two")
+        raise NotTrainable(image_set.pair.ann, f"the training rows have one class only ({scheme.name_of(class_values[0])}); "
+                                               "a classifier needs at least two")
     index_of = {v: i for i, v in enumerate(class_values)}
     targets = np.full(len(ann), -1, np.int64)
     targets[trainable] = [index_of[v] for v in rounded[trainable]]
@@ -313,6 +313,12 @@ def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 # ---------------------------------------------------------------- checkpoints (resume)
+
+def checkpoint_path(bundle_path: Path) -> Path:
+    """`s_1a/model_perf_diff.zip` -> `s_1a/checkpoint_diff.pt`: the last epoch of that run."""
+    bundle_path = Path(bundle_path)
+    return bundle_path.with_name(bundle_path.stem.replace("model_perf", "checkpoint") + ".pt")
+
 
 def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int,
                     history: list[dict], best: dict) -> None:

@@ -1,0 +1,203 @@
+"""Which strategy gives the best classifier: SA, SB and every strategy scored on the same test rows,
+with bootstrap confidence intervals, and (demo only) against the hidden truth."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+
+from .datasets import read_annotations
+from .evaluation import operating_thresholds, output_column
+from .experiment import read_step_status
+from .labels import POSITIVE_VALUE, LabelScheme, round_annotations
+from .layout import Layout
+from .relabel import relabel_accuracy
+from .steps import step_name
+
+BASELINES = ("s_a", "s_b")
+
+
+@dataclass
+class RunRecord:
+    name: str
+    status: str
+    reason: str = ""
+    predictions: pd.DataFrame | None = None  # the final classifier's predictions
+    relabeled: pd.DataFrame | None = None  # strategies only
+    extra: dict = field(default_factory=dict)
+
+
+def collect_runs(layout: Layout, strategies: list[str], relabel_thresh: float) -> dict[str, RunRecord]:
+    """The baselines' and each strategy's final predictions, or why a run has none."""
+    records: dict[str, RunRecord] = {}
+    for name in BASELINES:
+        path = layout.predictions(name)
+        records[name] = (RunRecord(name, "ok", predictions=read_annotations(path)) if path.is_file()
+                         else RunRecord(name, "missing", f"{path} not found"))
+    for name in strategies:
+        status = read_step_status(layout.metrics(step_name("05_relabel_and_classify", name)))
+        if status["status"] != "ok":
+            records[name] = RunRecord(name, status["status"], status.get("reason", ""))
+            continue
+        relabeled_path = layout.relabeled(name, relabel_thresh)
+        records[name] = RunRecord(name, "ok", predictions=read_annotations(layout.predictions(name, "cl")),
+                                  relabeled=read_annotations(relabeled_path) if relabeled_path.is_file() else None)
+    return records
+
+
+def test_rows(layout: Layout) -> pd.DataFrame:
+    """The shared test rows (image_id, annotated value) from the combined annotations."""
+    ann = read_annotations(layout.combined.ann)
+    test = ann[ann["split"] == "test"]
+    return pd.DataFrame({"image_id": test["image_id"].to_numpy(),
+                         "value": round_annotations(test["annotation"])})
+
+
+def _metric(name: str, is_pos: np.ndarray, score: np.ndarray, pred_pos: np.ndarray) -> float:
+    if name == "roc_auc":
+        return float(roc_auc_score(is_pos, score)) if 0 < is_pos.sum() < len(is_pos) else float("nan")
+    if name == "f1":
+        return float(f1_score(is_pos, pred_pos, zero_division=0))
+    return float(accuracy_score(is_pos, pred_pos))
+
+
+def aligned_scores(record: RunRecord, test: pd.DataFrame, scheme: LabelScheme) -> tuple[np.ndarray, np.ndarray]:
+    """Positive score and predicted-positive flag of a run on the test rows, in `test` order.
+
+    The comparison is binary (positive or not), so a 3-class model's 'unsure' answer counts as
+    "not positive": predicted positive means the positive class has the largest output.
+    """
+    preds = record.predictions.set_index("image_id").loc[test["image_id"]]
+    outputs = [c for c in preds.columns if c.endswith(" output")]
+    argmax = np.asarray(outputs)[preds[outputs].to_numpy().argmax(axis=1)]
+    return preds[output_column(scheme.positive)].to_numpy(), argmax == output_column(scheme.positive)
+
+
+def bootstrap(metric: str, is_pos: np.ndarray, scores: dict[str, tuple[np.ndarray, np.ndarray]],
+              n: int, seed: int) -> dict[str, np.ndarray]:
+    """The metric of every run on the same `n` resamples of the test rows (paired)."""
+    rng = np.random.default_rng(seed)
+    samples = {name: np.empty(n) for name in scores}
+    for b in range(n):
+        idx = rng.integers(0, len(is_pos), len(is_pos))
+        for name, (score, pred) in scores.items():
+            samples[name][b] = _metric(metric, is_pos[idx], score[idx], pred[idx])
+    return samples
+
+
+def comparison_table(records: dict[str, RunRecord], layout: Layout, truth: pd.DataFrame | None,
+                     primary: str = "roc_auc", n_bootstrap: int = 1000, seed: int = 0) -> tuple[pd.DataFrame, dict]:
+    """One row per run: test metrics on the shared rows, CI of the primary metric, truth scores."""
+    scheme = layout.scheme
+    test = test_rows(layout)
+    is_pos = test["value"].to_numpy() == POSITIVE_VALUE
+    truth_pos = None
+    if truth is not None:
+        truth_class = truth.set_index("image_id")["truth"].reindex(test["image_id"]).to_numpy()
+        truth_pos = truth_class == scheme.positive
+    scores = {name: aligned_scores(r, test, scheme) for name, r in records.items() if r.status == "ok"}
+    samples = bootstrap(primary, is_pos, scores, n_bootstrap, seed) if n_bootstrap else {}
+    rows = []
+    for name, record in records.items():
+        row: dict[str, Any] = {"run": name, "status": record.status}
+        if record.status != "ok":
+            row["reason"] = record.reason
+            rows.append(row)
+            continue
+        score, pred = scores[name]
+        row.update({
+            "test rows": len(test),
+            "accuracy": _metric("accuracy", is_pos, score, pred),
+            f"{scheme.positive} precision": float((is_pos & pred).sum() / max(pred.sum(), 1)),
+            f"{scheme.positive} recall": float((is_pos & pred).sum() / max(is_pos.sum(), 1)),
+            f"{scheme.positive} F1": _metric("f1", is_pos, score, pred),
+            "ROC AUC": _metric("roc_auc", is_pos, score, pred),
+        })
+        row.update({k: v for k, v in operating_thresholds(is_pos, score).items() if k.endswith("threshold")})
+        if name in samples:
+            lo, hi = np.nanpercentile(samples[name], [2.5, 97.5])
+            row[f"{primary} CI low"], row[f"{primary} CI high"] = float(lo), float(hi)
+        if truth_pos is not None:
+            row["accuracy vs truth"] = float((pred == truth_pos).mean())
+            row["ROC AUC vs truth"] = _metric("roc_auc", truth_pos, score, pred)
+            if record.relabeled is not None:
+                row["unsure relabel accuracy vs truth"] = relabel_accuracy(record.relabeled, truth, scheme)
+                row["unsures relabeled positive"] = int((record.relabeled["annotation"] == POSITIVE_VALUE).sum())
+        rows.append(row)
+    table = pd.DataFrame(rows).set_index("run")
+    return table, verdict(table, samples, primary)
+
+
+PRIMARY_COLUMN = {"roc_auc": "ROC AUC", "accuracy": "accuracy", "f1": None}
+
+
+def verdict(table: pd.DataFrame, samples: dict[str, np.ndarray], primary: str) -> dict:
+    """The best run by the primary metric, and its margin over the runner-up and the best baseline,
+    with paired bootstrap 95% intervals of the differences."""
+    column = PRIMARY_COLUMN[primary] or next(c for c in table.columns if c.endswith(" F1"))
+    ok = table[table["status"] == "ok"]
+    if ok.empty:
+        return {"best": None, "text": "No run produced predictions to compare."}
+    ranked = ok[column].sort_values(ascending=False)
+    best = ranked.index[0]
+    out: dict[str, Any] = {"primary_metric": primary, "best": best, "best_value": float(ranked.iloc[0])}
+    parts = [f"Best by test {column}: {best} ({ranked.iloc[0]:.3f}"]
+    if f"{primary} CI low" in ok.columns:
+        parts[0] += f", 95% CI {ok.loc[best, f'{primary} CI low']:.3f}-{ok.loc[best, f'{primary} CI high']:.3f}"
+    parts[0] += ")."
+    comparisons = []
+    if len(ranked) > 1:
+        comparisons.append(("runner-up", ranked.index[1]))
+    baselines = [b for b in BASELINES if b in ok.index and b != best]
+    if baselines:
+        comparisons.append(("best baseline", max(baselines, key=lambda b: ok.loc[b, column])))
+    for label, other in comparisons:
+        diff = float(ranked.loc[best] - ok.loc[other, column])
+        entry = {"run": other, "difference": diff}
+        text = f"{diff:+.3f} over the {label} {other}"
+        if best in samples and other in samples:
+            lo, hi = np.nanpercentile(samples[best] - samples[other], [2.5, 97.5])
+            entry["ci"] = [float(lo), float(hi)]
+            text += f" (paired bootstrap 95% CI {lo:+.3f} to {hi:+.3f}{'; not significant' if lo <= 0 <= hi else ''})"
+        out[label.replace(" ", "_")] = entry
+        parts.append(text + ".")
+    out["text"] = " ".join(parts)
+    return out
+
+
+def comparison_chart(table: pd.DataFrame, primary: str) -> Figure:
+    """The primary metric of every run with its bootstrap interval; runs that did not apply are labelled."""
+    column = PRIMARY_COLUMN[primary] or next(c for c in table.columns if c.endswith(" F1"))
+    fig = Figure(figsize=(max(5, 0.8 * len(table) + 2), 3.4), layout="constrained")
+    ax = fig.subplots()
+    names = list(table.index)
+    ok = table["status"] == "ok"
+    values = table[column].where(ok).astype(float).fillna(0) if column in table else pd.Series(0.0, index=table.index)
+    colors = ["C1" if n.startswith("s_") and n[2].isdigit() else "C0" for n in names]
+    ax.bar(names, values, color=colors)
+    if f"{primary} CI low" in table:
+        lo, hi = table[f"{primary} CI low"].astype(float), table[f"{primary} CI high"].astype(float)
+        ax.errorbar(names, values, yerr=[np.maximum(values - lo.fillna(values), 0), np.maximum(hi.fillna(values) - values, 0)],
+                    fmt="none", color="black", capsize=3)
+    for i, n in enumerate(names):
+        if not ok[n]:
+            ax.text(i, 0.02, table.loc[n, "status"], rotation=90, ha="center", va="bottom", fontsize=8)
+    finite = values[ok & (values > 0)]
+    ax.set_ylim(max(0.0, float(finite.min()) - 0.1) if len(finite) else 0, 1.0)
+    ax.set(ylabel=f"test {column}", title=f"Test {column} per run (baselines blue, strategies orange; 95% bootstrap CI)")
+    return fig
+
+
+def read_truth(path: str) -> pd.DataFrame | None:
+    """The hidden truth CSV when the path is set and exists (demo data), else None."""
+    if not path:
+        return None
+    from .layout import resolve
+
+    resolved = resolve(path)
+    return pd.read_csv(resolved) if Path(resolved).is_file() else None

@@ -1,0 +1,48 @@
+"""Relabeling the unsure images from a differentiator's predictions."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .errors import InputError
+from .evaluation import output_column
+from .labels import NEGATIVE_VALUE, POSITIVE_VALUE, LabelScheme
+
+
+def relabel_unsure(unsure_ann: pd.DataFrame, diff_predictions: pd.DataFrame, scheme: LabelScheme,
+                   thresh: float, predictions_path: str = "predictions") -> pd.DataFrame:
+    """Unsure rows whose positive output is > thresh become positive (1), the rest negative (0).
+
+    Rows are matched on `image_id`; the result has the unsure file's rows and columns, the new
+    `annotation`, `relabel_score` (the differentiator's positive output) and `is_gt` = False
+    (a pseudo-label, seed 002).
+    """
+    score_col = output_column(scheme.positive)
+    if score_col not in diff_predictions.columns:
+        raise InputError(predictions_path, f"no {score_col!r} column: the differentiator did not learn the positive class")
+    scores = diff_predictions.set_index("image_id")[score_col]
+    missing = ~unsure_ann["image_id"].isin(scores.index)
+    if missing.any():
+        raise InputError(predictions_path, f"{int(missing.sum())} unsure image(s) have no prediction "
+                                           f"(first: {unsure_ann['image_id'][missing].iloc[0]})")
+    out = unsure_ann.copy()
+    out["relabel_score"] = scores.loc[out["image_id"]].to_numpy()
+    out["annotation"] = np.where(out["relabel_score"] > thresh, float(POSITIVE_VALUE), float(NEGATIVE_VALUE))
+    out["is_gt"] = False
+    return out
+
+
+def relabel_sweep(scores: np.ndarray, thresholds=None) -> pd.DataFrame:
+    """How many unsures would become positive / negative at each threshold."""
+    thresholds = np.round(np.arange(0.05, 1.0, 0.05), 2) if thresholds is None else np.asarray(thresholds)
+    positive = np.array([(scores > t).sum() for t in thresholds])
+    return pd.DataFrame({"threshold": thresholds, "to positive": positive, "to negative": len(scores) - positive,
+                         "share positive": positive / max(len(scores), 1)}).set_index("threshold")
+
+
+def relabel_accuracy(relabeled: pd.DataFrame, truth: pd.DataFrame, scheme: LabelScheme) -> float:
+    """Share of relabeled unsures whose new label matches the hidden truth (demo data only)."""
+    true_class = truth.set_index("image_id")["truth"].reindex(relabeled["image_id"]).to_numpy()
+    new_class = np.where(relabeled["annotation"].to_numpy() == POSITIVE_VALUE, scheme.positive, scheme.negative)
+    known = pd.notna(true_class)
+    return float((new_class[known] == true_class[known]).mean()) if known.any() else float("nan")
