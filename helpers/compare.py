@@ -44,7 +44,7 @@ def collect_runs(layout: Layout, strategies: list[str], relabel_thresh: float) -
         if status["status"] != "ok":
             records[name] = RunRecord(name, status["status"], status.get("reason", ""))
             continue
-        relabeled_path = layout.relabeled(name, relabel_thresh)
+        relabeled_path = layout.relabeled(name, status.get("relabel_thresh", relabel_thresh))  # the one 05 used
         records[name] = RunRecord(name, "ok", predictions=read_annotations(layout.predictions(name, "cl")),
                                   relabeled=read_annotations(relabeled_path) if relabeled_path.is_file() else None)
     return records

@@ -47,6 +47,11 @@ class Step:
     deps: tuple[str, ...] = ()
     inputs: tuple[str, ...] = ()  # files read from outside the DAG (the sources of 01)
     fingerprint: str = ""
+    required: tuple[str, ...] | None = None  # deps that must succeed (default: all); 06 shows failed strategies
+
+    @property
+    def must_succeed(self) -> tuple[str, ...]:
+        return self.deps if self.required is None else self.required
 
 
 @dataclass
@@ -143,6 +148,11 @@ def plan(params: dict[str, Any], strategies: list[str] | None = None) -> Plan:
             raise ParameterError(key, f"unknown parameter{hint}; the pipeline takes {sorted(known | set(STRUCTURAL_KEYS))}")
     per_notebook = _checked_section(params.get("per_notebook"), "per_notebook", set(notebooks), "notebook")
     per_strategy = _checked_section(params.get("per_strategy"), "per_strategy", set(STRATEGIES), "strategy")
+    strategy_keys = {k for nb in STRATEGY_NOTEBOOKS for k in NOTEBOOK_PARAMETERS[nb]} - {"strategy"}
+    for name, section in per_strategy.items():
+        for key in section:
+            if key not in strategy_keys:
+                raise ParameterError(key, f"unknown parameter in per_strategy.{name}; 04/05 take {sorted(strategy_keys)}")
     chosen = strategies if strategies is not None else params.get("strategies", list(STRATEGIES))
     chosen = check_parameters("06_compare", {**notebook_defaults("06_compare"), "strategies": chosen}).strategies
 
@@ -153,7 +163,7 @@ def plan(params: dict[str, Any], strategies: list[str] | None = None) -> Plan:
                   **{k: v for k, v in base.items() if k in NOTEBOOK_PARAMETERS[notebook]},
                   **per_notebook.get(notebook, {})}
         if strategy:
-            values.update(per_strategy.get(strategy, {}))
+            values.update({k: v for k, v in per_strategy.get(strategy, {}).items() if k in NOTEBOOK_PARAMETERS[notebook]})
             values["strategy"] = strategy
         if notebook == "06_compare":
             values["strategies"] = chosen
@@ -169,7 +179,8 @@ def plan(params: dict[str, Any], strategies: list[str] | None = None) -> Plan:
         steps.append(Step(diff, "04_differentiator", step_params("04_differentiator", s), ("03_baselines_SA_SB",)))
         steps.append(Step(cl, "05_relabel_and_classify", step_params("05_relabel_and_classify", s), (diff,)))
         finals.append(cl)
-    steps.append(Step("06_compare", "06_compare", step_params("06_compare"), ("03_baselines_SA_SB", *finals)))
+    steps.append(Step("06_compare", "06_compare", step_params("06_compare"), ("03_baselines_SA_SB", *finals),
+                      required=("03_baselines_SA_SB",)))
 
     cfg = check_parameters("01_combine", steps[0].parameters)
     steps[0].inputs = tuple(str(p) for pair in cfg.layout.sources(cfg.sources) for p in pair)
@@ -242,9 +253,10 @@ def render_html(notebook_path: Path) -> tuple[Path, Path]:
 
 def run_step(step: Step, reports_dir: Path, metrics_dir: Path, threads: int, deps: list[StepResult]) -> StepResult:
     """Execute one step unless a dependency failed; retried once on failure."""
-    failed = [d.step for d in deps if not d.succeeded]
+    failed = [d.step for d in deps if not d.succeeded and d.step in step.must_succeed]
     if failed:
         return StepResult(step.name, "not run", error=f"dependency failed: {', '.join(failed)}")
+    (metrics_dir / f"{step.name}.json").unlink(missing_ok=True)  # a failed run must not leave old results behind
     result = StepResult(step.name, "failed")
     for attempt in (1, 2):
         result = execute(step, reports_dir, threads)
@@ -378,20 +390,27 @@ def read_headline(metrics_path: Path) -> tuple[str, str]:
     status = m.get("status", "ok")
     if status != "ok":
         return status, f"{status}: {m.get('reason', '')}"[:200]
+    try:
+        return status, _headline(m)
+    except (KeyError, TypeError, ValueError):  # a headline is a courtesy: never fail a run over one
+        return status, ""
+
+
+def _headline(m: dict) -> str:
     step = m.get("step", "")
     if step == "01_combine":
-        return status, f"{m['rows']} images, {m['per_split'].get('test', 0)} test"
+        return f"{m['rows']} images, {m['per_split'].get('test', 0)} test"
     if step == "02_split":
-        return status, f"{len(m['sets'])} sets written"
+        return f"{len(m['sets'])} sets written"
     if step == "03_baselines_SA_SB":
-        return status, "; ".join(f"{k} test acc {v['test_accuracy']:.3f}" for k, v in m["runs"].items())
+        return "; ".join(f"{k} test acc {v['test_accuracy']:.3f}" for k, v in m["runs"].items())
     if step == "06_compare":
-        return status, m["verdict"].get("text", "")[:300]
+        return m["verdict"].get("text", "")[:300]
     if step == "04_differentiator":  # its test rows are only the wrong sets' few: not a score to read
-        return status, f"val acc {m['val_accuracy']:.3f} on {m['metrics']['rows']['val']} rows"
+        return f"val acc {m['val_accuracy']:.3f} on {m['metrics']['rows']['val']} rows"
     if "test_accuracy" in m:
-        return status, f"val acc {m['val_accuracy']:.3f}, test acc {m['test_accuracy'] or float('nan'):.3f}"
-    return status, ""
+        return f"val acc {m['val_accuracy']:.3f}, test acc {m['test_accuracy'] or float('nan'):.3f}"
+    return ""
 
 
 def write_index(the_plan: Plan, results: list[StepResult]) -> Path:

@@ -1,39 +1,108 @@
+import json
+from pathlib import Path
+
 import pytest
 
+import helpers.runner as runner
 from helpers.__main__ import main
 from helpers.errors import ParameterError
-from helpers.runner import load_parameters, plan
+from helpers.runner import StepResult, load_parameters, plan, run
 
 
-def _yaml(tmp_path, text):
-    path = tmp_path / "params.yaml"
+def _yaml(tmp_path, text, name="params.yaml"):
+    path = tmp_path / name
     path.write_text(text)
     return path
 
 
+def _dirs(tmp_path):
+    return {"data_dir": str(tmp_path / "d"), "data_dir_n": str(tmp_path / "n"), "data_dir_base": str(tmp_path / "runs")}
+
+
 def test_unknown_key_is_rejected_before_anything_runs(tmp_path):
-    params = load_parameters(_yaml(tmp_path, "data_dir: x\nepochz: 3\n"))
     with pytest.raises(ParameterError, match="'epochz': unknown parameter"):
-        plan(params)
+        plan(load_parameters(_yaml(tmp_path, "data_dir: x\nepochz: 3\n")))
+    with pytest.raises(ParameterError, match="set per step"):
+        plan({"strategy": "s_1a"})
+    with pytest.raises(ParameterError, match="unknown notebook '07_nope'"):
+        plan({"per_notebook": {"07_nope": {"epochs": 1}}})
+    with pytest.raises(ParameterError, match="unknown strategy 's_9x'"):
+        plan({"per_strategy": {"s_9x": {"epochs": 1}}})
 
 
 def test_malformed_value_is_rejected_with_its_name(tmp_path):
-    params = load_parameters(_yaml(tmp_path, "test_frac: 2\n"))
     with pytest.raises(ParameterError, match="01_combine: parameter 'test_frac'"):
-        plan(params)
+        plan({"test_frac": 2})
+    with pytest.raises(ParameterError, match="04_differentiator: parameter 'loss'"):
+        plan({"per_strategy": {"s_2b": {"loss": "hinge"}}})
+    with pytest.raises(ParameterError, match="'strategies'"):
+        plan({"strategies": ["s_1a", "s_7q"]})
 
 
-def test_overrides_are_read_as_yaml(tmp_path):
-    params = load_parameters(_yaml(tmp_path, "seed: 1\n"), ["seed=4", "sources=[a.npy]"])
-    assert params == {"seed": 4, "sources": ["a.npy"]}
+def test_layering_files_sections_and_overrides(tmp_path):
+    base = _yaml(tmp_path, "epochs: 5\nper_strategy: {s_1a: {epochs: 7}}\n", "a.yaml")
+    extra = _yaml(tmp_path, "seed: 3\nper_strategy: {s_1a: {lr: 0.01}}\nper_notebook: {03_baselines_SA_SB: {epochs: 9}}\n", "b.yaml")
+    params = load_parameters([base, extra], ["width=8", "strategies=[s_1a, s_3b]"])
+    steps = {s.name: s for s in plan(params).steps}
+    assert set(steps) == {"01_combine", "02_split", "03_baselines_SA_SB", "04_differentiator_s_1a",
+                          "05_relabel_and_classify_s_1a", "04_differentiator_s_3b", "05_relabel_and_classify_s_3b",
+                          "06_compare"}
+    assert steps["03_baselines_SA_SB"].parameters["epochs"] == 9
+    expected = {"epochs": 7, "lr": 0.01, "width": 8, "seed": 3, "strategy": "s_1a"}
+    assert {k: steps["04_differentiator_s_1a"].parameters[k] for k in expected} == expected
+    assert steps["04_differentiator_s_3b"].parameters["epochs"] == 5
+    assert steps["06_compare"].parameters["strategies"] == ["s_1a", "s_3b"]
+    assert "epochs" not in steps["01_combine"].parameters
 
 
-def test_cli_runs_demo_and_pipeline(tmp_path, capsys):
-    assert main(["demo", str(tmp_path / "d"), "--n-patient", "60", "--n-neg", "30", "--size", "9"]) == 0
-    params = _yaml(tmp_path, f"data_dir: {tmp_path}/d/patient\ndata_dir_n: {tmp_path}/d/neg\n"
-                             f"data_dir_base: {tmp_path}/runs\n")
-    assert main(["run", str(params)]) == 0
+def _fake_execute(fail: set[str], calls: list[str]):
+    def execute(step, reports_dir, threads=0):
+        calls.append(step.name)
+        if step.name in fail:
+            return StepResult(step.name, "failed", error="boom")
+        reports_dir.mkdir(parents=True, exist_ok=True)
+        (reports_dir / f"{step.name}.ipynb").write_text("{}")
+        metrics = Path(step.parameters["data_dir_base"]) / "metrics"
+        metrics.mkdir(parents=True, exist_ok=True)
+        (metrics / f"{step.name}.json").write_text(json.dumps({"step": step.notebook, "status": "ok"}))
+        return StepResult(step.name, "ok", report=str(reports_dir / f"{step.name}.ipynb"))
+    return execute
+
+
+def test_a_failing_step_stops_only_its_dependents_and_is_retried(tmp_path, monkeypatch):
+    calls: list[str] = []
+    monkeypatch.setattr(runner, "execute", _fake_execute({"04_differentiator_s_1b"}, calls))
+    results, _ = run({**_dirs(tmp_path), "strategies": ["s_1a", "s_1b", "s_2a"]}, jobs=2)
+    status = {r.step: r for r in results}
+    assert status["04_differentiator_s_1b"].status == "failed" and status["04_differentiator_s_1b"].attempts == 2
+    assert calls.count("04_differentiator_s_1b") == 2
+    assert status["05_relabel_and_classify_s_1b"].status == "not run"
+    for s in ("s_1a", "s_2a"):
+        assert status[f"05_relabel_and_classify_{s}"].status == "ok"
+    assert status["06_compare"].status == "ok"  # the comparison still runs and shows the failed strategy
+    index = (tmp_path / "runs" / "reports" / "index.html").read_text()
+    assert "04_differentiator_s_1b" in index and "boom" in index
+
+
+def test_second_run_skips_every_unchanged_step(tmp_path, monkeypatch):
+    calls: list[str] = []
+    monkeypatch.setattr(runner, "execute", _fake_execute(set(), calls))
+    params = {**_dirs(tmp_path), "strategies": ["s_1a"]}
+    run(params)
+    first = len(calls)
+    results, _ = run(params)
+    assert len(calls) == first and {r.status for r in results} == {"unchanged"}
+    results, _ = run({**params, "per_strategy": {"s_1a": {"relabel_thresh": 0.8}}})
+    rerun = [r.step for r in results if r.status == "ok"]
+    assert rerun == ["05_relabel_and_classify_s_1a", "06_compare"]  # only what the change touches
+    results, _ = run(params, force=True)
+    assert {r.status for r in results} == {"ok"}
+
+
+def test_cli_exit_codes(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(runner, "execute", _fake_execute({"02_split"}, []))
+    params = _yaml(tmp_path, "".join(f"{k}: {v}\n" for k, v in _dirs(tmp_path).items()))
+    assert main(["run", str(params), "--strategies", "s_1a"]) == 1
     out = capsys.readouterr().out
-    assert "02_split" in out and "reports:" in out
-    assert (tmp_path / "runs" / "reports" / "02_split.ipynb").is_file()
-    assert main(["run", str(_yaml(tmp_path, "sedd: 1\n"))]) == 2
+    assert "02_split" in out and "failed" in out and "not run" in out and "index.html" in out
+    assert main(["run", str(_yaml(tmp_path, "sedd: 1\n", "bad.yaml"))]) == 2

@@ -1,0 +1,94 @@
+"""The whole DAG through the runner, with real notebooks on tiny data (the smoke parameters)."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import helpers.runner as runner
+from helpers.layout import PROJECT_ROOT
+from helpers.runner import load_parameters, run
+from notebook_runs import read_metrics, run_notebook
+
+SMOKE = PROJECT_ROOT / "parameters" / "smoke.yaml"
+
+
+def _params(tiny_demo, base, **extra):
+    return {**load_parameters(SMOKE), "data_dir": str(tiny_demo["data_dir"]), "data_dir_n": str(tiny_demo["data_dir_n"]),
+            "data_dir_base": str(base), "truth_path": str(tiny_demo["truth"]), **extra}
+
+
+def test_whole_dag_with_reports_then_a_second_run_skips_everything(tiny_demo, tmp_path, monkeypatch):
+    base = tmp_path / "runs"
+    results, the_plan = run(_params(tiny_demo, base), jobs=2)
+    assert len(results) == 16
+    assert all(r.status in ("ok", "not applicable") for r in results), [(r.step, r.status, r.error) for r in results]
+    reports = base / "reports"
+    for r in results:
+        stem = Path(r.report).stem
+        assert (reports / f"{stem}.html").is_file()
+        no_code = (reports / f"{stem}_nocode.html").read_text()
+        assert "check_parameters" not in no_code  # outputs only
+    assert "check_parameters" in (reports / "03_baselines_SA_SB.html").read_text()
+    index = (reports / "index.html").read_text()
+    assert all(r.step in index for r in results) and "06_compare_nocode.html" in index
+    compare = read_metrics(base, "06_compare")
+    runs = {row["run"]: row for row in compare["table"]}
+    assert set(runs) == {"s_a", "s_b", "s_1a", "s_1b", "s_2a", "s_2b", "s_3a", "s_3b"}
+    applied = [r for name, r in runs.items() if name.startswith("s_") and name[2].isdigit() and r["status"] == "ok"]
+    assert applied and all(0 <= r["unsure relabel accuracy vs truth"] <= 1 for r in applied)
+    assert compare["verdict"]["best"] in runs
+
+    monkeypatch.setattr(runner, "execute", lambda *a, **k: pytest.fail("an unchanged step was executed again"))
+    again, _ = run(_params(tiny_demo, base), jobs=2)
+    assert {r.status for r in again} == {"unchanged"}
+
+
+def test_dag_on_a_dask_local_cluster(tiny_demo, tmp_path):
+    from dask.distributed import LocalCluster
+
+    base = tmp_path / "runs"
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
+        results, _ = run(_params(tiny_demo, base), strategies=["s_2b"], scheduler=cluster.scheduler_address)
+    assert [r.step for r in results][-1] == "06_compare"
+    assert all(r.status in ("ok", "not applicable") for r in results), [(r.step, r.status, r.error) for r in results]
+    assert (base / "reports" / "05_relabel_and_classify_s_2b_nocode.html").is_file()
+
+
+def test_not_applicable_strategy_is_reported_and_the_run_goes_on(tiny_demo, tmp_path):
+    """SA gets no non-parasite wrong, so s_1a's differentiator would see one class only."""
+    from helpers.datasets import combine, open_image_set, split_by_class
+    from helpers.evaluation import split_right_wrong
+    from helpers.io import OutputSet
+    from helpers.labels import DEFAULT_ANN_DICT, LabelScheme
+    from helpers.layout import Layout
+
+    scheme = LabelScheme.from_dict(DEFAULT_ANN_DICT)
+    base = tmp_path / "runs"
+    layout = Layout(tiny_demo["data_dir"], tiny_demo["data_dir_n"], base, scheme)
+    combine(layout.default_sources, layout.combined, scheme, test_frac=0.2, seed=0)
+    split_by_class(layout.combined, scheme)
+    source = open_image_set(layout.combined, scheme)
+    preds = source.ann.copy()
+    rounded = np.rint(preds["annotation"]).astype(int)
+    preds["non-parasite output"] = np.where(rounded == 0, 1.0, 0.0)  # every non-parasite right
+    preds["parasite output"] = 1.0 - preds["non-parasite output"]
+    preds["unsure output"] = 0.0
+    with OutputSet() as out:
+        out.csv(preds, layout.predictions("s_a"))
+    split_right_wrong(source, preds, scheme, lambda c, w: layout.right_wrong("s_a", c, w))
+
+    dirs = dict(data_dir=str(tiny_demo["data_dir"]), data_dir_n=str(tiny_demo["data_dir_n"]), data_dir_base=str(base))
+    tiny = dict(arch="resnet10", width=8, epochs=1, batch_size=64)
+    run_notebook("04_differentiator", base / "reports", **dirs, **tiny, strategy="s_1a")
+    m04 = read_metrics(base, "04_differentiator_s_1a")
+    assert m04["status"] == "not applicable" and "one class" in m04["reason"]
+    assert not layout.predictions("s_1a", "diff").exists()
+    run_notebook("05_relabel_and_classify", base / "reports", **dirs, **tiny, strategy="s_1a")
+    assert read_metrics(base, "05_relabel_and_classify_s_1a")["status"] == "not applicable"
+    nb = run_notebook("06_compare", base / "reports", **dirs, strategies=["s_1a"], truth_path="", n_bootstrap=50)
+    rows = {r["run"]: r for r in read_metrics(base, "06_compare")["table"]}
+    assert rows["s_1a"]["status"] == "not applicable"
+    shown = json.dumps([c.get("outputs", []) for c in nb.cells])
+    assert "Best by test ROC AUC" in shown and "not applicable" in shown
