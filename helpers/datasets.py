@@ -179,6 +179,7 @@ def combine(
     seed: int = 0,
     origins: Sequence[str] | None = None,
     allow_empty: bool = False,
+    overrides: str | Path | None = None,
 ) -> pd.DataFrame:
     """Concatenate image sets in order into `out`, streaming; returns the combined annotations.
 
@@ -186,6 +187,8 @@ def combine(
     carries `image_id` and `source`. With `test_frac`, the `split` column is (re)assigned;
     with `origins` (one tag per source), an `origin` column says which input a row came from.
     `allow_empty` accepts sources with no rows (e.g. a baseline that got nothing wrong).
+    `overrides`, a label-override CSV (see helpers.review), is applied after the test split is
+    drawn, so corrections never reshuffle the shared test rows.
     """
     if not sources:
         raise InputError(out.images, "no sources given to combine")
@@ -210,6 +213,10 @@ def combine(
         ann["split"] = ann["split"].fillna("train")
     else:
         ann["split"] = "train"
+    if overrides is not None and Path(overrides).is_file():
+        from .review import apply_overrides
+
+        ann, _ = apply_overrides(ann, overrides, scheme)
     first = sets[0].images
     with OutputSet(inputs=[p for pair in sources for p in pair]) as outputs:
         writer = outputs.npy(out.images, (len(ann), *first.shape[1:]), first.dtype)

@@ -81,6 +81,10 @@ class Layout:
     def relabeled(self, run: str, thresh: float) -> Path:
         return self.run_dir(run) / f"unsure_relabeled_thresh_{thresh:g}.csv"
 
+    def overrides(self, overrides_path: str) -> Path | None:
+        """The label-override CSV, or None when the parameter is empty."""
+        return resolve(overrides_path) if overrides_path else None
+
     # bookkeeping
     @property
     def reports_dir(self) -> Path:

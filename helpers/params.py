@@ -107,6 +107,7 @@ SPECS: dict[str, tuple[Check, str]] = {
     "test_frac": (_float(0.0, 1.0, hi_open=True), "stratified share of certain images held out as split=test"),
     "seed": (_int(0), "random seed: same seed, same machine, same results"),
     "n_examples": (_int(0, 64), "example images shown per class"),
+    "overrides_path": (_opt_str, "label-override CSV written by the review widget; applied by 01 when present"),
     "which": (_choice("both", "s_a", "s_b"), "which baselines 03 trains"),
     "arch": (_as_is, "resnet10 / resnet18 (origin) / resnet34 / resnet50"),
     "width": (_as_is, "base channels: 64 = origin, 16 or 32 for fast runs"),
@@ -124,6 +125,10 @@ SPECS: dict[str, tuple[Check, str]] = {
     "strategy": (_strategy, "which strategy a 04/05 run is: s_1a, s_1b, s_2a, s_2b, s_3a, s_3b"),
     "strategies": (_strategy_list, "the strategies to run and compare"),
     "relabel_thresh": (_float(0.0, 1.0, hi_open=True), "unsures with differentiator parasite output above this become parasite"),
+    "run": (_str, "whose predictions 07 reviews: s_a, s_b or a strategy such as s_1a"),
+    "tag": (_choice("", "cl", "diff"), "with a strategy run: cl (final classifier) or diff (differentiator)"),
+    "per_page": (_int(1, 200), "images per page of the review grid"),
+    "rbc_per_ul": (_float(1.0, 1e9), "assumed red cells per microlitre, for false positives per µl"),
     "truth_path": (_opt_str, "CSV of hidden true classes by image_id (demo only); '' = none"),
     "primary_metric": (_choice("roc_auc", "accuracy", "f1"), "test metric that decides the best strategy"),
     "n_bootstrap": (_int(0, 100_000), "bootstrap resamples of the test rows for confidence intervals"),
@@ -136,7 +141,7 @@ TRAIN_PARAMETERS = ("arch", "width", "epochs", "batch_size", "lr", "val_frac", "
 DIRS = ("data_dir", "data_dir_n", "data_dir_base", "ann_dict")
 
 NOTEBOOK_PARAMETERS: dict[str, tuple[str, ...]] = {
-    "01_combine": (*DIRS, "sources", "test_frac", "seed", "n_examples"),
+    "01_combine": (*DIRS, "sources", "test_frac", "seed", "overrides_path", "n_examples"),
     "02_split": (*DIRS, "seed", "n_examples"),
     "03_baselines_SA_SB": (*DIRS, "which", *TRAIN_PARAMETERS, "resume", "precision_target", "recall_target",
                            "n_examples"),
@@ -144,6 +149,7 @@ NOTEBOOK_PARAMETERS: dict[str, tuple[str, ...]] = {
     "05_relabel_and_classify": (*DIRS, "strategy", "relabel_thresh", *TRAIN_PARAMETERS, "resume",
                                 "precision_target", "recall_target"),
     "06_compare": (*DIRS, "strategies", "relabel_thresh", "truth_path", "primary_metric", "n_bootstrap", "seed"),
+    "07_review": (*DIRS, "run", "tag", "overrides_path", "per_page", "rbc_per_ul", "seed"),
 }
 
 

@@ -169,3 +169,16 @@ def labelled_grid(images: np.ndarray, captions: list[str], title: str = "", n_co
         ax.axis("off")
     fig.suptitle(title)
     return fig
+
+
+def embedding_scatter(points: np.ndarray, labels: np.ndarray, order: list[str], title: str = "PCA of penultimate features") -> Figure:
+    """2-D embedding coloured by label."""
+    fig = Figure(figsize=(6, 5), layout="constrained")
+    ax = fig.subplots()
+    for name in order:
+        hit = labels == name
+        if hit.any():
+            ax.scatter(*points[hit].T, s=6, alpha=0.6, label=f"{name} ({int(hit.sum())})")
+    ax.legend(fontsize=8, markerscale=2)
+    ax.set(title=title, xticks=[], yticks=[])
+    return fig

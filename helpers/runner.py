@@ -35,6 +35,7 @@ from .params import NOTEBOOK_PARAMETERS, check_parameters
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 STRATEGY_NOTEBOOKS = ("04_differentiator", "05_relabel_and_classify")
+DAG_NOTEBOOKS = ("01_combine", "02_split", "03_baselines_SA_SB", *STRATEGY_NOTEBOOKS, "06_compare")  # 07 is interactive
 STRUCTURAL_KEYS = ("per_notebook", "per_strategy", "strategies")
 OK_STATUSES = ("ok", "not applicable", "unchanged")
 
@@ -140,7 +141,7 @@ def plan(params: dict[str, Any], strategies: list[str] | None = None) -> Plan:
     from .strategies import STRATEGIES
     from .steps import step_name
 
-    notebooks = list(NOTEBOOK_PARAMETERS)
+    notebooks = list(DAG_NOTEBOOKS)
     known = {n for nb in notebooks for n in NOTEBOOK_PARAMETERS[nb]} - {"strategy"}
     for key in params:
         if key not in known and key not in STRUCTURAL_KEYS:
@@ -184,6 +185,10 @@ def plan(params: dict[str, Any], strategies: list[str] | None = None) -> Plan:
 
     cfg = check_parameters("01_combine", steps[0].parameters)
     steps[0].inputs = tuple(str(p) for pair in cfg.layout.sources(cfg.sources) for p in pair)
+    if cfg.overrides_path:  # corrections from the review widget: a change reruns 01 and what follows
+        from .layout import resolve
+
+        steps[0].inputs += (str(resolve(cfg.overrides_path)),)
     _fingerprint(steps)
     return Plan(steps, cfg.layout.reports_dir, cfg.layout.data_dir_base / "metrics", chosen)
 

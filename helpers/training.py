@@ -108,7 +108,8 @@ def prepare_training_data(image_set: ImageSet, scheme: LabelScheme, val_frac: fl
     ann = image_set.ann
     rounded = round_annotations(ann["annotation"])
     split_in = ann["split"].astype(str).to_numpy() if "split" in ann.columns else np.full(len(ann), "train")
-    trainable = np.flatnonzero((rounded >= 0) & (split_in != "test"))
+    excluded = _flag(ann, "exclude")  # set in the review widget (seed 004): seen, but kept out of training
+    trainable = np.flatnonzero((rounded >= 0) & (split_in != "test") & ~excluded)
     if len(trainable) == 0:
         raise NotTrainable(image_set.pair.ann, "no rows to train on (every row is test, unlabeled or negative-valued)")
     class_values = sorted(set(rounded[trainable].tolist()))
@@ -118,13 +119,22 @@ def prepare_training_data(image_set: ImageSet, scheme: LabelScheme, val_frac: fl
     index_of = {v: i for i, v in enumerate(class_values)}
     targets = np.full(len(ann), -1, np.int64)
     targets[trainable] = [index_of[v] for v in rounded[trainable]]
-    counts = np.bincount(targets[trainable])
-    stratify = targets[trainable] if counts.min() >= 2 else None
-    train_rows, val_rows = train_test_split(trainable, test_size=val_frac, random_state=seed, stratify=stratify)
+    forced_val = trainable[_flag(ann, "validation")[trainable]]  # reserved for validation by a reviewer
+    pool = np.setdiff1d(trainable, forced_val)
+    counts = np.bincount(targets[pool]) if len(pool) else np.array([0])
+    stratify = targets[pool] if counts.min() >= 2 else None
+    train_rows, val_rows = train_test_split(pool, test_size=val_frac, random_state=seed, stratify=stratify)
+    val_rows = np.concatenate([val_rows, forced_val])
     split = np.where(split_in == "test", "test", "train").astype(object)
     split[val_rows] = "val"
     return TrainingData(class_values, [scheme.name_of(v) for v in class_values], targets,
                         np.sort(train_rows), np.sort(val_rows), split)
+
+
+def _flag(ann: pd.DataFrame, column: str) -> np.ndarray:
+    if column not in ann.columns:
+        return np.zeros(len(ann), bool)
+    return ann[column].astype(str).str.lower().isin(["true", "1", "1.0"]).to_numpy()
 
 
 def to_tensor(batch: np.ndarray, device: torch.device, channels_last: bool) -> torch.Tensor:

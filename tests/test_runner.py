@@ -106,3 +106,17 @@ def test_cli_exit_codes(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "02_split" in out and "failed" in out and "not run" in out and "index.html" in out
     assert main(["run", str(_yaml(tmp_path, "sedd: 1\n", "bad.yaml"))]) == 2
+
+
+def test_new_label_overrides_rerun_the_pipeline_from_01(tmp_path, monkeypatch):
+    calls: list[str] = []
+    monkeypatch.setattr(runner, "execute", _fake_execute(set(), calls))
+    params = {**_dirs(tmp_path), "strategies": ["s_1a"], "overrides_path": str(tmp_path / "overrides.csv")}
+    run(params)
+    from helpers.review import OverrideStore
+
+    OverrideStore(tmp_path / "overrides.csv").add(["patient_combined_images:3"], ["non-parasite"], "parasite")
+    results, _ = run(params)
+    assert results[0].step == "01_combine" and results[0].status == "ok"  # the corrections are picked up
+    results, _ = run(params)
+    assert {r.status for r in results} == {"unchanged"}

@@ -1,0 +1,306 @@
+"""ipywidgets for interactive review in JupyterLab. All decisions live in helpers.review; these
+classes only lay out controls and call it.
+
+    ReviewWidget      paged thumbnail grid: sort, filter, sample, select, relabel, flag, undo,
+                      "similar to selected"
+    EmbeddingView     2-D PCA/UMAP scatter of the features; click or lasso points to show them
+    ThresholdExplorer slider over a class's threshold: confusion matrix, seed-003 metrics, FP per µl
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import ipywidgets as W
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.image import imsave
+
+from . import review
+from .datasets import open_images, read_annotations
+from .errors import InputError
+from .evaluation import output_column
+from .labels import LabelScheme, round_annotations
+from .plots import composite, short_id, to_display
+
+
+def thumbnail_png(image: np.ndarray, channel: str = "composite", scale: int = 3) -> bytes:
+    """PNG bytes of one (C, H, W) image: false-colour composite or one channel in grey."""
+    if channel == "composite":
+        rgb = composite(image[None])[0]
+    else:
+        x = to_display(image[None])[0, int(channel)]
+        x = (x - x.min()) / max(float(x.max() - x.min()), 1e-6)
+        rgb = np.repeat(x[:, :, None], 3, axis=2)
+    rgb = np.kron(rgb, np.ones((scale, scale, 1)))
+    buf = io.BytesIO()
+    imsave(buf, np.clip(rgb, 0, 1), format="png")
+    return buf.getvalue()
+
+
+class ReviewWidget(W.VBox):
+    def __init__(self, predictions_path: str | Path, images_path: str | Path, scheme: LabelScheme,
+                 overrides_path: str | Path, features: np.ndarray | None = None, per_page: int = 24, seed: int = 0):
+        self.preds = read_annotations(predictions_path)
+        self.images = open_images(images_path)
+        if len(self.images) != len(self.preds):
+            raise InputError(predictions_path, f"{len(self.preds)} rows but {images_path} has {len(self.images)} images")
+        self.scheme, self.features, self.per_page = scheme, features, per_page
+        self.store = review.OverrideStore(overrides_path, source_file=str(predictions_path))
+        self.labels = review.label_names(self.preds, scheme)  # as shown; updated when relabeled here
+        self.selected: set[int] = set()
+        self.page_number = 0
+        classes = review.probabilities(self.preds)[1]
+        sorts = list(review.SORTS) + [c for c in ("label_quality",) if c in self.preds.columns]
+
+        self.sort = W.Dropdown(options=sorts, value="likely wrong", description="sort")
+        self.score_class = W.Dropdown(options=classes, value=scheme.positive if scheme.positive in classes else classes[-1],
+                                      description="class")
+        self.descending = W.Checkbox(value=True, description="descending")
+        self.label_filter = W.Dropdown(options=["all"] + scheme.names, value="all", description="label")
+        splits = ["all"] + sorted(self.preds["split"].dropna().unique().tolist()) if "split" in self.preds else ["all"]
+        self.split_filter = W.Dropdown(options=splits, value="all", description="split")
+        self.score_range = W.FloatRangeSlider(value=(0.0, 1.0), min=0, max=1, step=0.01, description="score")
+        self.seed = W.IntText(value=seed, description="seed", layout=W.Layout(width="160px"))
+        self.channel = W.Dropdown(options=["composite"] + [str(c) for c in range(self.images.shape[1])],
+                                  value="composite", description="channel")
+        self.sampler = W.Dropdown(options=review.SAMPLERS, value="max entropy", description="sample by")
+        sample_button = W.Button(description="sample a page", icon="random")
+        similar_button = W.Button(description="similar to selected", icon="search")
+        prev_button, next_button = W.Button(description="◀ prev"), W.Button(description="next ▶")
+        self.page_label = W.HTML()
+        label_buttons = [W.Button(description=f"→ {name}", tooltip=f"set label {name} (key {value})",
+                                  button_style="primary", layout=W.Layout(width="auto"))
+                         for name, value in scheme.ann_dict.items()]
+        for button, name in zip(label_buttons, scheme.names):
+            button.on_click(lambda _, name=name: self.relabel(name))
+        flag_buttons = [W.Button(description=f"flag {f}", layout=W.Layout(width="auto")) for f in ("validation", "exclude")]
+        for button, field in zip(flag_buttons, ("validation", "exclude")):
+            button.on_click(lambda _, field=field: self.flag(field))
+        undo_button = W.Button(description="undo", icon="undo", button_style="warning", layout=W.Layout(width="auto"))
+        clear_button = W.Button(description="clear selection", layout=W.Layout(width="auto"))
+        self.key = W.Text(placeholder="key: a class value, e.g. 1", description="key", continuous_update=True,
+                          layout=W.Layout(width="220px"))
+        self.status = W.HTML()
+        self.grid = W.GridBox(layout=W.Layout(grid_template_columns="repeat(auto-fill, 122px)", grid_gap="6px"))
+
+        for control in (self.sort, self.score_class, self.descending, self.label_filter, self.split_filter,
+                        self.score_range, self.seed, self.channel):
+            control.observe(lambda _: self.refresh(reset_page=True), names="value")
+        prev_button.on_click(lambda _: self.turn(-1))
+        next_button.on_click(lambda _: self.turn(+1))
+        sample_button.on_click(lambda _: self.sample())
+        similar_button.on_click(lambda _: self.similar())
+        undo_button.on_click(lambda _: self.undo())
+        clear_button.on_click(lambda _: self.clear_selection())
+        self.key.observe(self._on_key, names="value")
+
+        super().__init__([
+            W.HBox([self.sort, self.score_class, self.descending]),
+            W.HBox([self.label_filter, self.split_filter, self.score_range]),
+            W.HBox([self.channel, self.seed, self.sampler, sample_button, similar_button]),
+            W.HBox([prev_button, self.page_label, next_button]),
+            self.grid,
+            W.HBox(label_buttons + flag_buttons + [undo_button, clear_button, self.key],
+                   layout=W.Layout(flex_flow="row wrap")),
+            self.status,
+        ])
+        self.shown: np.ndarray = np.array([], int)
+        self.refresh(reset_page=True)
+
+    # -- what is shown
+    def ordered_rows(self) -> np.ndarray:
+        rows = review.order_rows(self.preds, self.scheme, self.sort.value, self.score_class.value,
+                                 self.descending.value, self.seed.value)
+        return review.filter_rows(self.preds, self.scheme, rows,
+                                  label=None if self.label_filter.value == "all" else self.label_filter.value,
+                                  split=None if self.split_filter.value == "all" else self.split_filter.value,
+                                  score_class=self.score_class.value, score_range=self.score_range.value)
+
+    def refresh(self, reset_page: bool = False) -> None:
+        self.rows = self.ordered_rows()
+        if reset_page:
+            self.page_number = 0
+        self.show(review.page(self.rows, self.page_number, self.per_page))
+        pages = max(1, -(-len(self.rows) // self.per_page))
+        self.page_label.value = f"&nbsp;page {self.page_number + 1} / {pages} · {len(self.rows)} images&nbsp;"
+
+    def turn(self, step: int) -> None:
+        pages = max(1, -(-len(self.rows) // self.per_page))
+        self.page_number = min(max(self.page_number + step, 0), pages - 1)
+        self.refresh()
+
+    def show(self, rows: np.ndarray, scores: np.ndarray | None = None) -> None:
+        """Put these rows in the grid (a page, a sample, or a similarity result)."""
+        self.shown = np.asarray(rows, int)
+        probs, names = review.probabilities(self.preds)
+        tiles = []
+        for i, row in enumerate(self.shown):
+            image = W.Image(value=thumbnail_png(np.asarray(self.images[row]), self.channel.value), format="png",
+                            layout=W.Layout(width="118px", height="118px"))
+            best = int(probs[row].argmax())
+            extra = f" sim {scores[i]:.2f}" if scores is not None else ""
+            caption = W.HTML(f"<div style='font-size:10px;line-height:1.2'>{short_id(self.preds['image_id'].iloc[row]) if 'image_id' in self.preds else row}"
+                             f"<br>label <b>{self.labels[row]}</b><br>pred {names[best]} {probs[row, best]:.2f}{extra}</div>")
+            toggle = W.ToggleButton(value=row in self.selected, description="select", layout=W.Layout(width="118px"))
+            toggle.observe(lambda change, row=row: self._toggle(row, change["new"]), names="value")
+            tiles.append(W.VBox([image, caption, toggle]))
+        self.grid.children = tiles
+
+    def _toggle(self, row: int, on: bool) -> None:
+        (self.selected.add if on else self.selected.discard)(row)
+        self.status.value = f"{len(self.selected)} selected"
+
+    def clear_selection(self) -> None:
+        self.selected.clear()
+        self.show(self.shown)
+        self.status.value = "selection cleared"
+
+    # -- actions
+    def relabel(self, name: str) -> None:
+        rows = sorted(self.selected)
+        if not rows:
+            self.status.value = "select images first"
+            return
+        ids = self.preds["image_id"].iloc[rows].tolist()
+        batch = self.store.add(ids, [self.labels[r] for r in rows], name, "label")
+        self.labels[rows] = name
+        self.selected.clear()
+        self.show(self.shown)
+        self.status.value = f"{len(rows)} image(s) relabeled {name} (action {batch}, saved to {self.store.path})"
+
+    def flag(self, field: str) -> None:
+        rows = sorted(self.selected)
+        if not rows:
+            self.status.value = "select images first"
+            return
+        batch = self.store.add(self.preds["image_id"].iloc[rows].tolist(), [False] * len(rows), True, field)
+        self.selected.clear()
+        self.show(self.shown)
+        self.status.value = f"{len(rows)} image(s) flagged {field} (action {batch})"
+
+    def undo(self) -> None:
+        undone = self.store.undo()
+        latest = self.store.latest()
+        self.labels = review.label_names(self.preds, self.scheme)
+        by_id = pd.Series(np.arange(len(self.preds)), index=self.preds["image_id"])
+        for _, row in latest[latest["field"] == "label"].iterrows():
+            if row["image_id"] in by_id.index:
+                self.labels[by_id[row["image_id"]]] = row["new"]
+        self.show(self.shown)
+        self.status.value = f"undid the last action ({undone} row(s))" if undone else "nothing to undo"
+
+    def _on_key(self, change) -> None:
+        text = change["new"].strip()
+        if not text:
+            return
+        names = {str(v): n for n, v in self.scheme.ann_dict.items()}
+        if text in names:
+            self.relabel(names[text])
+        self.key.value = ""
+
+    def sample(self) -> None:
+        rows = review.sample_for_review(self.preds, self.sampler.value, self.per_page, self.score_class.value,
+                                        self.features, candidates=self.rows, seed=self.seed.value)
+        self.show(rows)
+        self.status.value = f"sampled {len(rows)} by {self.sampler.value}"
+
+    def similar(self, k: int | None = None) -> None:
+        if self.features is None or not self.selected:
+            self.status.value = "select one image (features are needed: pass a model bundle)"
+            return
+        query = min(self.selected)
+        rows, scores = review.most_similar(self.features, query, k or self.per_page)
+        self.show(rows, scores)
+        self.status.value = f"the {len(rows) - 1} images most similar to {self.preds['image_id'].iloc[query]}"
+
+
+class EmbeddingView(W.VBox):
+    """A 2-D embedding of the features; click a point or draw a lasso to show images in `grid`."""
+
+    def __init__(self, features: np.ndarray, preds: pd.DataFrame, scheme: LabelScheme, grid: ReviewWidget,
+                 method: str = "pca", color_by: str = "label", seed: int = 0):
+        self.points = review.embed_2d(features, method, seed)
+        self.grid = grid
+        fig = Figure(figsize=(6, 5), layout="constrained")
+        ax = fig.subplots()
+        if color_by == "label":
+            labels = review.label_names(preds, scheme)
+            for name in scheme.names:
+                hit = labels == name
+                if hit.any():
+                    ax.scatter(*self.points[hit].T, s=6, alpha=0.6, label=name)
+            ax.legend(fontsize=8, markerscale=2)
+        else:
+            sc = ax.scatter(*self.points.T, s=6, c=preds[output_column(color_by)], cmap="viridis", vmin=0, vmax=1)
+            fig.colorbar(sc, ax=ax, label=f"{color_by} output")
+        ax.set(title=f"{method.upper()} of penultimate features", xticks=[], yticks=[])
+        self.figure, self.ax = fig, ax
+        self.info = W.HTML()
+        try:
+            from ipympl.backend_nbagg import Canvas, FigureManager
+            from matplotlib.widgets import LassoSelector
+
+            canvas = Canvas(fig)
+            FigureManager(canvas, 0)
+            canvas.header_visible = False
+            self._lasso = LassoSelector(ax, self._on_lasso)
+            canvas.mpl_connect("button_press_event", self._on_click)
+            view = canvas
+            self.info.value = "Draw a lasso around points, or click one, to show the images below."
+        except ImportError:  # static fallback without ipympl
+            view = W.Image(value=_figure_png(fig), format="png")
+            self.info.value = "Install ipympl for click and lasso selection."
+        super().__init__([view, self.info])
+
+    def _on_lasso(self, vertices) -> None:
+        rows = np.flatnonzero(review.in_polygon(self.points, np.asarray(vertices)))
+        self.grid.show(rows[: self.grid.per_page])
+        self.info.value = f"{len(rows)} point(s) selected; the first {min(len(rows), self.grid.per_page)} are shown"
+
+    def _on_click(self, event) -> None:
+        if event.inaxes is not self.ax or event.xdata is None:
+            return
+        nearest = int(np.argmin(((self.points - [event.xdata, event.ydata]) ** 2).sum(1)))
+        if self.grid.features is not None:
+            rows, scores = review.most_similar(self.grid.features, nearest, self.grid.per_page)
+            self.grid.show(rows, scores)
+        else:
+            self.grid.show(np.array([nearest]))
+        self.info.value = f"point {nearest} and its nearest neighbours"
+
+
+def _figure_png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    return buf.getvalue()
+
+
+class ThresholdExplorer(W.VBox):
+    """A slider over one class's threshold with its confusion matrix and seed-003 metrics, live."""
+
+    def __init__(self, preds: pd.DataFrame, scheme: LabelScheme, rows: np.ndarray | None = None,
+                 class_name: str | None = None, rbc_per_ul: float = 5e6):
+        class_name = class_name or scheme.positive
+        rows = np.arange(len(preds)) if rows is None else rows
+        rounded = round_annotations(preds["annotation"])[rows]
+        certain = np.isin(rounded, [0, 1])
+        self.is_pos = (rounded == scheme.ann_dict[class_name])[certain]
+        self.scores = preds[output_column(class_name)].to_numpy()[rows][certain]
+        self.rbc_per_ul, self.class_name = rbc_per_ul, class_name
+        self.slider = W.FloatSlider(value=0.5, min=0.01, max=0.99, step=0.01, description="threshold",
+                                    continuous_update=False, layout=W.Layout(width="500px"))
+        self.table = W.HTML()
+        self.slider.observe(lambda _: self.update(), names="value")
+        super().__init__([self.slider, self.table])
+        self.update()
+
+    def update(self) -> None:
+        s = review.threshold_summary(self.is_pos, self.scores, self.slider.value, self.rbc_per_ul)
+        cm = (f"<table style='border-collapse:collapse'><tr><td></td><th>pred {self.class_name}</th><th>pred other</th></tr>"
+              f"<tr><th>is {self.class_name}</th><td>{s['TP']}</td><td>{s['FN']}</td></tr>"
+              f"<tr><th>other</th><td>{s['FP']}</td><td>{s['TN']}</td></tr></table>")
+        metrics = " · ".join(f"{k} {s[k]:.3f}" for k in ("recall", "specificity", "precision", "npv", "f1", "mcc", "accuracy"))
+        self.table.value = (f"{cm}<p>{metrics}</p><p><b>false positives per µl</b> at {self.rbc_per_ul:.3g} red cells/µl: "
+                            f"{s['false positives per µl']:,.0f}</p>")

@@ -1,0 +1,77 @@
+"""The review widget driven as a user would, without a browser: its buttons' handlers run for real."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers.io import OutputSet
+from helpers.widgets import ReviewWidget, ThresholdExplorer
+
+
+@pytest.fixture
+def review_files(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 30
+    images = rng.integers(0, 255, (n, 4, 9, 9)).astype(np.uint8)
+    p = rng.random(n)
+    preds = pd.DataFrame({"annotation": rng.choice([0.0, 1.0, 2.0], n), "image_id": [f"src:{i}" for i in range(n)],
+                          "split": rng.choice(["train", "val", "test"], n),
+                          "non-parasite output": 1 - p, "parasite output": p}).rename_axis("index")
+    np.save(tmp_path / "images.npy", images)
+    with OutputSet() as out:
+        out.csv(preds, tmp_path / "preds.csv")
+    return tmp_path, rng.normal(size=(n, 6))
+
+
+def _button(widget, description):
+    return next(b for box in widget.children if hasattr(box, "children") for b in box.children
+                if getattr(b, "description", None) == description)
+
+
+def test_select_relabel_undo_through_the_buttons(review_files, scheme):
+    folder, features = review_files
+    w = ReviewWidget(folder / "preds.csv", folder / "images.npy", scheme, folder / "overrides.csv",
+                     features=features, per_page=8)
+    assert len(w.grid.children) == 8
+    first, second = w.grid.children[0], w.grid.children[1]
+    first.children[2].value = True  # the tile's "select" toggle
+    second.children[2].value = True
+    chosen = {int(w.shown[0]), int(w.shown[1])}
+    _button(w, "→ parasite").click()
+    table = pd.read_csv(folder / "overrides.csv")
+    assert set(table["image_id"]) == {f"src:{r}" for r in chosen} and set(table["new"]) == {"parasite"}
+    assert all(w.labels[r] == "parasite" for r in chosen) and not w.selected
+    w.grid.children[0].children[2].value = True
+    _button(w, "flag exclude").click()
+    assert len(pd.read_csv(folder / "overrides.csv")) == 3
+    _button(w, "undo").click()
+    _button(w, "undo").click()
+    assert len(pd.read_csv(folder / "overrides.csv")) == 0
+    assert w.labels.tolist() == [scheme.name_of(int(round(v))) for v in pd.read_csv(folder / "preds.csv")["annotation"]]
+
+
+def test_key_entry_sort_paging_and_similar(review_files, scheme):
+    folder, features = review_files
+    w = ReviewWidget(folder / "preds.csv", folder / "images.npy", scheme, folder / "overrides.csv",
+                     features=features, per_page=8)
+    w.sort.value = "score"
+    scores = pd.read_csv(folder / "preds.csv")["parasite output"].to_numpy()
+    assert int(w.shown[0]) == int(np.argmax(scores))
+    _button(w, "next ▶").click()
+    assert w.page_number == 1 and "page 2 / 4" in w.page_label.value
+    w.grid.children[0].children[2].value = True
+    query = int(w.shown[0])
+    _button(w, "similar to selected").click()
+    assert int(w.shown[0]) == query and len(w.shown) == 8
+    w.key.value = "1"  # typing a class value relabels the selection
+    assert pd.read_csv(folder / "overrides.csv")["new"].tolist() == ["parasite"]
+    w.split_filter.value = "test"
+    assert all(pd.read_csv(folder / "preds.csv")["split"].iloc[w.shown] == "test")
+
+
+def test_threshold_explorer_updates_live(review_files, scheme):
+    folder, _ = review_files
+    preds = pd.read_csv(folder / "preds.csv")
+    explorer = ThresholdExplorer(preds, scheme, rbc_per_ul=1e6)
+    before = explorer.table.value
+    explorer.slider.value = 0.9
+    assert explorer.table.value != before and "false positives per µl" in explorer.table.value
