@@ -53,9 +53,9 @@ def collect_runs(layout: Layout, strategies: list[str], relabel_thresh: float) -
 def test_rows(layout: Layout) -> pd.DataFrame:
     """The shared test rows (image_id, annotated value) from the combined annotations."""
     ann = read_annotations(layout.combined.ann)
-    test = ann[ann["split"] == "test"]
-    return pd.DataFrame({"image_id": test["image_id"].to_numpy(),
-                         "value": round_annotations(test["annotation"])})
+    values = round_annotations(ann["annotation"])
+    test = (ann["split"] == "test").to_numpy() & np.isin(values, [0, 1])  # scored on certain images only
+    return pd.DataFrame({"image_id": ann["image_id"].to_numpy()[test], "value": values[test]})
 
 
 def _metric(name: str, is_pos: np.ndarray, score: np.ndarray, pred_pos: np.ndarray) -> float:

@@ -217,6 +217,8 @@ def combine(
         from .review import apply_overrides
 
         ann, _ = apply_overrides(ann, overrides, scheme)
+        certain = np.isin(round_annotations(ann["annotation"]), [scheme.ann_dict[n] for n in scheme.certain_names])
+        ann.loc[(ann["split"] == "test").to_numpy() & ~certain, "split"] = "train"  # test rows are certain images
     first = sets[0].images
     with OutputSet(inputs=[p for pair in sources for p in pair]) as outputs:
         writer = outputs.npy(out.images, (len(ann), *first.shape[1:]), first.dtype)

@@ -193,11 +193,20 @@ def plan(params: dict[str, Any], strategies: list[str] | None = None) -> Plan:
     return Plan(steps, cfg.layout.reports_dir, cfg.layout.data_dir_base / "metrics", chosen)
 
 
+def code_hash() -> str:
+    """Hash of the helpers package's sources: a change in the code reruns the steps."""
+    h = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(path.name.encode() + path.read_bytes())
+    return h.hexdigest()
+
+
 def _fingerprint(steps: list[Step]) -> None:
-    """Hash of the notebook, its parameters, its outside inputs (size, mtime) and its upstream hashes."""
+    """Hash of the code, the notebook, its parameters, its outside inputs (size, mtime) and its upstream hashes."""
     by_name = {s.name: s for s in steps}
+    code = code_hash()
     for step in steps:  # steps are in dependency order
-        h = hashlib.sha256()
+        h = hashlib.sha256(code.encode())
         h.update((NOTEBOOK_DIR / f"{step.notebook}.ipynb").read_bytes())
         h.update(json.dumps(step.parameters, sort_keys=True, default=str).encode())
         for path in step.inputs:

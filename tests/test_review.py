@@ -150,3 +150,15 @@ def test_threshold_summary_false_positives_per_microlitre():
 def test_lasso_polygon():
     points = np.array([[0.5, 0.5], [2, 2], [0.1, 0.9]])
     assert in_polygon(points, np.array([[0, 0], [1, 0], [1, 1], [0, 1]])).tolist() == [True, False, True]
+
+
+def test_a_test_row_relabeled_unsure_leaves_the_test_split(tiny_demo, scheme, tmp_path):
+    layout = Layout(tiny_demo["data_dir"], tiny_demo["data_dir_n"], tmp_path / "runs", scheme)
+    before = combine(layout.default_sources, layout.combined, scheme, test_frac=0.2, seed=0)
+    test_id = before.loc[before["split"] == "test", "image_id"].iloc[0]
+    store = OverrideStore(tmp_path / "overrides.csv")
+    store.add([test_id], ["x"], "unsure")
+    after = combine(layout.default_sources, layout.combined, scheme, test_frac=0.2, seed=0, overrides=store.path)
+    row = after.set_index("image_id").loc[test_id]
+    assert row["annotation"] == 2.0 and row["split"] == "train"
+    assert (after["split"] == "test").sum() == (before["split"] == "test").sum() - 1

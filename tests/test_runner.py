@@ -120,3 +120,13 @@ def test_new_label_overrides_rerun_the_pipeline_from_01(tmp_path, monkeypatch):
     assert results[0].step == "01_combine" and results[0].status == "ok"  # the corrections are picked up
     results, _ = run(params)
     assert {r.status for r in results} == {"unchanged"}
+
+
+def test_a_change_in_the_helpers_code_reruns_the_steps(tmp_path, monkeypatch):
+    calls: list[str] = []
+    monkeypatch.setattr(runner, "execute", _fake_execute(set(), calls))
+    params = {**_dirs(tmp_path), "strategies": ["s_1a"]}
+    run(params)
+    monkeypatch.setattr(runner, "code_hash", lambda: "edited")
+    results, _ = run(params)
+    assert {r.status for r in results} == {"ok"}
