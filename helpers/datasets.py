@@ -355,7 +355,7 @@ def summarize(ann: pd.DataFrame, scheme: LabelScheme) -> dict:
     }
 
 
-def describe_outputs(written: Mapping[str, Pair], scheme: LabelScheme) -> pd.DataFrame:
+def describe_outputs(written: Mapping[str, Pair]) -> pd.DataFrame:
     """One row per written set: files, rows, annotation values, test rows."""
     rows = []
     for name, pair in written.items():

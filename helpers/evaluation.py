@@ -1,7 +1,6 @@
 """Scoring predictions: scikit-learn metrics, threshold sweeps, and the seed's right/wrong split."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np

@@ -80,8 +80,6 @@ class ReviewWidget(W.VBox):
             button.on_click(lambda _, field=field: self.flag(field))
         undo_button = W.Button(description="undo", icon="undo", button_style="warning", layout=W.Layout(width="auto"))
         clear_button = W.Button(description="clear selection", layout=W.Layout(width="auto"))
-        self.key = W.Text(placeholder="key: a class value, e.g. 1", description="key", continuous_update=True,
-                          layout=W.Layout(width="220px"))
         self.status = W.HTML()
         self.grid = W.GridBox(layout=W.Layout(grid_template_columns="repeat(auto-fill, 122px)", grid_gap="6px"))
 
@@ -94,7 +92,6 @@ class ReviewWidget(W.VBox):
         similar_button.on_click(lambda _: self.similar())
         undo_button.on_click(lambda _: self.undo())
         clear_button.on_click(lambda _: self.clear_selection())
-        self.key.observe(self._on_key, names="value")
 
         super().__init__([
             W.HBox([self.sort, self.score_class, self.descending]),
@@ -102,12 +99,17 @@ class ReviewWidget(W.VBox):
             W.HBox([self.channel, self.seed, self.sampler, sample_button, similar_button]),
             W.HBox([prev_button, self.page_label, next_button]),
             self.grid,
-            W.HBox(label_buttons + flag_buttons + [undo_button, clear_button, self.key],
-                   layout=W.Layout(flex_flow="row wrap")),
+            W.HBox(label_buttons + flag_buttons + [undo_button, clear_button], layout=W.Layout(flex_flow="row wrap")),
             self.status,
+            W.HTML("<small>Keys (mouse over the widget): a class value relabels the selection "
+                   f"({', '.join(f'{v} {n}' for n, v in scheme.ann_dict.items())}), ← / → turn pages, u undoes.</small>"),
         ])
         self.shown: np.ndarray = np.array([], int)
         self.refresh(reset_page=True)
+        from ipyevents import Event  # keyboard shortcuts: DOM key events of this widget
+
+        self._keys = Event(source=self, watched_events=["keydown"], prevent_default_action=True)
+        self._keys.on_dom_event(self.on_key)
 
     # -- what is shown
     def ordered_rows(self) -> np.ndarray:
@@ -191,14 +193,18 @@ class ReviewWidget(W.VBox):
         self.show(self.shown)
         self.status.value = f"undid the last action ({undone} row(s))" if undone else "nothing to undo"
 
-    def _on_key(self, change) -> None:
-        text = change["new"].strip()
-        if not text:
-            return
-        names = {str(v): n for n, v in self.scheme.ann_dict.items()}
-        if text in names:
-            self.relabel(names[text])
-        self.key.value = ""
+    def on_key(self, event: dict) -> None:
+        """A key pressed over the widget: class value -> relabel, arrows -> page, u -> undo."""
+        key = str(event.get("key", ""))
+        by_value = {str(v): n for n, v in self.scheme.ann_dict.items()}
+        if key in by_value:
+            self.relabel(by_value[key])
+        elif key == "ArrowRight":
+            self.turn(+1)
+        elif key == "ArrowLeft":
+            self.turn(-1)
+        elif key.lower() == "u":
+            self.undo()
 
     def sample(self) -> None:
         rows = review.sample_for_review(self.preds, self.sampler.value, self.per_page, self.score_class.value,

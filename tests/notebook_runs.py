@@ -14,6 +14,8 @@ NOTEBOOKS = PROJECT_ROOT / "notebooks"
 
 def run_notebook(name: str, out_dir: Path, **parameters) -> nbformat.NotebookNode:
     out_dir.mkdir(parents=True, exist_ok=True)
+    if name in ("01_combine", "07_review"):  # never the developer's own demo corrections
+        parameters.setdefault("overrides_path", str(out_dir / "overrides.csv"))
     return pm.execute_notebook(str(NOTEBOOKS / f"{name}.ipynb"), str(out_dir / f"{name}.ipynb"),
                                parameters=parameters, kernel_name="python3", progress_bar=False,
                                cwd=str(NOTEBOOKS))

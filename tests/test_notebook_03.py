@@ -1,4 +1,3 @@
-import json
 import zipfile
 
 import pandas as pd

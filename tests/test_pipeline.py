@@ -3,7 +3,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 import helpers.runner as runner
@@ -16,7 +15,8 @@ SMOKE = PROJECT_ROOT / "parameters" / "smoke.yaml"
 
 def _params(tiny_demo, base, **extra):
     return {**load_parameters(SMOKE), "data_dir": str(tiny_demo["data_dir"]), "data_dir_n": str(tiny_demo["data_dir_n"]),
-            "data_dir_base": str(base), "truth_path": str(tiny_demo["truth"]), **extra}
+            "data_dir_base": str(base), "truth_path": str(tiny_demo["truth"]),
+            "overrides_path": str(base / "overrides.csv"), **extra}
 
 
 def test_whole_dag_with_reports_then_a_second_run_skips_everything(tiny_demo, tmp_path, monkeypatch):

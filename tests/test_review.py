@@ -6,7 +6,7 @@ from conftest import write_set
 from helpers.datasets import combine, open_image_set, read_annotations
 from helpers.errors import InputError
 from helpers.layout import Layout
-from helpers.review import (OverrideStore, apply_overrides, badge, filter_rows, in_polygon, most_similar, order_rows,
+from helpers.review import (OverrideStore, badge, filter_rows, in_polygon, most_similar, order_rows,
                             page, sample_for_review, threshold_summary)
 from helpers.training import prepare_training_data
 

@@ -5,13 +5,13 @@ import torch
 
 from conftest import snapshot, write_set
 from helpers.bundle import load_bundle, predict_with_bundle
-from helpers.datasets import Pair, combine, open_image_set, split_by_class
+from helpers.datasets import combine, open_image_set, split_by_class
 from helpers.errors import InputError, ParameterError
 from helpers.evaluation import output_column, split_right_wrong, wrong_mask
 from helpers.experiment import train_and_save
 from helpers.layout import Layout
 from helpers.models import ModelSpec, build_model
-from helpers.training import TrainConfig, fit, inference_copy, predict_probabilities
+from helpers.training import TrainConfig, fit, inference_copy
 
 FAST = dict(arch="resnet10", width=8, batch_size=32, progress=False)
 

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from helpers.io import OutputSet
-from helpers.widgets import ReviewWidget, ThresholdExplorer
+from helpers.widgets import EmbeddingView, ReviewWidget, ThresholdExplorer
 
 
 @pytest.fixture
@@ -62,8 +62,12 @@ def test_key_entry_sort_paging_and_similar(review_files, scheme):
     query = int(w.shown[0])
     _button(w, "similar to selected").click()
     assert int(w.shown[0]) == query and len(w.shown) == 8
-    w.key.value = "1"  # typing a class value relabels the selection
+    w.on_key({"type": "keydown", "key": "1"})  # a class value relabels the selection
     assert pd.read_csv(folder / "overrides.csv")["new"].tolist() == ["parasite"]
+    w.on_key({"type": "keydown", "key": "u"})
+    assert len(pd.read_csv(folder / "overrides.csv")) == 0
+    w.on_key({"type": "keydown", "key": "ArrowLeft"})
+    assert w.page_number == 0
     w.split_filter.value = "test"
     assert all(pd.read_csv(folder / "preds.csv")["split"].iloc[w.shown] == "test")
 
@@ -75,3 +79,20 @@ def test_threshold_explorer_updates_live(review_files, scheme):
     before = explorer.table.value
     explorer.slider.value = 0.9
     assert explorer.table.value != before and "false positives per µl" in explorer.table.value
+
+
+def test_embedding_lasso_and_click_show_images_in_the_grid(review_files, scheme):
+    folder, features = review_files
+    preds = pd.read_csv(folder / "preds.csv")
+    w = ReviewWidget(folder / "preds.csv", folder / "images.npy", scheme, folder / "overrides.csv",
+                     features=features, per_page=8)
+    view = EmbeddingView(features, preds, scheme, w)
+    lo, hi = view.points.min(0) - 1, view.points.max(0) + 1
+    view._on_lasso([(lo[0], lo[1]), (hi[0], lo[1]), (hi[0], hi[1]), (lo[0], hi[1])])  # a lasso around everything
+    assert len(w.shown) == 8 and "30 point(s)" in view.info.value
+
+    class Click:
+        inaxes, xdata, ydata = view.ax, *view.points[5]
+
+    view._on_click(Click)
+    assert int(w.shown[0]) == 5  # the clicked point first, then its nearest neighbours
