@@ -93,6 +93,17 @@ def operating_thresholds(is_positive: np.ndarray, scores: np.ndarray, precision_
     }
 
 
+def certain_scores(predictions: pd.DataFrame, scheme: LabelScheme, rows: np.ndarray | None = None,
+                   class_name: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(is the class, its output) for the certain rows (rounded 0 or 1) among `rows` (default: all)."""
+    class_name = class_name or scheme.positive
+    rows = np.arange(len(predictions)) if rows is None else np.asarray(rows)
+    rounded = round_annotations(predictions["annotation"])[rows]
+    certain = np.isin(rounded, [scheme.ann_dict[n] for n in scheme.certain_names])
+    scores = predictions[output_column(class_name)].to_numpy()[rows][certain]
+    return rounded[certain] == scheme.ann_dict[class_name], scores
+
+
 def wrong_mask(predictions: pd.DataFrame, class_name: str, class_value: int) -> tuple[np.ndarray, np.ndarray]:
     """Rows of class `class_name` (rounded annotation) and, among them, which the model got wrong:
     the seed's rule is own-class output < 0.5."""

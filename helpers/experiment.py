@@ -89,10 +89,9 @@ def worst_mistakes(run: RunOutputs, k: int = 16, split: str | None = None) -> Fi
     candidates = np.flatnonzero(~np.isnan(own) & ((preds["split"] == split).to_numpy() if split else True))
     rows = np.sort(candidates[np.argsort(own[candidates])[:k]])
     rows = rows[np.argsort(own[rows])]
-    probs = preds[[output_column(n) for n in names]].to_numpy()
-    captions = [f"{plots.short_id(preds['image_id'].iloc[r]) if 'image_id' in preds else r}\nlabel {run.image_set.ann['annotation'].iloc[r]:g}"
-                f" -> {names[int(probs[r].argmax())]} {probs[r].max():.2f}" for r in rows]
-    return plots.labelled_grid(np.asarray(run.image_set.images[rows]), captions,
+    from .review import captions
+
+    return plots.labelled_grid(np.asarray(run.image_set.images[rows]), captions(preds, rows),
                                title=f"Most confident mistakes{f' ({split})' if split else ''}")
 
 
@@ -150,13 +149,10 @@ def positive_score_histogram(run: RunOutputs, scheme: LabelScheme, title: str = 
 
 def test_threshold_table(run: RunOutputs, scheme: LabelScheme, thresholds=None) -> pd.DataFrame:
     """Seed-003 threshold sweep of the positive output on the certain test rows."""
-    from .evaluation import threshold_table
+    from .evaluation import certain_scores, threshold_table
 
-    preds = run.predictions
-    rounded = round_annotations(preds["annotation"])
-    rows = (preds["split"] == "test").to_numpy() & np.isin(rounded, [0, 1])
-    return threshold_table(rounded[rows] == POSITIVE_VALUE, preds[output_column(scheme.positive)].to_numpy()[rows],
-                           thresholds)
+    test = np.flatnonzero((run.predictions["split"] == "test").to_numpy())
+    return threshold_table(*certain_scores(run.predictions, scheme, test), thresholds)
 
 
 # ---------------------------------------------------------------- steps that may not apply

@@ -171,14 +171,19 @@ def labelled_grid(images: np.ndarray, captions: list[str], title: str = "", n_co
     return fig
 
 
-def embedding_scatter(points: np.ndarray, labels: np.ndarray, order: list[str], title: str = "PCA of penultimate features") -> Figure:
-    """2-D embedding coloured by label."""
+def embedding_scatter(points: np.ndarray, labels: np.ndarray, order: list[str], title: str = "PCA of penultimate features",
+                      scores: np.ndarray | None = None) -> Figure:
+    """2-D embedding coloured by label, or by a 0-1 score when `scores` is given."""
     fig = Figure(figsize=(6, 5), layout="constrained")
     ax = fig.subplots()
-    for name in order:
-        hit = labels == name
-        if hit.any():
-            ax.scatter(*points[hit].T, s=6, alpha=0.6, label=f"{name} ({int(hit.sum())})")
-    ax.legend(fontsize=8, markerscale=2)
+    if scores is None:
+        for name in order:
+            hit = labels == name
+            if hit.any():
+                ax.scatter(*points[hit].T, s=6, alpha=0.6, label=f"{name} ({int(hit.sum())})")
+        ax.legend(fontsize=8, markerscale=2)
+    else:
+        sc = ax.scatter(*points.T, s=6, c=scores, cmap="viridis", vmin=0, vmax=1)
+        fig.colorbar(sc, ax=ax, label="score")
     ax.set(title=title, xticks=[], yticks=[])
     return fig

@@ -323,9 +323,7 @@ def test_rows(preds: pd.DataFrame) -> np.ndarray:
 def threshold_report(preds: pd.DataFrame, scheme: LabelScheme, thresholds: Sequence[float],
                      rbc_per_ul: float = 5e6) -> pd.DataFrame:
     """threshold_summary of the positive class on the certain test rows, one row per threshold."""
-    rows = test_rows(preds)
-    rounded = round_annotations(preds["annotation"])[rows]
-    certain = np.isin(rounded, [0, 1])
-    is_pos = rounded[certain] == scheme.ann_dict[scheme.positive]
-    scores = preds[output_column(scheme.positive)].to_numpy()[rows][certain]
+    from .evaluation import certain_scores
+
+    is_pos, scores = certain_scores(preds, scheme, test_rows(preds))
     return pd.DataFrame([threshold_summary(is_pos, scores, t, rbc_per_ul) for t in thresholds]).set_index("threshold")

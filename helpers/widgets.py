@@ -21,8 +21,9 @@ from . import review
 from .datasets import open_images, read_annotations
 from .errors import InputError
 from .evaluation import output_column
-from .labels import LabelScheme, round_annotations
-from .plots import composite, short_id, to_display
+from .labels import LabelScheme
+from .evaluation import certain_scores
+from .plots import composite, embedding_scatter, short_id, to_display
 
 
 def thumbnail_png(image: np.ndarray, channel: str = "composite", scale: int = 3) -> bytes:
@@ -229,20 +230,10 @@ class EmbeddingView(W.VBox):
                  method: str = "pca", color_by: str = "label", seed: int = 0):
         self.points = review.embed_2d(features, method, seed)
         self.grid = grid
-        fig = Figure(figsize=(6, 5), layout="constrained")
-        ax = fig.subplots()
-        if color_by == "label":
-            labels = review.label_names(preds, scheme)
-            for name in scheme.names:
-                hit = labels == name
-                if hit.any():
-                    ax.scatter(*self.points[hit].T, s=6, alpha=0.6, label=name)
-            ax.legend(fontsize=8, markerscale=2)
-        else:
-            sc = ax.scatter(*self.points.T, s=6, c=preds[output_column(color_by)], cmap="viridis", vmin=0, vmax=1)
-            fig.colorbar(sc, ax=ax, label=f"{color_by} output")
-        ax.set(title=f"{method.upper()} of penultimate features", xticks=[], yticks=[])
-        self.figure, self.ax = fig, ax
+        fig = embedding_scatter(self.points, review.label_names(preds, scheme), scheme.names,
+                                title=f"{method.upper()} of penultimate features",
+                                scores=None if color_by == "label" else preds[output_column(color_by)].to_numpy())
+        self.figure, self.ax = fig, fig.axes[0]
         self.info = W.HTML()
         try:
             from ipympl.backend_nbagg import Canvas, FigureManager
@@ -251,7 +242,7 @@ class EmbeddingView(W.VBox):
             canvas = Canvas(fig)
             FigureManager(canvas, 0)
             canvas.header_visible = False
-            self._lasso = LassoSelector(ax, self._on_lasso)
+            self._lasso = LassoSelector(self.ax, self._on_lasso)
             canvas.mpl_connect("button_press_event", self._on_click)
             view = canvas
             self.info.value = "Draw a lasso around points, or click one, to show the images below."
@@ -289,11 +280,7 @@ class ThresholdExplorer(W.VBox):
     def __init__(self, preds: pd.DataFrame, scheme: LabelScheme, rows: np.ndarray | None = None,
                  class_name: str | None = None, rbc_per_ul: float = 5e6):
         class_name = class_name or scheme.positive
-        rows = np.arange(len(preds)) if rows is None else rows
-        rounded = round_annotations(preds["annotation"])[rows]
-        certain = np.isin(rounded, [0, 1])
-        self.is_pos = (rounded == scheme.ann_dict[class_name])[certain]
-        self.scores = preds[output_column(class_name)].to_numpy()[rows][certain]
+        self.is_pos, self.scores = certain_scores(preds, scheme, rows, class_name)
         self.rbc_per_ul, self.class_name = rbc_per_ul, class_name
         self.slider = W.FloatSlider(value=0.5, min=0.01, max=0.99, step=0.01, description="threshold",
                                     continuous_update=False, layout=W.Layout(width="500px"))
