@@ -2,7 +2,7 @@
 with bootstrap confidence intervals, and (demo only) against the hidden truth."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,6 @@ class RunRecord:
     reason: str = ""
     predictions: pd.DataFrame | None = None  # the final classifier's predictions
     relabeled: pd.DataFrame | None = None  # strategies only
-    extra: dict = field(default_factory=dict)
 
 
 def collect_runs(layout: Layout, strategies: list[str], relabel_thresh: float) -> dict[str, RunRecord]:

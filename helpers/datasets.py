@@ -257,8 +257,14 @@ def write_subsets(source: ImageSet, subsets: Mapping[Pair, np.ndarray], outputs:
                 writer.append(chunk[local])
 
 
-def rows_of_class(ann: pd.DataFrame, value: int) -> np.ndarray:
-    return np.flatnonzero(round_annotations(ann["annotation"]) == value)
+def flag_values(values: pd.Series) -> np.ndarray:
+    """Boolean flags as read back from CSV (True/False, 1/0, "true"/"false")."""
+    return values.astype(str).str.lower().isin(["true", "1", "1.0"]).to_numpy()
+
+
+def flag_column(ann: pd.DataFrame, column: str) -> np.ndarray:
+    """A boolean column such as `exclude` or `validation`; all False when absent."""
+    return flag_values(ann[column]) if column in ann.columns else np.zeros(len(ann), bool)
 
 
 def change_annotation_value(ann: pd.DataFrame, old: float, new: float) -> pd.DataFrame:
@@ -306,7 +312,7 @@ def split_by_class(combined: Pair, scheme: LabelScheme, out_dir: Path | None = N
 
 def class_counts(ann: pd.DataFrame, scheme: LabelScheme, by: str | None = None) -> pd.DataFrame:
     """Number of images per class (rounded annotation), optionally per value of column `by`."""
-    names = pd.Series(round_annotations(ann["annotation"])).map(scheme.name_of)
+    names = pd.Series(scheme.class_names(ann["annotation"]))
     order = [n for n in scheme.names if n in set(names)] + sorted(set(names) - set(scheme.names))
     frame = pd.DataFrame({"class": pd.Categorical(names.to_numpy(), categories=order)})
     if by is None:
@@ -315,16 +321,21 @@ def class_counts(ann: pd.DataFrame, scheme: LabelScheme, by: str | None = None) 
     return frame.groupby([by, "class"], observed=False, sort=False).size().unstack(fill_value=0)
 
 
-def describe_sources(sources: Sequence[Pair], scheme: LabelScheme) -> pd.DataFrame:
-    """Validate every source and summarise it (rows, shape, dtype, classes); raises on the first bad one."""
-    sets = [open_image_set(p, scheme) for p in sources]
-    check_compatible(sets)
+def describe_sets(sets: Mapping[str, Pair] | Sequence[Pair], scheme: LabelScheme, allow_empty: bool = False,
+                  compatible: bool = False) -> pd.DataFrame:
+    """Validate image sets and summarise each (rows, shape, dtype, classes, test rows); raises on the
+    first bad one. A list is named by file stem; `compatible` also requires one shape and dtype."""
+    named = sets if isinstance(sets, Mapping) else {p.images.stem: p for p in sets}
+    opened = {name: open_image_set(pair, scheme, allow_empty) for name, pair in named.items()}
+    if compatible:
+        check_compatible(list(opened.values()))
     rows = []
-    for s in sets:
-        counts = pd.Series(round_annotations(s.ann["annotation"])).map(scheme.name_of).value_counts()
-        rows.append({"images": str(s.pair.images), "rows": len(s), "shape": "x".join(map(str, s.image_shape)),
-                     "dtype": str(s.images.dtype), **counts.to_dict()})
-    table = pd.DataFrame(rows)
+    for name, s in opened.items():
+        counts = pd.Series(scheme.class_names(s.ann["annotation"])).value_counts()
+        rows.append({"set": name, "images": str(s.pair.images), "rows": len(s), "shape": "x".join(map(str, s.image_shape)),
+                     "dtype": str(s.images.dtype), **counts.to_dict(),
+                     "test rows": int((s.ann["split"] == "test").sum()) if "split" in s.ann.columns else 0})
+    table = pd.DataFrame(rows).set_index("set")
     classes = [n for n in scheme.names if n in table.columns]
     table[classes] = table[classes].fillna(0).astype(int)
     return table
@@ -344,7 +355,7 @@ def examples_per_class(image_set: ImageSet, scheme: LabelScheme, k: int, seed: i
 
 def summarize(ann: pd.DataFrame, scheme: LabelScheme) -> dict:
     """Counts for metrics.json: rows, per class, per split, per class and split."""
-    names = pd.Series(round_annotations(ann["annotation"])).map(scheme.name_of)
+    names = pd.Series(scheme.class_names(ann["annotation"]))
     split = ann["split"] if "split" in ann.columns else pd.Series("train", index=ann.index)
     by_both = pd.crosstab(names.to_numpy(), split.to_numpy())
     return {

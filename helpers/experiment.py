@@ -101,19 +101,6 @@ def baseline_inputs(layout, which: str) -> dict[str, Pair]:
     return {name: pair for name, pair in inputs.items() if which in ("both", name)}
 
 
-def describe_inputs(inputs: dict[str, Pair], scheme: LabelScheme, allow_empty: bool = False) -> pd.DataFrame:
-    """Rows per class and split of each input, checked before any training starts."""
-    rows = []
-    for name, pair in inputs.items():
-        s = open_image_set(pair, scheme, allow_empty)
-        classes = pd.Series(round_annotations(s.ann["annotation"])).map(scheme.name_of)
-        rows.append({"run": name, "images": pair.images.name, "rows": len(s),
-                     "shape": "x".join(map(str, s.image_shape)), **classes.value_counts().to_dict(),
-                     "test rows": int((s.ann["split"] == "test").sum()) if "split" in s.ann.columns else 0})
-    table = pd.DataFrame(rows).set_index("run")
-    return table.fillna(0).astype({c: int for c in table.columns if c in scheme.names})
-
-
 def compare_runs(runs: dict[str, RunOutputs], scheme: LabelScheme) -> pd.DataFrame:
     """Headline test metrics of several runs side by side (same test rows)."""
     rows = {}
@@ -141,8 +128,7 @@ def headline(run: RunOutputs) -> dict[str, Any]:
 
 def positive_score_histogram(run: RunOutputs, scheme: LabelScheme, title: str = "") -> Figure:
     """The positive class's output for every image, one histogram per annotated class."""
-    classes = pd.Series(round_annotations(run.predictions["annotation"])).map(scheme.name_of)
-    classes.index = run.predictions.index
+    classes = pd.Series(scheme.class_names(run.predictions["annotation"]), index=run.predictions.index)
     return plots.score_histograms(run.predictions, output_column(scheme.positive), classes,
                                   title=title or f"{output_column(scheme.positive)} by annotated class")
 

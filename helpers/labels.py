@@ -85,6 +85,10 @@ class LabelScheme:
     def trainable_values(self) -> list[int]:
         return sorted(v for v in self.ann_dict.values() if v >= 0)
 
+    def class_names(self, annotations) -> np.ndarray:
+        """The class name of each annotation (by its rounded value)."""
+        return np.array([self.name_of(v) for v in round_annotations(annotations)], dtype=object)
+
     def invalid_mask(self, annotations) -> np.ndarray:
         """True where an annotation is not finite or does not round to a value of the scheme.
 

@@ -13,6 +13,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from .datasets import flag_values
 from .errors import InputError
 from .evaluation import output_column, output_columns
 from .io import OutputSet
@@ -42,10 +43,6 @@ def predicted_class(preds: pd.DataFrame) -> np.ndarray:
     return np.asarray(names)[probs.argmax(axis=1)]
 
 
-def label_names(preds: pd.DataFrame, scheme: LabelScheme) -> np.ndarray:
-    return np.array([scheme.name_of(v) for v in round_annotations(preds["annotation"])])
-
-
 # ---------------------------------------------------------------- sort, filter, page
 
 def order_rows(preds: pd.DataFrame, scheme: LabelScheme, sort: str = "likely wrong", class_name: str | None = None,
@@ -66,7 +63,7 @@ def order_rows(preds: pd.DataFrame, scheme: LabelScheme, sort: str = "likely wro
         key = preds[output_column(class_name or scheme.positive)].to_numpy(dtype=float)
     elif sort == "likely wrong":
         probs, names = probabilities(preds)
-        disagree = predicted_class(preds) != label_names(preds, scheme)
+        disagree = predicted_class(preds) != scheme.class_names(preds["annotation"])
         key = np.where(disagree, 1.0 + probs.max(axis=1), 0.0)  # disagreeing rows first, by confidence
         return np.argsort(-key, kind="stable")
     elif sort in preds.columns:  # any numeric column, e.g. label_quality
@@ -83,7 +80,7 @@ def filter_rows(preds: pd.DataFrame, scheme: LabelScheme, rows: np.ndarray, labe
     """Keep rows (in their order) matching a label, a split and a score range of one class."""
     keep = np.ones(len(preds), bool)
     if label:
-        keep &= label_names(preds, scheme) == label
+        keep &= scheme.class_names(preds["annotation"]) == label
     if split and "split" in preds.columns:
         keep &= (preds["split"] == split).to_numpy()
     if score_range is not None:
@@ -176,7 +173,7 @@ def apply_overrides(ann: pd.DataFrame, overrides_path: str | Path, scheme: Label
         else:
             if field not in ann.columns:
                 ann[field] = False
-            ann.loc[ann.index[at], field] = rows["new"].astype(str).str.lower().isin(["true", "1"]).to_numpy()
+            ann.loc[ann.index[at], field] = flag_values(rows["new"])
     return ann, len(latest)
 
 

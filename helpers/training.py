@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 from tqdm import tqdm
 
-from .datasets import ImageSet
+from .datasets import ImageSet, flag_column
 from .errors import InputError, NotTrainable, ParameterError
 from .labels import LabelScheme, round_annotations
 from .models import ARCHS, ModelSpec, ResNet, build_model
@@ -108,7 +108,7 @@ def prepare_training_data(image_set: ImageSet, scheme: LabelScheme, val_frac: fl
     ann = image_set.ann
     rounded = round_annotations(ann["annotation"])
     split_in = ann["split"].astype(str).to_numpy() if "split" in ann.columns else np.full(len(ann), "train")
-    excluded = _flag(ann, "exclude")  # set in the review widget (seed 004): seen, but kept out of training
+    excluded = flag_column(ann, "exclude")  # set in the review widget (seed 004): seen, but kept out of training
     trainable = np.flatnonzero((rounded >= 0) & (split_in != "test") & ~excluded)
     if len(trainable) == 0:
         raise NotTrainable(image_set.pair.ann, "no rows to train on (every row is test, unlabeled or negative-valued)")
@@ -119,7 +119,7 @@ def prepare_training_data(image_set: ImageSet, scheme: LabelScheme, val_frac: fl
     index_of = {v: i for i, v in enumerate(class_values)}
     targets = np.full(len(ann), -1, np.int64)
     targets[trainable] = [index_of[v] for v in rounded[trainable]]
-    forced_val = trainable[_flag(ann, "validation")[trainable]]  # reserved for validation by a reviewer
+    forced_val = trainable[flag_column(ann, "validation")[trainable]]  # reserved for validation by a reviewer
     pool = np.setdiff1d(trainable, forced_val)
     counts = np.bincount(targets[pool]) if len(pool) else np.array([0])
     stratify = targets[pool] if counts.min() >= 2 else None
@@ -129,12 +129,6 @@ def prepare_training_data(image_set: ImageSet, scheme: LabelScheme, val_frac: fl
     split[val_rows] = "val"
     return TrainingData(class_values, [scheme.name_of(v) for v in class_values], targets,
                         np.sort(train_rows), np.sort(val_rows), split)
-
-
-def _flag(ann: pd.DataFrame, column: str) -> np.ndarray:
-    if column not in ann.columns:
-        return np.zeros(len(ann), bool)
-    return ann[column].astype(str).str.lower().isin(["true", "1", "1.0"]).to_numpy()
 
 
 def to_tensor(batch: np.ndarray, device: torch.device, channels_last: bool) -> torch.Tensor:
@@ -268,7 +262,6 @@ class FitResult:
     train_seconds: float
     train_images_per_second: float
     stopped_early: bool = False
-    extra: dict = field(default_factory=dict)
 
 
 def fit(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig, checkpoint_path: Path | None = None) -> FitResult:

@@ -49,7 +49,7 @@ class ReviewWidget(W.VBox):
             raise InputError(predictions_path, f"{len(self.preds)} rows but {images_path} has {len(self.images)} images")
         self.scheme, self.features, self.per_page = scheme, features, per_page
         self.store = review.OverrideStore(overrides_path, source_file=str(predictions_path))
-        self.labels = review.label_names(self.preds, scheme)  # as shown; updated when relabeled here
+        self.labels = scheme.class_names(self.preds["annotation"])  # as shown; updated when relabeled here
         self.selected: set[int] = set()
         self.page_number = 0
         classes = review.probabilities(self.preds)[1]
@@ -186,7 +186,7 @@ class ReviewWidget(W.VBox):
     def undo(self) -> None:
         undone = self.store.undo()
         latest = self.store.latest()
-        self.labels = review.label_names(self.preds, self.scheme)
+        self.labels = self.scheme.class_names(self.preds["annotation"])
         by_id = pd.Series(np.arange(len(self.preds)), index=self.preds["image_id"])
         for _, row in latest[latest["field"] == "label"].iterrows():
             if row["image_id"] in by_id.index:
@@ -230,7 +230,7 @@ class EmbeddingView(W.VBox):
                  method: str = "pca", color_by: str = "label", seed: int = 0):
         self.points = review.embed_2d(features, method, seed)
         self.grid = grid
-        fig = embedding_scatter(self.points, review.label_names(preds, scheme), scheme.names,
+        fig = embedding_scatter(self.points, scheme.class_names(preds["annotation"]), scheme.names,
                                 title=f"{method.upper()} of penultimate features",
                                 scores=None if color_by == "label" else preds[output_column(color_by)].to_numpy())
         self.figure, self.ax = fig, fig.axes[0]
