@@ -16,7 +16,7 @@ from .evaluation import operating_thresholds, output_column
 from .experiment import read_step_status
 from .labels import POSITIVE_VALUE, LabelScheme, round_annotations
 from .layout import Layout
-from .relabel import relabel_accuracy
+from .relabel import relabel_accuracy, relabel_coverage
 from .steps import step_name
 
 BASELINES = ("s_a", "s_b")
@@ -89,6 +89,31 @@ def bootstrap(metric: str, is_pos: np.ndarray, scores: dict[str, tuple[np.ndarra
     return samples
 
 
+def accuracy_interval(correct: np.ndarray, n: int, seed: int) -> tuple[float, float]:
+    """Bootstrap 95% interval of accuracy (vectorised: accuracy is a mean of 0/1)."""
+    rng = np.random.default_rng(seed)
+    means = correct[rng.integers(0, len(correct), (n, len(correct)))].mean(axis=1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def flip_finding_table(layout: Layout, truth: pd.DataFrame | None) -> pd.DataFrame:
+    """Per baseline and way of flagging wrong labels (in-sample, out-of-fold, cleanlab): precision,
+    recall and ROC AUC of finding the truly flipped labels. Empty without truth or its `label_flipped`."""
+    from .label_quality import flip_finding
+
+    if truth is None or "label_flipped" not in truth.columns:
+        return pd.DataFrame()
+    parts = []
+    for name in BASELINES:
+        path = layout.predictions(name)
+        if path.is_file():
+            parts.append(flip_finding(read_annotations(path), truth, layout.scheme).assign(baseline=name))
+    if not parts:
+        return pd.DataFrame()
+    return pd.concat(parts).reset_index().set_index(["baseline", "method"])
+
+
 def comparison_table(records: dict[str, RunRecord], layout: Layout, truth: pd.DataFrame | None,
                      primary: str = "roc_auc", n_bootstrap: int = 1000, seed: int = 0) -> tuple[pd.DataFrame, dict]:
     """One row per run: test metrics on the shared rows, CI of the primary metric, truth scores."""
@@ -121,11 +146,15 @@ def comparison_table(records: dict[str, RunRecord], layout: Layout, truth: pd.Da
         if name in samples:
             lo, hi = np.nanpercentile(samples[name], [2.5, 97.5])
             row[f"{primary} CI low"], row[f"{primary} CI high"] = float(lo), float(hi)
+            if primary != "accuracy" and n_bootstrap:
+                lo, hi = accuracy_interval(is_pos == pred, n_bootstrap, seed)
+                row["accuracy CI low"], row["accuracy CI high"] = lo, hi
         if truth_pos is not None:
             row["accuracy vs truth"] = float((pred == truth_pos).mean())
             row["ROC AUC vs truth"] = _metric("roc_auc", truth_pos, score, pred)
             if record.relabeled is not None:
                 row["unsure relabel accuracy vs truth"] = relabel_accuracy(record.relabeled, truth, scheme)
+                row["unsures labelled (share)"] = relabel_coverage(record.relabeled)
                 row["unsures relabeled positive"] = int((record.relabeled["annotation"] == POSITIVE_VALUE).sum())
         rows.append(row)
     table = pd.DataFrame(rows).set_index("run")

@@ -13,8 +13,21 @@ from .io import OutputSet
 from .labels import LabelScheme, round_annotations
 
 
+WRONG_FROM = ("in_sample", "out_of_fold")
+
+
 def output_column(class_name: str) -> str:
     return f"{class_name} output"
+
+
+def oof_column(class_name: str) -> str:
+    """A class's out-of-fold output (deliberately not ending in ' output', which marks the in-sample ones)."""
+    return f"{class_name} out-of-fold"
+
+
+def score_column(class_name: str, wrong_from: str) -> str:
+    """Which output decides right/wrong: the final model's (in_sample, seed) or the out-of-fold one."""
+    return output_column(class_name) if wrong_from == "in_sample" else oof_column(class_name)
 
 
 def output_columns(predictions: pd.DataFrame) -> list[str]:
@@ -104,16 +117,17 @@ def certain_scores(predictions: pd.DataFrame, scheme: LabelScheme, rows: np.ndar
     return rounded[certain] == scheme.ann_dict[class_name], scores
 
 
-def wrong_mask(predictions: pd.DataFrame, class_name: str, class_value: int) -> tuple[np.ndarray, np.ndarray]:
+def wrong_mask(predictions: pd.DataFrame, class_name: str, class_value: int,
+               wrong_from: str = "in_sample") -> tuple[np.ndarray, np.ndarray]:
     """Rows of class `class_name` (rounded annotation) and, among them, which the model got wrong:
-    the seed's rule is own-class output < 0.5."""
+    the seed's rule is own-class output < 0.5 (in-sample, or out-of-fold with `wrong_from`)."""
     rows = np.flatnonzero(round_annotations(predictions["annotation"]) == class_value)
-    own = predictions[output_column(class_name)].to_numpy()[rows]
+    own = predictions[score_column(class_name, wrong_from)].to_numpy()[rows]
     return rows, own < 0.5
 
 
 def split_right_wrong(source: ImageSet, predictions: pd.DataFrame, scheme: LabelScheme,
-                      out_pair: "callable") -> dict[str, Pair]:
+                      out_pair: "callable", wrong_from: str = "in_sample") -> dict[str, Pair]:
     """Seed step: per certain class, `<class>_wrong` and `<class>_right` image sets (one pass).
 
     `out_pair(class_name, which)` gives the output pair; rows keep every column of the
@@ -125,7 +139,7 @@ def split_right_wrong(source: ImageSet, predictions: pd.DataFrame, scheme: Label
     annotations: dict[Pair, pd.DataFrame] = {}
     written: dict[str, Pair] = {}
     for name in scheme.certain_names:
-        rows, wrong = wrong_mask(predictions, name, scheme.ann_dict[name])
+        rows, wrong = wrong_mask(predictions, name, scheme.ann_dict[name], wrong_from)
         for which, mask in (("wrong", wrong), ("right", ~wrong)):
             pair = out_pair(name, which)
             subsets[pair] = rows[mask]
@@ -136,10 +150,10 @@ def split_right_wrong(source: ImageSet, predictions: pd.DataFrame, scheme: Label
     return written
 
 
-def right_wrong_counts(predictions: pd.DataFrame, scheme: LabelScheme) -> pd.DataFrame:
+def right_wrong_counts(predictions: pd.DataFrame, scheme: LabelScheme, wrong_from: str = "in_sample") -> pd.DataFrame:
     rows = []
     for name in scheme.certain_names:
-        class_rows, wrong = wrong_mask(predictions, name, scheme.ann_dict[name])
+        class_rows, wrong = wrong_mask(predictions, name, scheme.ann_dict[name], wrong_from)
         split = predictions["split"].to_numpy()[class_rows] if "split" in predictions.columns else None
         rows.append({"class": name, "images": len(class_rows), "wrong": int(wrong.sum()), "right": int((~wrong).sum()),
                      "wrong (not test)": int((wrong & (split != "test")).sum()) if split is not None else int(wrong.sum())})

@@ -49,11 +49,20 @@ def score_predictions(predictions: pd.DataFrame, class_names: list[str], class_v
 
 def train_and_save(input_pair: Pair, scheme: LabelScheme, cfg: TrainConfig, predictions_path: Path,
                    bundle_path: Path, params: dict[str, Any] | None = None,
-                   precision_target: float = 0.95, recall_target: float = 0.95) -> RunOutputs:
+                   precision_target: float = 0.95, recall_target: float = 0.95,
+                   wrong_from: str = "in_sample", folds: int = 5, fold_jobs: int = 1) -> RunOutputs:
+    """Fit, predict every image, score, write predictions + bundle together.
+
+    With wrong_from="out_of_fold" the predictions also get `folds`-fold out-of-fold outputs (`<class> out-of-fold`; rows no
+    fold held out, such as test rows, take the final model's outputs, which never saw them either)
+    and cleanlab's `label_quality` / `is_label_issue` computed from them.
+    """
     image_set = open_image_set(input_pair, scheme)  # raises before anything is written
     result = fit(image_set, scheme, cfg, checkpoint_path(bundle_path))
     probs = predict_probabilities(result.model, image_set.images, cfg.torch_device, cfg.eval_batch_size)
     predictions = predictions_frame(image_set.ann, probs, result.spec.class_names, result.data.split)
+    oof_metrics = (add_out_of_fold(predictions, image_set, scheme, cfg, result, probs, folds, fold_jobs)
+                   if wrong_from == "out_of_fold" else None)
     metrics = {
         "status": "ok",
         "classes": result.spec.class_names,
@@ -67,6 +76,8 @@ def train_and_save(input_pair: Pair, scheme: LabelScheme, cfg: TrainConfig, pred
         **score_predictions(predictions, result.spec.class_names, result.spec.class_values, scheme,
                             precision_target, recall_target),
     }
+    if oof_metrics:
+        metrics["out_of_fold"] = oof_metrics
     figures = {"loss_curve": plots.loss_curves(result.history),
                "confusion_matrix": plots.confusion_matrices({"val": metrics["val"], "test": metrics["test"]})}
     all_params = {**(params or {}), "train": cfg.to_dict(),
@@ -75,6 +86,55 @@ def train_and_save(input_pair: Pair, scheme: LabelScheme, cfg: TrainConfig, pred
         out.csv(predictions, predictions_path)
         write_bundle(out.path(bundle_path), result.model, result.spec, all_params, result.history, metrics, figures)
     return RunOutputs(image_set, predictions, result, metrics, figures, predictions_path, bundle_path)
+
+
+def add_out_of_fold(predictions: pd.DataFrame, image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig,
+                    result: FitResult, probs: np.ndarray, folds: int, jobs: int) -> dict[str, Any]:
+    """Add out-of-fold outputs and cleanlab's columns to `predictions` (in place); returns their cost."""
+    from .evaluation import oof_column
+    from .label_quality import label_issue_columns, out_of_fold_probabilities
+
+    oof = out_of_fold_probabilities(image_set, scheme, cfg, folds, jobs)
+    held = oof.fold >= 0
+    for i, name in enumerate(result.spec.class_names):
+        predictions[oof_column(name)] = np.where(held, oof.probs[:, i], probs[:, i])
+    predictions["fold"] = oof.fold
+    issues = label_issue_columns(predictions, result.spec.class_names, result.spec.class_values)
+    predictions[issues.columns] = issues
+    return {"folds": folds, "fold_jobs": jobs, "seconds": round(oof.seconds, 3),
+            "cost_vs_final_fit": round(oof.seconds / max(result.train_seconds, 1e-9), 2),
+            "label_issues": int(issues["is_label_issue"].sum())}
+
+
+def label_issue_summary(runs: dict[str, RunOutputs], scheme: LabelScheme) -> pd.DataFrame:
+    """Per run: images called wrong in-sample and out-of-fold, cleanlab's issues, and what the folds cost."""
+    from .evaluation import WRONG_FROM, right_wrong_counts, score_column
+
+    rows = {}
+    for name, run in runs.items():
+        row: dict[str, Any] = {}
+        for wrong_from in WRONG_FROM:
+            if score_column(scheme.positive, wrong_from) in run.predictions.columns:
+                row[f"wrong ({wrong_from})"] = int(right_wrong_counts(run.predictions, scheme, wrong_from)["wrong"].sum())
+        oof = run.metrics.get("out_of_fold")
+        if oof:
+            row.update({"label issues (cleanlab)": oof["label_issues"], "folds": oof["folds"],
+                        "fold seconds": oof["seconds"], "fold cost / final fit": oof["cost_vs_final_fit"]})
+        rows[name] = row
+    return pd.DataFrame(rows).T
+
+
+def label_issue_grid(run: RunOutputs, k: int = 16) -> Figure:
+    """The images cleanlab ranks most likely mislabelled (lowest label_quality)."""
+    preds = run.predictions
+    if "label_quality" not in preds.columns:
+        return message_figure("No label_quality: run 03 with wrong_from='out_of_fold' for cleanlab's ranking.")
+    quality = preds["label_quality"].to_numpy(dtype=float)
+    rows = np.flatnonzero(np.isfinite(quality))
+    rows = rows[np.argsort(quality[rows], kind="stable")[:k]]
+    from .review import captions
+
+    return plots.labelled_grid(np.asarray(run.image_set.images[rows]), captions(preds, rows), title="Most likely label issues (cleanlab, lowest label quality)")
 
 
 def worst_mistakes(run: RunOutputs, k: int = 16, split: str | None = None) -> Figure:
@@ -123,7 +183,8 @@ def headline(run: RunOutputs) -> dict[str, Any]:
     m = run.metrics
     return {"status": m["status"], "test_accuracy": m["test"].get("accuracy"), "test_roc_auc": m["test"].get("roc_auc"),
             "val_accuracy": m["val"].get("accuracy"), "best_epoch": m["best_epoch"],
-            "train_seconds": m["train_seconds"], "predictions": str(run.predictions_path), "bundle": str(run.bundle_path)}
+            "train_seconds": m["train_seconds"], "predictions": str(run.predictions_path), "bundle": str(run.bundle_path),
+            **({"out_of_fold": m["out_of_fold"]} if "out_of_fold" in m else {})}
 
 
 def positive_score_histogram(run: RunOutputs, scheme: LabelScheme, title: str = "") -> Figure:
@@ -174,6 +235,26 @@ def train_step(input_pair: Pair, scheme: LabelScheme, cfg: TrainConfig, predicti
     return skipped
 
 
+@dataclass
+class ProposalRun:
+    """A 04 step that labelled the unsures from the SB baseline instead of training a differentiator."""
+
+    method: str
+    predictions: pd.DataFrame  # the unsures: score columns, proposed_annotation, is_gt
+    predictions_path: Path
+    details: dict[str, Any]
+
+    @property
+    def message(self) -> str:
+        return f"No differentiator trained: the {self.method} strategy proposes labels from SB's predictions."
+
+    def proposed_counts(self, scheme: LabelScheme) -> dict[str, int]:
+        from .relabel import PROPOSED
+
+        names = self.predictions[PROPOSED].map({float(POSITIVE_VALUE): scheme.positive, 0.0: scheme.negative})
+        return {str(k): int(v) for k, v in names.fillna("excluded").value_counts().items()}
+
+
 def message_figure(text: str) -> Figure:
     fig = Figure(figsize=(7, 1.2))
     ax = fig.subplots()
@@ -182,31 +263,47 @@ def message_figure(text: str) -> Figure:
     return fig
 
 
-def loss_figure(run: "RunOutputs | SkippedRun", title: str = "Loss per epoch") -> Figure:
+def loss_figure(run: "RunOutputs | SkippedRun | ProposalRun", title: str = "Loss per epoch") -> Figure:
     if isinstance(run, SkippedRun):
         return message_figure(f"Not applicable: {run.reason}")
+    if isinstance(run, ProposalRun):
+        return message_figure(run.message)
     return plots.loss_curves(run.fit.history, title=title)
 
 
-def confusion_figure(run: "RunOutputs | SkippedRun", title: str = "Confusion matrix") -> Figure:
+def confusion_figure(run: "RunOutputs | SkippedRun | ProposalRun", title: str = "Confusion matrix") -> Figure:
     if isinstance(run, SkippedRun):
         return message_figure(f"Not applicable: {run.reason}")
+    if isinstance(run, ProposalRun):
+        return message_figure(run.message)
     return plots.confusion_matrices({"val": run.metrics["val"], "test": run.metrics["test"]}, title=title)
 
 
-def score_by_origin(run: "RunOutputs | SkippedRun", scheme: LabelScheme, title: str = "") -> Figure:
-    """The positive output of a differentiator, one histogram per input (unsure, wrong ...)."""
+def score_by_origin(run: "RunOutputs | SkippedRun | ProposalRun", scheme: LabelScheme, title: str = "") -> Figure:
+    """The positive output of a differentiator, one histogram per input (unsure, wrong ...);
+    for a proposal strategy, one per proposed label."""
     if isinstance(run, SkippedRun):
         return message_figure(f"Not applicable: {run.reason}")
-    group = run.predictions["origin"] if "origin" in run.predictions.columns else pd.Series("all", index=run.predictions.index)
+    if isinstance(run, ProposalRun):
+        from .relabel import PROPOSED
+
+        group = run.predictions[PROPOSED].map({float(POSITIVE_VALUE): scheme.positive, 0.0: scheme.negative})
+        group = "proposed " + group.fillna("excluded")
+    elif "origin" in run.predictions.columns:
+        group = run.predictions["origin"]
+    else:
+        group = pd.Series("all", index=run.predictions.index)
     return plots.score_histograms(run.predictions, output_column(scheme.positive), group,
                                   title=title or f"{output_column(scheme.positive)} by input")
 
 
-def step_metrics(step: str, run: "RunOutputs | SkippedRun", **extra: Any) -> dict[str, Any]:
+def step_metrics(step: str, run: "RunOutputs | SkippedRun | ProposalRun", **extra: Any) -> dict[str, Any]:
     """What a training step writes to its metrics.json, applicable or not."""
     if isinstance(run, SkippedRun):
         return {"step": step, "status": run.status, "reason": run.reason, **extra}
+    if isinstance(run, ProposalRun):
+        return {"step": step, "status": "ok", "method": run.method, "predictions": str(run.predictions_path),
+                "proposal": run.details, **extra}
     return {"step": step, **headline(run), "metrics": {k: run.metrics[k] for k in ("val", "test", "rows", "classes")},
             **extra}
 

@@ -120,9 +120,17 @@ SPECS: dict[str, tuple[Check, str]] = {
     "label_smoothing": (_as_is, "label smoothing in [0, 1)"),
     "class_weights": (_as_is, "none or balanced"),
     "patience": (_as_is, "early stopping after this many epochs without a better val loss; 0 = off"),
+    "keep_weights": (_as_is, "best (lowest validation loss) or last (the final epoch, as the seed)"),
+    "sample_weights": (_as_is, "none, or label_quality: each row's loss weighted by its label quality (needs 03 out_of_fold)"),
+    "wrong_from": (_choice("in_sample", "out_of_fold"), "which outputs decide right/wrong: the final model's (seed) "
+                   "or out-of-fold ones from models that never saw the image"),
+    "folds": (_int(2, 50), "cross-validation folds for out_of_fold predictions"),
+    "fold_jobs": (_int(1, 64), "folds trained in parallel processes (CPU threads shared between them)"),
+    "delta": (_float(0.0, 1.0), "s_ceal: unsures whose SB prediction has entropy (bits) below this get SB's label"),
+    "n_neighbors": (_int(1, 1000), "s_prop: neighbours per image in the cosine kNN graph of SB's features"),
     "device": (_as_is, "auto (CUDA when present), cpu or cuda[:N]"),
     "resume": (_bool, "continue each run from its checkpoint.pt when one exists"),
-    "strategy": (_strategy, "which strategy a 04/05 run is: s_1a, s_1b, s_2a, s_2b, s_3a, s_3b"),
+    "strategy": (_strategy, "which strategy a 04/05 run is: s_1a ... s_3b (seed), s_ceal, s_prop, s_2thr"),
     "strategies": (_strategy_list, "the strategies to run and compare"),
     "relabel_thresh": (_float(0.0, 1.0, hi_open=True), "unsures with differentiator parasite output above this become parasite"),
     "run": (_str, "whose predictions 07 reviews: s_a, s_b or a strategy such as s_1a"),
@@ -137,16 +145,17 @@ SPECS: dict[str, tuple[Check, str]] = {
 }
 
 TRAIN_PARAMETERS = ("arch", "width", "epochs", "batch_size", "lr", "val_frac", "loss", "focal_gamma",
-                    "label_smoothing", "class_weights", "patience", "device", "seed")
+                    "label_smoothing", "class_weights", "keep_weights", "patience", "device", "seed")
 DIRS = ("data_dir", "data_dir_n", "data_dir_base", "ann_dict")
 
 NOTEBOOK_PARAMETERS: dict[str, tuple[str, ...]] = {
     "01_combine": (*DIRS, "sources", "test_frac", "seed", "overrides_path", "n_examples"),
     "02_split": (*DIRS, "seed", "n_examples"),
-    "03_baselines_SA_SB": (*DIRS, "which", *TRAIN_PARAMETERS, "resume", "precision_target", "recall_target",
-                           "n_examples"),
-    "04_differentiator": (*DIRS, "strategy", *TRAIN_PARAMETERS, "resume", "precision_target", "recall_target"),
-    "05_relabel_and_classify": (*DIRS, "strategy", "relabel_thresh", *TRAIN_PARAMETERS, "resume",
+    "03_baselines_SA_SB": (*DIRS, "which", *TRAIN_PARAMETERS, "resume", "wrong_from", "folds", "fold_jobs",
+                           "precision_target", "recall_target", "n_examples"),
+    "04_differentiator": (*DIRS, "strategy", *TRAIN_PARAMETERS, "resume", "delta", "n_neighbors",
+                          "precision_target", "recall_target"),
+    "05_relabel_and_classify": (*DIRS, "strategy", "relabel_thresh", *TRAIN_PARAMETERS, "sample_weights", "resume",
                                 "precision_target", "recall_target"),
     "06_compare": (*DIRS, "strategies", "relabel_thresh", "truth_path", "primary_metric", "n_bootstrap", "seed"),
     "07_review": (*DIRS, "run", "tag", "overrides_path", "per_page", "rbc_per_ul", "seed"),
@@ -174,7 +183,7 @@ class Config:
         """
         from .training import TrainConfig, checkpoint_path
 
-        values = {k: self.values[k] for k in TRAIN_PARAMETERS if k in self.values}
+        values = {k: self.values[k] for k in (*TRAIN_PARAMETERS, "sample_weights") if k in self.values}
         checkpoint = checkpoint_path(bundle_path) if bundle_path is not None else None
         resume = str(checkpoint) if self.values.get("resume") and checkpoint and checkpoint.is_file() else ""
         try:

@@ -8,10 +8,14 @@ from .errors import InputError
 from .evaluation import output_column
 from .labels import NEGATIVE_VALUE, POSITIVE_VALUE, LabelScheme
 
+PROPOSED = "proposed_annotation"
+
 
 def relabel_unsure(unsure_ann: pd.DataFrame, diff_predictions: pd.DataFrame, scheme: LabelScheme,
                    thresh: float, predictions_path: str = "predictions") -> pd.DataFrame:
-    """Unsure rows whose positive output is > thresh become positive (1), the rest negative (0).
+    """Unsure rows whose positive output is > thresh become positive (1), the rest negative (0);
+    with a `proposed_annotation` column (proposal strategies) that annotation is taken instead
+    (1, 0, or -0.8: kept out of training).
 
     Rows are matched on `image_id`; the result has the unsure file's rows and columns, the new
     `annotation`, `relabel_score` (the differentiator's positive output) and `is_gt` = False
@@ -27,7 +31,11 @@ def relabel_unsure(unsure_ann: pd.DataFrame, diff_predictions: pd.DataFrame, sch
                                            f"(first: {unsure_ann['image_id'][missing].iloc[0]})")
     out = unsure_ann.copy()
     out["relabel_score"] = scores.loc[out["image_id"]].to_numpy()
-    out["annotation"] = np.where(out["relabel_score"] > thresh, float(POSITIVE_VALUE), float(NEGATIVE_VALUE))
+    if PROPOSED in diff_predictions.columns:  # a proposal strategy decided each label already
+        proposed = diff_predictions.set_index("image_id")[PROPOSED].loc[out["image_id"]].to_numpy(dtype=float)
+        out["annotation"] = proposed
+    else:
+        out["annotation"] = np.where(out["relabel_score"] > thresh, float(POSITIVE_VALUE), float(NEGATIVE_VALUE))
     out["is_gt"] = False
     return out
 
@@ -41,8 +49,16 @@ def relabel_sweep(scores: np.ndarray, thresholds=None) -> pd.DataFrame:
 
 
 def relabel_accuracy(relabeled: pd.DataFrame, truth: pd.DataFrame, scheme: LabelScheme) -> float:
-    """Share of relabeled unsures whose new label matches the hidden truth (demo data only)."""
+    """Share of the unsures given a label whose new label matches the hidden truth (demo data only);
+    unsures left out (-0.8) are not counted, see `relabel_coverage`."""
     true_class = truth.set_index("image_id")["truth"].reindex(relabeled["image_id"]).to_numpy()
-    new_class = np.where(relabeled["annotation"].to_numpy() == POSITIVE_VALUE, scheme.positive, scheme.negative)
-    known = pd.notna(true_class)
+    values = relabeled["annotation"].to_numpy(dtype=float)
+    new_class = np.where(values == POSITIVE_VALUE, scheme.positive, scheme.negative)
+    known = pd.notna(true_class) & np.isin(values, [POSITIVE_VALUE, NEGATIVE_VALUE])
     return float((new_class[known] == true_class[known]).mean()) if known.any() else float("nan")
+
+
+def relabel_coverage(relabeled: pd.DataFrame) -> float:
+    """Share of the unsures that got a label (the rest are kept out of training)."""
+    values = relabeled["annotation"].to_numpy(dtype=float)
+    return float(np.isin(values, [POSITIVE_VALUE, NEGATIVE_VALUE]).mean()) if len(values) else float("nan")

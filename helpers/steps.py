@@ -3,15 +3,20 @@ the unsures, build the final classifier's set. Each passes a SkippedRun through 
 strategy that cannot apply says why in every cell and the rest of the run goes on."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pandas as pd
 
 from .datasets import Pair, combine, read_annotations
-from .experiment import SkippedRun, read_step_status
+from .experiment import ProposalRun, RunOutputs, SkippedRun, read_step_status, train_step
 from .io import OutputSet
 from .labels import LabelScheme
 from .layout import Layout
 from .relabel import relabel_unsure
 from .strategies import Strategy
+
+if TYPE_CHECKING:
+    from .params import Config
 
 
 def step_name(notebook: str, strategy: str) -> str:
@@ -24,6 +29,35 @@ def build_set(inputs: dict[str, Pair], out: Pair, scheme: LabelScheme,
     if isinstance(upstream, SkippedRun):
         return upstream
     return combine(list(inputs.values()), out, scheme, origins=list(inputs), allow_empty=True)
+
+
+def differentiator_set(strategy: Strategy, inputs: dict[str, Pair], layout: Layout) -> pd.DataFrame | None:
+    """Build `s_XY/combined_{images,ann}_diff` for a differentiator; None for a proposal strategy."""
+    if not strategy.trains_differentiator:
+        return None
+    return build_set(inputs, layout.run_set(strategy.name, "diff"), layout.scheme)
+
+
+def differentiator_step(strategy: Strategy, cfg: "Config") -> RunOutputs | SkippedRun | ProposalRun:
+    """Train the strategy's differentiator, or (proposal strategies) label the unsures from SB.
+
+    Either way `s_XY/ann_with_predictions_diff.csv` holds a parasite output per unsure for 05.
+    """
+    layout, name = cfg.layout, strategy.name
+    predictions_path = layout.predictions(name, "diff")
+    if strategy.trains_differentiator:
+        return train_step(layout.run_set(name, "diff"), layout.scheme,
+                          cfg.train_config(run_name=f"{name}_diff", bundle_path=layout.model_perf(name, "diff")),
+                          predictions_path, layout.model_perf(name, "diff"), params=cfg.values,
+                          precision_target=cfg.precision_target, recall_target=cfg.recall_target)
+    from .proposals import propose
+
+    predictions, proposal = propose(strategy.method, layout, cfg.delta, cfg.n_neighbors,
+                                    cfg.precision_target, cfg.recall_target)
+    with OutputSet(inputs=[layout.class_set(layout.scheme.unsure).ann]) as out:
+        out.csv(predictions, predictions_path)
+    layout.model_perf(name, "diff").unlink(missing_ok=True)  # a stale differentiator of an earlier definition
+    return ProposalRun(strategy.method, predictions, predictions_path, proposal.details)
 
 
 def relabel_step(strategy: Strategy, layout: Layout, thresh: float) -> pd.DataFrame | SkippedRun:
@@ -42,25 +76,63 @@ def relabel_step(strategy: Strategy, layout: Layout, thresh: float) -> pd.DataFr
     return relabeled
 
 
+def classifier_set(strategy: Strategy, layout: Layout, thresh: float, relabeled: pd.DataFrame | SkippedRun,
+                   sample_weights: str = "none") -> pd.DataFrame | SkippedRun:
+    """Build `s_XY/combined_{images,ann}_cl`: the certain images plus the relabeled unsures.
+
+    With sample_weights="label_quality" each row also gets the baseline's `label_quality`
+    (confident learning, 03 with wrong_from=out_of_fold) for the loss to weight by.
+    """
+    from .strategies import classifier_inputs
+
+    if isinstance(relabeled, SkippedRun):
+        return relabeled
+    quality = baseline_label_quality(strategy, layout) if sample_weights == "label_quality" else None
+    out = layout.run_set(strategy.name, "cl")
+    ann = build_set(classifier_inputs(strategy, layout, thresh), out, layout.scheme)
+    if quality is not None:
+        ann = ann.drop(columns="label_quality", errors="ignore").merge(quality, on="image_id", how="left")
+        ann.index.name = "index"
+        with OutputSet() as files:
+            files.csv(ann, out.ann)
+    return ann
+
+
+def baseline_label_quality(strategy: Strategy, layout: Layout) -> pd.DataFrame:
+    """image_id -> label_quality from the strategy's baseline predictions (checked before any work)."""
+    from .errors import InputError
+
+    path = layout.predictions(strategy.baseline)
+    if not path.is_file():
+        raise InputError(path, "not found: run 03 first")
+    predictions = pd.read_csv(path)
+    if "label_quality" not in predictions.columns:
+        raise InputError(path, "no label_quality column: sample_weights='label_quality' needs 03 run with "
+                               "wrong_from='out_of_fold'")
+    return predictions[["image_id", "label_quality"]]
+
+
 def relabel_counts(relabeled: pd.DataFrame | SkippedRun, scheme: LabelScheme) -> pd.DataFrame:
     """How many unsures went each way."""
     if isinstance(relabeled, SkippedRun):
         return pd.DataFrame({"status": [relabeled.status], "reason": [relabeled.reason]})
-    names = relabeled["annotation"].map({1.0: scheme.positive, 0.0: scheme.negative})
+    names = relabeled["annotation"].map({1.0: scheme.positive, 0.0: scheme.negative}).fillna("excluded (not trained on)")
     return names.value_counts().rename("unsure images").to_frame()
 
 
-def set_counts(ann: pd.DataFrame | SkippedRun, scheme: LabelScheme) -> pd.DataFrame:
+def set_counts(ann: pd.DataFrame | SkippedRun | None, scheme: LabelScheme) -> pd.DataFrame:
     """Images per input and class of a built set, or why it was not built."""
     from .datasets import class_counts
 
     if isinstance(ann, SkippedRun):
         return pd.DataFrame({"status": [ann.status], "reason": [ann.reason]})
+    if ann is None:
+        return pd.DataFrame({"set": ["none: this strategy trains no differentiator"]})
     return class_counts(ann, scheme, by="origin")
 
 
-def origin_counts(ann: pd.DataFrame | SkippedRun) -> dict[str, int]:
-    return {} if isinstance(ann, SkippedRun) else {k: int(v) for k, v in ann["origin"].value_counts().items()}
+def origin_counts(ann: pd.DataFrame | SkippedRun | None) -> dict[str, int]:
+    return {} if ann is None or isinstance(ann, SkippedRun) else {k: int(v) for k, v in ann["origin"].value_counts().items()}
 
 
 def relabel_sweep_figure(relabeled: pd.DataFrame | SkippedRun, thresh: float, title: str):

@@ -1,9 +1,10 @@
-"""The relabeling strategies of seed 000, as data: adding a strategy is one row of STRATEGIES.
+"""The relabeling strategies, as data: adding a strategy is one row of STRATEGIES.
 
 Roles, not class names, so any label scheme works: "positive" (parasite), "negative"
-(non-parasite), "unlabeled". A differentiator trains on the unsure images relabeled as
-`unsure_as` plus the baseline's wrong images of `wrong_classes`; rows rounding below 0 are not
-trained on but are predicted.
+(non-parasite), "unlabeled". Seed 000's six train a differentiator on the unsure images relabeled
+as `unsure_as` plus the baseline's wrong images of `wrong_classes`; rows rounding below 0 are not
+trained on but are predicted. The others (`method` other than "differentiator", see
+helpers.proposals) label the unsures from the SB baseline without training a model.
 """
 from __future__ import annotations
 
@@ -22,6 +23,11 @@ class Strategy:
     unsure_as: str  # "positive" (0.8) or "unlabeled" (-0.8)
     wrong_classes: tuple[str, ...]  # roles of the baseline's wrong sets added
     description: str
+    method: str = "differentiator"  # or a proposal method of helpers.proposals: ceal, propagation, two_thresholds
+
+    @property
+    def trains_differentiator(self) -> bool:
+        return self.method == "differentiator"
 
     def unsure_target(self, scheme: LabelScheme) -> str:
         return {"positive": scheme.positive, "negative": scheme.negative, "unlabeled": "unlabeled"}[self.unsure_as]
@@ -39,7 +45,14 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in [
     *_pair(2, "positive", ("negative", "positive"), "unsure as parasite (0.8) + wrong non-parasite + wrong parasite"),
     *_pair(3, "unlabeled", ("negative", "positive"),
            "unsure as unlabeled (-0.8, predicted only) + wrong non-parasite + wrong parasite"),
+    Strategy("s_ceal", "s_b", "unlabeled", (), "CEAL (seed 002): unsures with a confident SB prediction "
+             "(entropy < delta) take SB's label; the rest stay out", "ceal"),
+    Strategy("s_prop", "s_b", "unlabeled", (), "label propagation (seed 004): labels spread from the certain "
+             "images over a cosine kNN graph of SB's features", "propagation"),
+    Strategy("s_2thr", "s_b", "unlabeled", (), "two thresholds (seed 003) on SB's parasite output: above the upper "
+             "parasite, below the lower non-parasite, in between out", "two_thresholds"),
 ]}
+SEED_STRATEGIES = tuple(name for name, s in STRATEGIES.items() if s.trains_differentiator)
 
 
 def get_strategy(name: str) -> Strategy:
@@ -49,8 +62,11 @@ def get_strategy(name: str) -> Strategy:
 
 
 def differentiator_inputs(strategy: Strategy, layout: Layout) -> dict[str, Pair]:
-    """combine_dict_diff of the seed: origin tag -> image set. The unsure set comes first."""
+    """combine_dict_diff of the seed: origin tag -> image set. The unsure set comes first.
+    A proposal strategy reads only the unsures (and SB's model)."""
     scheme = layout.scheme
+    if not strategy.trains_differentiator:
+        return {"unsure": layout.class_set(scheme.unsure)}
     inputs = {"unsure": layout.unsure_as(strategy.unsure_target(scheme))}
     for name in strategy.wrong_class_names(scheme):
         inputs[f"wrong {name}"] = layout.right_wrong(strategy.baseline, name, "wrong")

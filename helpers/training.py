@@ -30,6 +30,8 @@ from .models import ARCHS, ModelSpec, ResNet, build_model
 
 LOSSES = ("cross_entropy", "focal")
 CLASS_WEIGHTS = ("none", "balanced")
+SAMPLE_WEIGHTS = ("none", "label_quality")
+KEEP_WEIGHTS = ("best", "last")
 
 
 @dataclass
@@ -45,7 +47,9 @@ class TrainConfig:
     focal_gamma: float = 2.0
     label_smoothing: float = 0.0
     class_weights: str = "none"
+    sample_weights: str = "none"  # label_quality: each row's loss weighted by its `label_quality` column (seed 003)
     normalize: bool = True
+    keep_weights: str = "best"  # best: the epoch with the lowest validation loss; last: the final epoch
     patience: int = 0  # epochs without a better validation loss before stopping; 0 = never stop early
     device: str = "auto"
     run_name: str = ""
@@ -58,6 +62,8 @@ class TrainConfig:
             ("arch", self.arch in ARCHS, f"must be one of {sorted(ARCHS)}"),
             ("loss", self.loss in LOSSES, f"must be one of {list(LOSSES)}"),
             ("class_weights", self.class_weights in CLASS_WEIGHTS, f"must be one of {list(CLASS_WEIGHTS)}"),
+            ("sample_weights", self.sample_weights in SAMPLE_WEIGHTS, f"must be one of {list(SAMPLE_WEIGHTS)}"),
+            ("keep_weights", self.keep_weights in KEEP_WEIGHTS, f"must be one of {list(KEEP_WEIGHTS)}"),
             ("width", _is_int(self.width) and self.width >= 4, "must be an integer >= 4"),
             ("epochs", _is_int(self.epochs) and self.epochs >= 1, "must be an integer >= 1"),
             ("batch_size", _is_int(self.batch_size) and self.batch_size >= 1, "must be an integer >= 1"),
@@ -103,12 +109,18 @@ class TrainingData:
     split: np.ndarray  # train / val / test per row, as written to the predictions
 
 
-def prepare_training_data(image_set: ImageSet, scheme: LabelScheme, val_frac: float, seed: int) -> TrainingData:
-    """Rounded annotations >= 0 outside the test split are trainable; a stratified val_frac of them validates."""
+def prepare_training_data(image_set: ImageSet, scheme: LabelScheme, val_frac: float, seed: int,
+                          holdout: np.ndarray | None = None) -> TrainingData:
+    """Rounded annotations >= 0 outside the test split are trainable; a stratified val_frac of them validates.
+
+    `holdout` (a boolean mask) keeps more rows out of training and validation: a cross-validation fold.
+    """
     ann = image_set.ann
     rounded = round_annotations(ann["annotation"])
     split_in = ann["split"].astype(str).to_numpy() if "split" in ann.columns else np.full(len(ann), "train")
     excluded = flag_column(ann, "exclude")  # set in the review widget (seed 004): seen, but kept out of training
+    if holdout is not None:
+        excluded = excluded | holdout
     trainable = np.flatnonzero((rounded >= 0) & (split_in != "test") & ~excluded)
     if len(trainable) == 0:
         raise NotTrainable(image_set.pair.ann, "no rows to train on (every row is test, unlabeled or negative-valued)")
@@ -157,31 +169,51 @@ def channel_stats(images: np.ndarray, rows: np.ndarray, chunk: int = 8192) -> tu
 class FocalLoss(nn.Module):
     """Focal loss (Lin et al.): cross-entropy down-weighted by (1 - p_true)^gamma."""
 
-    def __init__(self, gamma: float, weight: torch.Tensor | None = None, label_smoothing: float = 0.0):
+    def __init__(self, gamma: float, weight: torch.Tensor | None = None, label_smoothing: float = 0.0,
+                 reduction: str = "mean"):
         super().__init__()
-        self.gamma, self.label_smoothing = gamma, label_smoothing
+        self.gamma, self.label_smoothing, self.reduction = gamma, label_smoothing, reduction
         self.register_buffer("weight", weight if weight is not None else None)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         ce = F.cross_entropy(logits, target, weight=self.weight, reduction="none", label_smoothing=self.label_smoothing)
         p_true = torch.softmax(logits, 1).gather(1, target[:, None]).squeeze(1)
-        return ((1 - p_true).pow(self.gamma) * ce).mean()
+        loss = (1 - p_true).pow(self.gamma) * ce
+        return loss if self.reduction == "none" else loss.mean()
 
 
-def make_criterion(cfg: TrainConfig, train_targets: np.ndarray, n_classes: int) -> nn.Module:
+def make_criterion(cfg: TrainConfig, train_targets: np.ndarray, n_classes: int, reduction: str = "mean") -> nn.Module:
+    """The training loss; reduction "none" gives per-row losses for sample weights."""
     weight = None
     if cfg.class_weights == "balanced":  # n / (k * count), as scikit-learn's "balanced"
         counts = np.bincount(train_targets, minlength=n_classes).astype(float)
         weight = torch.tensor(len(train_targets) / (n_classes * np.maximum(counts, 1)), dtype=torch.float32)
     if cfg.loss == "focal":
-        return FocalLoss(cfg.focal_gamma, weight, cfg.label_smoothing)
-    return nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
+        return FocalLoss(cfg.focal_gamma, weight, cfg.label_smoothing, reduction)
+    return nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing, reduction=reduction)
+
+
+def sample_weights(image_set: ImageSet, cfg: TrainConfig) -> np.ndarray | None:
+    """Per-row loss weights, or None. From `label_quality` (confident learning, 03 out_of_fold):
+    a likely mislabelled row counts less; rows without a score (e.g. relabeled unsures) weigh 1."""
+    if cfg.sample_weights == "none":
+        return None
+    ann = image_set.ann
+    if "label_quality" not in ann.columns:
+        raise InputError(image_set.pair.ann, "sample_weights='label_quality' needs a label_quality column "
+                                             "(written by 03 with wrong_from='out_of_fold')")
+    quality = pd.to_numeric(ann["label_quality"], errors="coerce").to_numpy(dtype=np.float32)
+    if (quality[np.isfinite(quality)] < 0).any():
+        raise InputError(image_set.pair.ann, "label_quality has negative values; weights must be >= 0")
+    return np.where(np.isfinite(quality), quality, 1.0).astype(np.float32)
 
 
 # ---------------------------------------------------------------- loop
 
 def train_one_epoch(model: nn.Module, images: np.ndarray, rows: np.ndarray, targets: np.ndarray,
-                    optimizer: torch.optim.Optimizer, criterion: nn.Module, cfg: TrainConfig, epoch: int) -> dict:
+                    optimizer: torch.optim.Optimizer, criterion: nn.Module, cfg: TrainConfig, epoch: int,
+                    weights: np.ndarray | None = None) -> dict:
+    """One pass over `rows`; with `weights` the criterion must give per-row losses (reduction "none")."""
     device = cfg.torch_device
     model.train()
     order = np.random.default_rng([cfg.seed, epoch]).permutation(rows)  # resumable: depends on (seed, epoch) only
@@ -192,6 +224,9 @@ def train_one_epoch(model: nn.Module, images: np.ndarray, rows: np.ndarray, targ
         x = to_tensor(images[idx], device, channels_last=True)
         y = torch.from_numpy(targets[idx]).to(device)
         loss = criterion(model(x), y)
+        if weights is not None:
+            w = torch.from_numpy(weights[idx]).to(device)
+            loss = (loss * w).sum() / w.sum().clamp_min(1e-8)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -264,10 +299,13 @@ class FitResult:
     stopped_early: bool = False
 
 
-def fit(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig, checkpoint_path: Path | None = None) -> FitResult:
-    """Train on the image set's trainable rows; keep the weights with the best validation loss."""
+def fit(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig, checkpoint_path: Path | None = None,
+        holdout: np.ndarray | None = None) -> FitResult:
+    """Train on the image set's trainable rows (minus `holdout`); keep the weights of the best
+    validation loss (or of the last epoch, as the seed did, with keep_weights="last")."""
     torch.manual_seed(cfg.seed)
-    data = prepare_training_data(image_set, scheme, cfg.val_frac, cfg.seed)
+    data = prepare_training_data(image_set, scheme, cfg.val_frac, cfg.seed, holdout)
+    weights = sample_weights(image_set, cfg)
     images, device = image_set.images, cfg.torch_device
     spec = ModelSpec(cfg.arch, int(images.shape[1]), data.class_names, data.class_values, cfg.width,
                      list(images.shape[2:]))
@@ -277,6 +315,8 @@ def fit(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig, checkpoint_p
     model = model.to(device, memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)
     criterion = make_criterion(cfg, data.targets[data.train_rows], spec.n_classes).to(device)
+    train_criterion = criterion if weights is None else make_criterion(
+        cfg, data.targets[data.train_rows], spec.n_classes, reduction="none").to(device)
 
     history: list[dict] = []
     best = {"val_loss": float("inf"), "epoch": -1, "state": None}
@@ -287,7 +327,8 @@ def fit(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig, checkpoint_p
     stopped_early = False
     for epoch in range(start_epoch, cfg.epochs):
         row = {"epoch": epoch + 1,
-               **train_one_epoch(model, images, data.train_rows, data.targets, optimizer, criterion, cfg, epoch),
+               **train_one_epoch(model, images, data.train_rows, data.targets, optimizer, train_criterion, cfg, epoch,
+                                 weights),
                **evaluate(model, images, data.val_rows, data.targets, criterion, cfg)}
         history.append(row)
         if cfg.progress:
@@ -302,12 +343,14 @@ def fit(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig, checkpoint_p
             stopped_early = True
             break
 
-    if best["state"] is not None:
+    kept_epoch = len(history)
+    if cfg.keep_weights == "best" and best["state"] is not None:
         model.load_state_dict(best["state"])
+        kept_epoch = best["epoch"] + 1
     frame = pd.DataFrame(history)
     seconds = float(frame["seconds"].sum()) if len(frame) else 0.0
     images_seen = float(frame["images"].sum()) if len(frame) else 0.0
-    return FitResult(model.cpu(), spec, data, frame, best["epoch"] + 1, seconds,
+    return FitResult(model.cpu(), spec, data, frame, kept_epoch, seconds,
                      images_seen / seconds if seconds else 0.0, stopped_early)
 
 

@@ -1,0 +1,127 @@
+"""Label quality on demo data, measured against the hidden truth, over several seeds.
+
+    .venv/bin/python benchmarks/label_quality.py [--seeds 0,1,2] [--work /tmp/label_quality] [--folds 5]
+                                                 [--short-epochs 6] [--long-epochs 40]
+
+Per seed (fresh demo data generated with that seed):
+1. The whole pipeline (parameters/demo.yaml, wrong_from=out_of_fold, all strategies) through the
+   runner; 06's table gives each strategy's unsure relabel accuracy and final test accuracy.
+2. Finding the planted label flips: SB trained on the certain images for a short and a long run
+   (the seed's 40 epochs), keeping the last epoch's weights as the seed did, with 5-fold out-of-fold
+   outputs; precision / recall / ROC AUC of in-sample, out-of-fold and cleanlab flags vs truth.
+
+Prints one JSON line per (setting, method) and per strategy, averaged over the seeds (per-seed
+values included), and writes them to <work>/label_quality.jsonl.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from helpers.experiment import train_and_save  # noqa: E402
+from helpers.label_quality import flip_finding  # noqa: E402
+from helpers.labels import LabelScheme  # noqa: E402
+from helpers.layout import Layout  # noqa: E402
+from helpers.training import TrainConfig  # noqa: E402
+
+ANN_DICT = {"non-parasite": 0, "parasite": 1, "unsure": 2, "unlabeled": -1}
+STRATEGY_COLUMNS = {"accuracy": "test accuracy", "accuracy CI low": "test accuracy CI low",
+                    "accuracy CI high": "test accuracy CI high", "ROC AUC": "test ROC AUC",
+                    "accuracy vs truth": "accuracy vs truth",
+                    "unsure relabel accuracy vs truth": "unsure relabel accuracy",
+                    "unsures labelled (share)": "unsures labelled (share)"}
+
+
+def run(cmd: list[str]) -> None:
+    print("$", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, cwd=ROOT)
+
+
+def pipeline(seed: int, work: Path, folds: int) -> pd.DataFrame:
+    """Demo data for this seed through the whole DAG; returns 06's comparison table."""
+    data = work / f"seed_{seed}"
+    run([sys.executable, "-m", "helpers", "demo", str(data), "--seed", str(seed), "--if-missing"])
+    run([sys.executable, "-m", "helpers", "run", "parameters/demo.yaml",
+         "-p", f"data_dir={data}/patient", "-p", f"data_dir_n={data}/neg", "-p", f"data_dir_base={data}/runs",
+         "-p", f"truth_path={data}/truth.csv", "-p", "overrides_path=", "-p", f"seed={seed}",
+         "-p", "wrong_from=out_of_fold", "-p", f"folds={folds}", "--jobs", "2"])
+    metrics = json.loads((data / "runs" / "metrics" / "06_compare.json").read_text())
+    return pd.DataFrame(metrics["table"]).set_index("run")
+
+
+def flips(seed: int, work: Path, epochs: int, folds: int) -> pd.DataFrame:
+    """SB on the certain images, last-epoch weights (seed behaviour), with out-of-fold outputs."""
+    data = work / f"seed_{seed}"
+    scheme = LabelScheme.from_dict(ANN_DICT)
+    layout = Layout.from_params(str(data / "patient"), str(data / "neg"), str(data / "runs"), scheme)
+    out = work / f"seed_{seed}" / f"flips_{epochs}"
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = TrainConfig(arch="resnet18", width=16, epochs=epochs, batch_size=128, seed=seed, keep_weights="last",
+                      progress=False)
+    start = time.perf_counter()
+    result = train_and_save(layout.certain, scheme, cfg, out / "ann_with_predictions.csv",
+                            out / "model_perf.zip", wrong_from="out_of_fold", folds=folds)
+    table = flip_finding(result.predictions, pd.read_csv(data / "truth.csv"), scheme)
+    print(f"seed {seed}, {epochs} epochs: {time.perf_counter() - start:.0f} s\n{table.round(3)}", flush=True)
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/label_quality"))
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--short-epochs", type=int, default=6)
+    parser.add_argument("--long-epochs", type=int, default=40)
+    args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    args.work.mkdir(parents=True, exist_ok=True)
+
+    strategy_rows: dict[str, list[dict]] = {}
+    flip_rows: dict[tuple[str, str], list[dict]] = {}
+    for seed in seeds:
+        start = time.perf_counter()
+        table = pipeline(seed, args.work, args.folds)
+        print(f"seed {seed}: pipeline {time.perf_counter() - start:.0f} s", flush=True)
+        for name, row in table.iterrows():
+            if row.get("status") == "ok":
+                strategy_rows.setdefault(name, []).append(
+                    {new: float(row[old]) for old, new in STRATEGY_COLUMNS.items() if old in row and pd.notna(row[old])}
+                    | {"seed": seed})
+        for setting, epochs in (("short", args.short_epochs), ("long", args.long_epochs)):
+            for method, row in flips(seed, args.work, epochs, args.folds).iterrows():
+                flip_rows.setdefault((setting, method), []).append(
+                    {k: float(row[k]) for k in ("precision", "recall", "roc_auc", "flagged", "flipped")} | {"seed": seed})
+
+    lines = []
+    for (setting, method), rows in flip_rows.items():
+        epochs = args.short_epochs if setting == "short" else args.long_epochs
+        lines.append({"kind": "flip_finding", "method": method, "setting": setting, "epochs": epochs,
+                      "model": "SB resnet18 w16, last-epoch weights", "folds": args.folds,
+                      **_means(rows), "seeds": len(rows), "per_seed": rows})
+    for name, rows in strategy_rows.items():
+        lines.append({"kind": "strategy", "strategy": name, **_means(rows), "seeds": len(rows), "per_seed": rows})
+    with open(args.work / "label_quality.jsonl", "w") as f:
+        for line in lines:
+            text = json.dumps(line)
+            print(text)
+            f.write(text + "\n")
+
+
+def _means(rows: list[dict]) -> dict:
+    keys = [k for k in rows[0] if k != "seed"]
+    return {k: round(float(np.nanmean([r.get(k, np.nan) for r in rows])), 4) for k in keys}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""Label the unsures without a differentiator: proposals from the SB baseline (issue 7).
+
+- CEAL (seed 002): an unsure whose SB prediction is confident (entropy below `delta`) gets SB's
+  label as a pseudo-label; the rest stay out of training.
+- Label propagation (seed 004): labels spread from the certain images to the unsures over a
+  cosine kNN graph of SB's penultimate features (scikit-learn's LabelSpreading).
+- Two thresholds (seed 003): thresholds calibrated on SB's out-of-sample scores of the certain
+  images; above the upper one parasite, below the lower one non-parasite, in between out.
+
+Each returns one row per unsure: its score (the parasite probability behind the proposal) and the
+proposed annotation (1, 0, or -0.8 = excluded, i.e. predicted but never trained on).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.semi_supervised import LabelSpreading
+
+from .bundle import load_bundle, predict_with_bundle
+from .datasets import ImageSet, open_image_set
+from .errors import InputError
+from .evaluation import WRONG_FROM, operating_thresholds, output_column, score_column
+from .labels import NEGATIVE_VALUE, POSITIVE_VALUE, UNSURE_AS_VALUES, round_annotations
+from .layout import Layout
+from .relabel import PROPOSED
+from .training import predict_features
+
+EXCLUDED_VALUE = UNSURE_AS_VALUES[-1]  # -0.8: an unsure kept out of training, still predicted
+
+
+@dataclass
+class Proposal:
+    scores: np.ndarray  # parasite probability behind each unsure's proposal
+    proposed: np.ndarray  # 1, 0 or EXCLUDED_VALUE per unsure
+    details: dict  # what decided it (thresholds, delta, ...), for metrics.json
+
+
+def binary_entropy_bits(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, float), 1e-12, 1 - 1e-12)
+    return -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
+
+
+def ceal(scores: np.ndarray, delta: float) -> Proposal:
+    """Confident unsures (entropy < delta bits) take the baseline's label; the others are excluded."""
+    confident = binary_entropy_bits(scores) < delta
+    proposed = np.where(confident, np.where(scores > 0.5, POSITIVE_VALUE, NEGATIVE_VALUE), EXCLUDED_VALUE).astype(float)
+    return Proposal(np.asarray(scores, float), proposed, {"delta_bits": delta, "confident": int(confident.sum())})
+
+
+def two_thresholds(scores: np.ndarray, lower: float | None, upper: float | None) -> Proposal:
+    """score >= upper: positive; score < lower (and below upper): negative; otherwise excluded.
+    An unreachable threshold (None) sends nothing that way."""
+    upper_t = 1.0 + 1e-9 if upper is None else upper
+    lower_t = 0.0 if lower is None else min(lower, upper_t)
+    proposed = np.full(len(scores), EXCLUDED_VALUE)
+    proposed[scores < lower_t] = NEGATIVE_VALUE
+    proposed[scores >= upper_t] = POSITIVE_VALUE
+    return Proposal(np.asarray(scores, float), proposed, {"lower_threshold": lower, "upper_threshold": upper})
+
+
+def propagate(features_labelled: np.ndarray, labels: np.ndarray, features_unsure: np.ndarray,
+              n_neighbors: int = 10, alpha: float = 0.2) -> Proposal:
+    """Label spreading on a kNN graph; features are L2-normalised, so Euclidean neighbours are cosine ones."""
+    x = np.concatenate([features_labelled, features_unsure]).astype(np.float64)
+    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    y = np.concatenate([np.asarray(labels, int), np.full(len(features_unsure), -1)])
+    model = LabelSpreading(kernel="knn", n_neighbors=min(n_neighbors, len(x) - 1), alpha=alpha, max_iter=100)
+    model.fit(x, y)
+    dist = model.label_distributions_[len(features_labelled):]
+    positive = list(model.classes_).index(POSITIVE_VALUE)
+    scores = np.nan_to_num(dist[:, positive], nan=0.5)
+    proposed = np.where(scores > 0.5, POSITIVE_VALUE, NEGATIVE_VALUE).astype(float)
+    return Proposal(scores, proposed, {"n_neighbors": n_neighbors, "alpha": alpha, "labelled_nodes": len(labels)})
+
+
+# ---------------------------------------------------------------- from the pipeline's files
+
+@dataclass
+class Baseline:
+    """SB's model and predictions, and the unsure set it never trained on."""
+
+    unsure: ImageSet
+    unsure_scores: np.ndarray
+    predictions: pd.DataFrame  # SB's predictions of the certain images
+    bundle_path: object
+
+
+def load_baseline(layout: Layout, run: str = "s_b") -> Baseline:
+    """SB's bundle applied to the unsure images (read and checked before any work)."""
+    scheme = layout.scheme
+    bundle_path, predictions_path = layout.model_perf(run), layout.predictions(run)
+    for path in (bundle_path, predictions_path):
+        if not path.is_file():
+            raise InputError(path, f"not found: run 03 (baseline {run}) first")
+    bundle = load_bundle(bundle_path)
+    if scheme.positive not in bundle.spec.class_names:
+        raise InputError(bundle_path, f"the {run} model has no {scheme.positive!r} output")
+    unsure = open_image_set(layout.class_set(scheme.unsure), scheme, allow_empty=True)
+    probs = predict_with_bundle(bundle, unsure.images, unsure.pair.images) if len(unsure) else np.zeros((0, 2))
+    scores = probs[:, bundle.spec.class_names.index(scheme.positive)] if len(unsure) else np.zeros(0)
+    return Baseline(unsure, scores, pd.read_csv(predictions_path), bundle_path)
+
+
+def calibration_rows(predictions: pd.DataFrame, scheme) -> tuple[np.ndarray, str]:
+    """The certain rows whose scores are out-of-sample, and which outputs: out-of-fold on every
+    non-test row when 03 ran out_of_fold, else the validation rows' outputs."""
+    rounded = round_annotations(predictions["annotation"])
+    certain = np.isin(rounded, [scheme.ann_dict[n] for n in scheme.certain_names])
+    split = predictions["split"].astype(str).to_numpy()
+    wrong_from = WRONG_FROM[1] if score_column(scheme.positive, WRONG_FROM[1]) in predictions.columns else WRONG_FROM[0]
+    rows = certain & ((split != "test") if wrong_from == "out_of_fold" else (split == "val"))
+    return np.flatnonzero(rows), wrong_from
+
+
+def propose(method: str, layout: Layout, delta: float = 0.5, n_neighbors: int = 10,
+            precision_target: float = 0.95, recall_target: float = 0.95) -> tuple[pd.DataFrame, Proposal]:
+    """The unsure annotations with `<class> output` columns (the score), `proposed_annotation` and
+    `is_gt` False, plus the Proposal. `method`: ceal, propagation or two_thresholds."""
+    scheme = layout.scheme
+    base = load_baseline(layout)
+    scores = base.unsure_scores
+    if method == "ceal":
+        proposal = ceal(scores, delta)
+    elif method == "two_thresholds":
+        rows, wrong_from = calibration_rows(base.predictions, scheme)
+        rounded = round_annotations(base.predictions["annotation"])[rows]
+        cal = base.predictions[score_column(scheme.positive, wrong_from)].to_numpy()[rows]
+        t = operating_thresholds(rounded == POSITIVE_VALUE, cal, precision_target, recall_target)
+        proposal = two_thresholds(scores, t["recall_threshold"], t["precision_threshold"])
+        proposal.details.update({"calibrated_on": f"{len(rows)} certain rows ({wrong_from} outputs)",
+                                 "precision_target": precision_target, "recall_target": recall_target})
+    elif method == "propagation":
+        certain = open_image_set(layout.certain, scheme)
+        rounded = round_annotations(certain.ann["annotation"])
+        split = certain.ann["split"].astype(str).to_numpy() if "split" in certain.ann.columns else np.full(len(certain), "")
+        labelled = np.flatnonzero((split != "test") & np.isin(rounded, [NEGATIVE_VALUE, POSITIVE_VALUE]))
+        bundle = load_bundle(base.bundle_path)
+        proposal = propagate(predict_features(bundle.model, certain.images[labelled]), rounded[labelled],
+                             predict_features(bundle.model, base.unsure.images), n_neighbors)
+    else:
+        raise ValueError(f"unknown proposal method {method!r}")
+    out = base.unsure.ann.copy()
+    out[output_column(scheme.negative)] = 1 - proposal.scores
+    out[output_column(scheme.positive)] = proposal.scores
+    out[PROPOSED] = proposal.proposed
+    out["is_gt"] = False
+    return out, proposal
