@@ -155,7 +155,7 @@ NOTEBOOK_PARAMETERS: dict[str, tuple[str, ...]] = {
                            "precision_target", "recall_target", "n_examples"),
     "04_differentiator": (*DIRS, "strategy", *TRAIN_PARAMETERS, "resume", "delta", "n_neighbors",
                           "precision_target", "recall_target"),
-    "05_relabel_and_classify": (*DIRS, "strategy", "relabel_thresh", *TRAIN_PARAMETERS, "sample_weights", "resume",
+    "05_relabel_and_classify": (*DIRS, "strategy", "relabel_thresh", *TRAIN_PARAMETERS, "resume", "sample_weights",
                                 "precision_target", "recall_target"),
     "06_compare": (*DIRS, "strategies", "relabel_thresh", "truth_path", "primary_metric", "n_bootstrap", "seed"),
     "07_review": (*DIRS, "run", "tag", "overrides_path", "per_page", "rbc_per_ul", "seed"),

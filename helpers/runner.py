@@ -81,11 +81,11 @@ class Plan:
 # ---------------------------------------------------------------- parameters
 
 def parse_override(text: str) -> tuple[str, Any]:
-    """`key=value` with the value read as YAML (numbers, lists, dicts, strings)."""
+    """`key=value` with the value read as YAML (numbers, lists, dicts, strings); `key=` is ''."""
     if "=" not in text:
         raise ParameterError(text, "override must look like key=value")
     key, value = text.split("=", 1)
-    return key.strip(), yaml.safe_load(value)
+    return key.strip(), yaml.safe_load(value) if value.strip() else ""  # `key=` means an empty string, not null
 
 
 def load_parameters(paths: list[str | Path] | str | Path, overrides: list[str] = ()) -> dict[str, Any]:  # type: ignore[assignment]

@@ -21,8 +21,8 @@ def _params(tiny_demo, base, **extra):
 
 def test_whole_dag_with_reports_then_a_second_run_skips_everything(tiny_demo, tmp_path, monkeypatch):
     base = tmp_path / "runs"
-    results, the_plan = run(_params(tiny_demo, base), jobs=2)
-    assert len(results) == 16
+    results, the_plan = run(_params(tiny_demo, base, wrong_from="out_of_fold", folds=2), jobs=2)
+    assert len(results) == 22
     assert all(r.status in ("ok", "not applicable") for r in results), [(r.step, r.status, r.error) for r in results]
     reports = base / "reports"
     for r in results:
@@ -35,13 +35,17 @@ def test_whole_dag_with_reports_then_a_second_run_skips_everything(tiny_demo, tm
     assert all(r.step in index for r in results) and "06_compare_nocode.html" in index
     compare = read_metrics(base, "06_compare")
     runs = {row["run"]: row for row in compare["table"]}
-    assert set(runs) == {"s_a", "s_b", "s_1a", "s_1b", "s_2a", "s_2b", "s_3a", "s_3b"}
-    applied = [r for name, r in runs.items() if name.startswith("s_") and name[2].isdigit() and r["status"] == "ok"]
-    assert applied and all(0 <= r["unsure relabel accuracy vs truth"] <= 1 for r in applied)
+    assert set(runs) == {"s_a", "s_b", "s_1a", "s_1b", "s_2a", "s_2b", "s_3a", "s_3b", "s_ceal", "s_prop", "s_2thr"}
+    applied = [r for name, r in runs.items() if name not in ("s_a", "s_b") and r["status"] == "ok"]
+    assert {"s_ceal", "s_prop", "s_2thr"} <= {r["run"] for r in applied}
+    assert all(0 <= r["unsures labelled (share)"] <= 1 for r in applied)
+    assert all(0 <= r["accuracy CI low"] <= r["accuracy"] <= r["accuracy CI high"] <= 1 for r in runs.values())
+    methods = {(row["baseline"], row["method"]) for row in compare["flip_finding"]}
+    assert methods == {(b, m) for b in ("s_a", "s_b") for m in ("in_sample", "out_of_fold", "cleanlab")}
     assert compare["verdict"]["best"] in runs
 
     monkeypatch.setattr(runner, "execute", lambda *a, **k: pytest.fail("an unchanged step was executed again"))
-    again, _ = run(_params(tiny_demo, base), jobs=2)
+    again, _ = run(_params(tiny_demo, base, wrong_from="out_of_fold", folds=2), jobs=2)
     assert {r.status for r in again} == {"unchanged"}
 
 
