@@ -121,7 +121,7 @@ def label_issue_summary(runs: dict[str, RunOutputs], scheme: LabelScheme) -> pd.
             row.update({"label issues (cleanlab)": oof["label_issues"], "folds": oof["folds"],
                         "fold seconds": oof["seconds"], "fold cost / final fit": oof["cost_vs_final_fit"]})
         rows[name] = row
-    return pd.DataFrame(rows).T
+    return pd.DataFrame.from_dict(rows, orient="index")
 
 
 def label_issue_grid(run: RunOutputs, k: int = 16) -> Figure:

@@ -470,7 +470,12 @@ def comparison_text(metrics_dir: Path) -> str:
 
     m = json.loads(path.read_text())
     table = pd.DataFrame(m["table"]).set_index("run")
-    wanted = [c for c in ("status", "accuracy", "ROC AUC", "roc_auc CI low", "roc_auc CI high", "accuracy vs truth",
-                          "unsure relabel accuracy vs truth", "unsures relabeled positive") if c in table.columns]
-    with pd.option_context("display.width", 200, "display.max_columns", 20):
-        return f"{table[wanted].round(3).to_string()}\n\n{m['verdict']['text']}"
+    wanted = [c for c in ("status", "accuracy", "accuracy CI low", "accuracy CI high", "ROC AUC", "roc_auc CI low",
+                          "roc_auc CI high", "accuracy vs truth", "unsure relabel accuracy vs truth",
+                          "unsures labelled (share)", "unsures relabeled positive") if c in table.columns]
+    text = f"{table[wanted].round(3).to_string()}\n\n{m['verdict']['text']}"
+    if m.get("flip_finding"):
+        flips = pd.DataFrame(m["flip_finding"]).set_index(["baseline", "method"])
+        text += f"\n\nFinding the flipped labels (certain, non-test images):\n{flips.round(3).to_string()}"
+    with pd.option_context("display.width", 250, "display.max_columns", 20):
+        return text

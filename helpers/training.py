@@ -293,7 +293,7 @@ class FitResult:
     spec: ModelSpec
     data: TrainingData
     history: pd.DataFrame
-    best_epoch: int
+    best_epoch: int  # the epoch whose weights were kept (the last one with keep_weights="last")
     train_seconds: float
     train_images_per_second: float
     stopped_early: bool = False

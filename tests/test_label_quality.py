@@ -65,6 +65,16 @@ def test_out_of_fold_models_never_train_on_their_own_rows(tmp_path, scheme):
     np.testing.assert_allclose(oof.probs[~test].sum(axis=1), 1, atol=1e-5)
 
 
+def test_folds_in_parallel_processes_give_the_same_outputs(tmp_path, scheme):
+    pair, _ = _pattern_set(tmp_path, n=120)
+    image_set = open_image_set(pair, scheme)
+    serial, parallel = (out_of_fold_probabilities(image_set, scheme, TrainConfig(epochs=1, **FAST), 2, jobs)
+                        for jobs in (1, 2))
+    np.testing.assert_array_equal(serial.fold, parallel.fold)
+    held = serial.fold >= 0
+    np.testing.assert_allclose(serial.probs[held], parallel.probs[held], atol=1e-4)
+
+
 def test_holdout_rows_neither_train_nor_validate(tmp_path, scheme):
     pair, _ = _pattern_set(tmp_path)
     image_set = open_image_set(pair, scheme)
