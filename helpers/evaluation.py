@@ -117,6 +117,19 @@ def certain_scores(predictions: pd.DataFrame, scheme: LabelScheme, rows: np.ndar
     return rounded[certain] == scheme.ann_dict[class_name], scores
 
 
+def own_class_scores(predictions: pd.DataFrame, class_names: Sequence[str], class_values: Sequence[int],
+                     wrong_from: str = "in_sample") -> np.ndarray:
+    """Each row's output for its annotated class (rounded), among the given classes; NaN for other rows."""
+    rounded = round_annotations(predictions["annotation"])
+    own = np.full(len(predictions), np.nan)
+    for name, value in zip(class_names, class_values):
+        column = score_column(name, wrong_from)
+        if column in predictions.columns:
+            hit = rounded == value
+            own[hit] = predictions[column].to_numpy(dtype=float)[hit]
+    return own
+
+
 def wrong_mask(predictions: pd.DataFrame, class_name: str, class_value: int,
                wrong_from: str = "in_sample") -> tuple[np.ndarray, np.ndarray]:
     """Rows of class `class_name` (rounded annotation) and, among them, which the model got wrong:

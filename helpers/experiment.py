@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from . import plots
 from .bundle import write_bundle
 from .datasets import ImageSet, Pair, open_image_set
-from .evaluation import classification_metrics, operating_thresholds, output_column
+from .evaluation import classification_metrics, operating_thresholds, output_column, own_class_scores
 from .io import OutputSet, file_checksum
 from .labels import POSITIVE_VALUE, LabelScheme, round_annotations
 from .training import FitResult, TrainConfig, checkpoint_path, fit, predict_probabilities, predictions_frame
@@ -126,33 +126,27 @@ def label_issue_summary(runs: dict[str, RunOutputs], scheme: LabelScheme) -> pd.
 
 def label_issue_grid(run: RunOutputs, k: int = 16) -> Figure:
     """The images cleanlab ranks most likely mislabelled (lowest label_quality)."""
-    preds = run.predictions
-    if "label_quality" not in preds.columns:
+    if "label_quality" not in run.predictions.columns:
         return message_figure("No label_quality: run 03 with wrong_from='out_of_fold' for cleanlab's ranking.")
-    quality = preds["label_quality"].to_numpy(dtype=float)
-    rows = np.flatnonzero(np.isfinite(quality))
-    rows = rows[np.argsort(quality[rows], kind="stable")[:k]]
-    from .review import captions
-
-    return plots.labelled_grid(np.asarray(run.image_set.images[rows]), captions(preds, rows), title="Most likely label issues (cleanlab, lowest label quality)")
+    return lowest_scores_grid(run, run.predictions["label_quality"].to_numpy(dtype=float), k,
+                              "Most likely label issues (cleanlab, lowest label quality)")
 
 
 def worst_mistakes(run: RunOutputs, k: int = 16, split: str | None = None) -> Figure:
     """The images whose annotated class got the lowest output: most confidently 'wrong'."""
-    preds = run.predictions
-    names = run.fit.spec.class_names
-    rounded = round_annotations(preds["annotation"])
-    own = np.full(len(preds), np.nan)
-    for name, value in zip(names, run.fit.spec.class_values):
-        hit = rounded == value
-        own[hit] = preds[output_column(name)].to_numpy()[hit]
-    candidates = np.flatnonzero(~np.isnan(own) & ((preds["split"] == split).to_numpy() if split else True))
-    rows = np.sort(candidates[np.argsort(own[candidates])[:k]])
-    rows = rows[np.argsort(own[rows])]
+    own = own_class_scores(run.predictions, run.fit.spec.class_names, run.fit.spec.class_values)
+    if split:
+        own[(run.predictions["split"] != split).to_numpy()] = np.nan
+    return lowest_scores_grid(run, own, k, f"Most confident mistakes{f' ({split})' if split else ''}")
+
+
+def lowest_scores_grid(run: RunOutputs, scores: np.ndarray, k: int, title: str) -> Figure:
+    """The k images with the lowest (finite) score, lowest first, captioned."""
     from .review import captions
 
-    return plots.labelled_grid(np.asarray(run.image_set.images[rows]), captions(preds, rows),
-                               title=f"Most confident mistakes{f' ({split})' if split else ''}")
+    candidates = np.flatnonzero(np.isfinite(scores))
+    rows = candidates[np.argsort(scores[candidates], kind="stable")[:k]]
+    return plots.labelled_grid(np.asarray(run.image_set.images[rows]), captions(run.predictions, rows), title=title)
 
 
 def baseline_inputs(layout, which: str) -> dict[str, Pair]:
@@ -248,12 +242,6 @@ class ProposalRun:
     def message(self) -> str:
         return f"No differentiator trained: the {self.method} strategy proposes labels from SB's predictions."
 
-    def proposed_counts(self, scheme: LabelScheme) -> dict[str, int]:
-        from .relabel import PROPOSED
-
-        names = self.predictions[PROPOSED].map({float(POSITIVE_VALUE): scheme.positive, 0.0: scheme.negative})
-        return {str(k): int(v) for k, v in names.fillna("excluded").value_counts().items()}
-
 
 def message_figure(text: str) -> Figure:
     fig = Figure(figsize=(7, 1.2))
@@ -285,10 +273,9 @@ def score_by_origin(run: "RunOutputs | SkippedRun | ProposalRun", scheme: LabelS
     if isinstance(run, SkippedRun):
         return message_figure(f"Not applicable: {run.reason}")
     if isinstance(run, ProposalRun):
-        from .relabel import PROPOSED
+        from .relabel import PROPOSED, label_names
 
-        group = run.predictions[PROPOSED].map({float(POSITIVE_VALUE): scheme.positive, 0.0: scheme.negative})
-        group = "proposed " + group.fillna("excluded")
+        group = "proposed " + label_names(run.predictions[PROPOSED], scheme)
     elif "origin" in run.predictions.columns:
         group = run.predictions["origin"]
     else:

@@ -18,9 +18,9 @@ import torch
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
-from .datasets import ImageSet, Pair, open_image_set
+from .datasets import ImageSet, Pair, flag_values, open_image_set
 from .errors import NotTrainable, ParameterError
-from .evaluation import WRONG_FROM, score_column
+from .evaluation import WRONG_FROM, own_class_scores, score_column
 from .labels import LabelScheme, round_annotations
 from .training import TrainConfig, TrainingData, fit, inference_copy, predict_logits, prepare_training_data
 
@@ -47,13 +47,9 @@ class OutOfFold:
     seconds: float
 
 
-def _fit_fold(pair: Pair, ann_dict: dict, cfg: TrainConfig, holdout: np.ndarray, class_values: list[int],
-              threads: int) -> tuple[np.ndarray, np.ndarray]:
+def _fold_outputs(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig, holdout: np.ndarray,
+                  class_values: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """Train without the held-out rows, predict them; probabilities in `class_values` order."""
-    if threads:
-        torch.set_num_threads(threads)
-    scheme = LabelScheme.from_dict(ann_dict)
-    image_set = open_image_set(pair, scheme)
     result = fit(image_set, scheme, cfg, holdout=holdout)
     rows = np.flatnonzero(holdout)
     logits = predict_logits(inference_copy(result.model), image_set.images, rows, cfg.torch_device, cfg.eval_batch_size)
@@ -62,6 +58,14 @@ def _fit_fold(pair: Pair, ann_dict: dict, cfg: TrainConfig, holdout: np.ndarray,
     for j, value in enumerate(result.spec.class_values):  # a fold missing a class gives it probability 0
         probs[:, class_values.index(value)] = fold_probs[:, j]
     return probs, result.data.train_rows
+
+
+def _fold_in_process(pair: Pair, ann_dict: dict, cfg: TrainConfig, holdout: np.ndarray, class_values: list[int],
+                     threads: int) -> tuple[np.ndarray, np.ndarray]:
+    """_fold_outputs in a worker process, which opens the image set itself."""
+    torch.set_num_threads(threads)
+    scheme = LabelScheme.from_dict(ann_dict)
+    return _fold_outputs(open_image_set(pair, scheme), scheme, cfg, holdout, class_values)
 
 
 def out_of_fold_probabilities(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig, folds: int = 5,
@@ -76,17 +80,18 @@ def out_of_fold_probabilities(image_set: ImageSet, scheme: LabelScheme, cfg: Tra
     data: TrainingData = prepare_training_data(image_set, scheme, cfg.val_frac, cfg.seed)
     fold = fold_assignment(data.targets, folds, cfg.seed, str(image_set.pair.ann))
     fold_cfg = replace(cfg, resume="", progress=False)
-    tasks = [(image_set.pair, dict(scheme.ann_dict), fold_cfg, fold == k, data.class_values) for k in range(folds)]
+    holdouts = [fold == k for k in range(folds)]
     if jobs > 1:
         threads = max(1, torch.get_num_threads() // jobs)
         with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
-            results = list(pool.map(_fit_fold, *zip(*tasks), [threads] * folds))
+            results = list(pool.map(_fold_in_process, [image_set.pair] * folds, [dict(scheme.ann_dict)] * folds,
+                                    [fold_cfg] * folds, holdouts, [data.class_values] * folds, [threads] * folds))
     else:
         results = []
-        for k, task in enumerate(tasks):
+        for k, holdout in enumerate(holdouts):
             if cfg.progress:
-                print(f"fold {k + 1}/{folds}: training on {int((fold >= 0).sum() - task[3].sum())} images", flush=True)
-            results.append(_fit_fold(*task, threads=0))
+                print(f"fold {k + 1}/{folds}: training on {int((fold >= 0).sum() - holdout.sum())} images", flush=True)
+            results.append(_fold_outputs(image_set, scheme, fold_cfg, holdout, data.class_values))
     probs = np.full((len(image_set), len(data.class_values)), np.nan, np.float32)
     for k, (fold_probs, _) in enumerate(results):
         probs[fold == k] = fold_probs
@@ -118,18 +123,6 @@ def label_issue_columns(predictions: pd.DataFrame, class_names: list[str], class
 
 # ---------------------------------------------------------------- measured against hidden truth
 
-def own_class_scores(predictions: pd.DataFrame, scheme: LabelScheme, wrong_from: str) -> np.ndarray:
-    """Each certain row's output for its annotated class (NaN for other rows)."""
-    rounded = round_annotations(predictions["annotation"])
-    own = np.full(len(predictions), np.nan)
-    for name in scheme.certain_names:
-        column = score_column(name, wrong_from)
-        if column in predictions.columns:
-            hit = rounded == scheme.ann_dict[name]
-            own[hit] = predictions[column].to_numpy(dtype=float)[hit]
-    return own
-
-
 def flip_finding(predictions: pd.DataFrame, truth: pd.DataFrame, scheme: LabelScheme) -> pd.DataFrame:
     """How well each way of flagging wrong labels finds the truly flipped ones (truth.label_flipped).
 
@@ -139,20 +132,20 @@ def flip_finding(predictions: pd.DataFrame, truth: pd.DataFrame, scheme: LabelSc
     """
     flipped = truth.set_index("image_id")["label_flipped"].reindex(predictions["image_id"])
     known = flipped.notna().to_numpy()
-    flipped = flipped.fillna(False).astype(str).str.lower().isin(["true", "1", "1.0"]).to_numpy()
+    flipped = flag_values(flipped.fillna(False))
     rounded = round_annotations(predictions["annotation"])
     split = predictions["split"].astype(str).to_numpy() if "split" in predictions.columns else np.full(len(rounded), "")
     rows = known & np.isin(rounded, [scheme.ann_dict[n] for n in scheme.certain_names]) & (split != "test")
     methods: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for wrong_from in WRONG_FROM:
-        own = own_class_scores(predictions, scheme, wrong_from)
+        own = own_class_scores(predictions, scheme.certain_names,
+                               [scheme.ann_dict[n] for n in scheme.certain_names], wrong_from)
         if np.isfinite(own[rows]).all():
             methods[wrong_from] = (own < 0.5, 1 - own)
     if "label_quality" in predictions.columns:
         quality = pd.to_numeric(predictions["label_quality"], errors="coerce").to_numpy()
         if np.isfinite(quality[rows]).all():
-            methods["cleanlab"] = (predictions["is_label_issue"].astype(str).str.lower().isin(["true", "1"]).to_numpy(),
-                                   1 - quality)
+            methods["cleanlab"] = (flag_values(predictions["is_label_issue"]), 1 - quality)
     out = []
     for method, (flagged, suspicion) in methods.items():
         f, y = flagged[rows], flipped[rows]

@@ -94,6 +94,12 @@ def _strategy_list(value: Any) -> list[str]:
     return names
 
 
+def _wrong_from(value: Any) -> str:
+    from .evaluation import WRONG_FROM
+
+    return _choice(*WRONG_FROM)(value)
+
+
 def _ann_dict(value: Any) -> dict:
     return dict(LabelScheme.from_dict(value).ann_dict)
 
@@ -122,7 +128,7 @@ SPECS: dict[str, tuple[Check, str]] = {
     "patience": (_as_is, "early stopping after this many epochs without a better val loss; 0 = off"),
     "keep_weights": (_as_is, "best (lowest validation loss) or last (the final epoch, as the seed)"),
     "sample_weights": (_as_is, "none, or label_quality: each row's loss weighted by its label quality (needs 03 out_of_fold)"),
-    "wrong_from": (_choice("in_sample", "out_of_fold"), "which outputs decide right/wrong: the final model's (seed) "
+    "wrong_from": (_wrong_from, "which outputs decide right/wrong: the final model's (seed) "
                    "or out-of-fold ones from models that never saw the image"),
     "folds": (_int(2, 50), "cross-validation folds for out_of_fold predictions"),
     "fold_jobs": (_int(1, 64), "folds trained in parallel processes (CPU threads shared between them)"),

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 from sklearn.semi_supervised import LabelSpreading
 
-from .bundle import load_bundle, predict_with_bundle
-from .datasets import ImageSet, open_image_set
+from .bundle import Bundle, load_bundle, predict_with_bundle
+from .datasets import ImageSet, open_image_set, read_annotations
 from .errors import InputError
 from .evaluation import WRONG_FROM, operating_thresholds, output_column, score_column
 from .labels import NEGATIVE_VALUE, POSITIVE_VALUE, UNSURE_AS_VALUES, round_annotations
@@ -84,7 +84,7 @@ class Baseline:
     unsure: ImageSet
     unsure_scores: np.ndarray
     predictions: pd.DataFrame  # SB's predictions of the certain images
-    bundle_path: object
+    bundle: Bundle
 
 
 def load_baseline(layout: Layout, run: str = "s_b") -> Baseline:
@@ -100,7 +100,7 @@ def load_baseline(layout: Layout, run: str = "s_b") -> Baseline:
     unsure = open_image_set(layout.class_set(scheme.unsure), scheme, allow_empty=True)
     probs = predict_with_bundle(bundle, unsure.images, unsure.pair.images) if len(unsure) else np.zeros((0, 2))
     scores = probs[:, bundle.spec.class_names.index(scheme.positive)] if len(unsure) else np.zeros(0)
-    return Baseline(unsure, scores, pd.read_csv(predictions_path), bundle_path)
+    return Baseline(unsure, scores, read_annotations(predictions_path), bundle)
 
 
 def calibration_rows(predictions: pd.DataFrame, scheme) -> tuple[np.ndarray, str]:
@@ -136,9 +136,8 @@ def propose(method: str, layout: Layout, delta: float = 0.5, n_neighbors: int = 
         rounded = round_annotations(certain.ann["annotation"])
         split = certain.ann["split"].astype(str).to_numpy() if "split" in certain.ann.columns else np.full(len(certain), "")
         labelled = np.flatnonzero((split != "test") & np.isin(rounded, [NEGATIVE_VALUE, POSITIVE_VALUE]))
-        bundle = load_bundle(base.bundle_path)
-        proposal = propagate(predict_features(bundle.model, certain.images[labelled]), rounded[labelled],
-                             predict_features(bundle.model, base.unsure.images), n_neighbors)
+        proposal = propagate(predict_features(base.bundle.model, certain.images[labelled]), rounded[labelled],
+                             predict_features(base.bundle.model, base.unsure.images), n_neighbors)
     else:
         raise ValueError(f"unknown proposal method {method!r}")
     out = base.unsure.ann.copy()

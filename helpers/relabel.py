@@ -40,6 +40,12 @@ def relabel_unsure(unsure_ann: pd.DataFrame, diff_predictions: pd.DataFrame, sch
     return out
 
 
+def label_names(values: pd.Series, scheme: LabelScheme, excluded: str = "excluded") -> pd.Series:
+    """Relabeled/proposed annotations as class names; -0.8 (kept out of training) as `excluded`."""
+    return values.astype(float).map({float(POSITIVE_VALUE): scheme.positive,
+                                     float(NEGATIVE_VALUE): scheme.negative}).fillna(excluded)
+
+
 def relabel_sweep(scores: np.ndarray, thresholds=None) -> pd.DataFrame:
     """How many unsures would become positive / negative at each threshold."""
     thresholds = np.round(np.arange(0.05, 1.0, 0.05), 2) if thresholds is None else np.asarray(thresholds)

@@ -116,7 +116,9 @@ def relabel_counts(relabeled: pd.DataFrame | SkippedRun, scheme: LabelScheme) ->
     """How many unsures went each way."""
     if isinstance(relabeled, SkippedRun):
         return pd.DataFrame({"status": [relabeled.status], "reason": [relabeled.reason]})
-    names = relabeled["annotation"].map({1.0: scheme.positive, 0.0: scheme.negative}).fillna("excluded (not trained on)")
+    from .relabel import label_names
+
+    names = label_names(relabeled["annotation"], scheme, excluded="excluded (not trained on)")
     return names.value_counts().rename("unsure images").to_frame()
 
 
