@@ -102,7 +102,17 @@ def main() -> None:
             for method, row in flips(seed, args.work, epochs, args.folds).iterrows():
                 flip_rows.setdefault((setting, method), []).append(
                     {k: float(row[k]) for k in ("precision", "recall", "roc_auc", "flagged", "flipped")} | {"seed": seed})
+        # Written after every seed so a long run that is stopped still leaves its finished seeds.
+        lines = summary_lines(flip_rows, strategy_rows, args)
+        write_lines(lines, args.work / "label_quality.jsonl")
+        print(f"seed {seed} done: {len(lines)} lines in {args.work / 'label_quality.jsonl'}", flush=True)
 
+    for line in lines:
+        print(json.dumps(line))
+
+
+def summary_lines(flip_rows: dict, strategy_rows: dict, args: argparse.Namespace) -> list[dict]:
+    """One line per (setting, method) of flip finding and one per strategy, averaged over the seeds so far."""
     lines = []
     for (setting, method), rows in flip_rows.items():
         epochs = args.short_epochs if setting == "short" else args.long_epochs
@@ -111,11 +121,13 @@ def main() -> None:
                       **_means(rows), "seeds": len(rows), "per_seed": rows})
     for name, rows in strategy_rows.items():
         lines.append({"kind": "strategy", "strategy": name, **_means(rows), "seeds": len(rows), "per_seed": rows})
-    with open(args.work / "label_quality.jsonl", "w") as f:
-        for line in lines:
-            text = json.dumps(line)
-            print(text)
-            f.write(text + "\n")
+    return lines
+
+
+def write_lines(lines: list[dict], path: Path) -> None:
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    tmp.replace(path)
 
 
 def _means(rows: list[dict]) -> dict:
