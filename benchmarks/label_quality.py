@@ -1,7 +1,7 @@
 """Label quality on demo data, measured against the hidden truth, over several seeds.
 
     .venv/bin/python benchmarks/label_quality.py [--seeds 0,1,2] [--work /tmp/label_quality] [--folds 5]
-                                                 [--short-epochs 6] [--long-epochs 40]
+                                                 [--short-epochs 6] [--long-epochs 40] [--reuse]
 
 Per seed (fresh demo data generated with that seed):
 1. The whole pipeline (parameters/demo.yaml, wrong_from=out_of_fold, all strategies) through the
@@ -11,7 +11,9 @@ Per seed (fresh demo data generated with that seed):
    outputs; precision / recall / ROC AUC of in-sample, out-of-fold and cleanlab flags vs truth.
 
 Prints one JSON line per (setting, method) and per strategy, averaged over the seeds (per-seed
-values included), and writes them to <work>/label_quality.jsonl.
+values included), and writes them to <work>/label_quality.jsonl after every seed. With --reuse,
+finished pipelines (06's metrics) and flip runs (their predictions) in <work> are summarised again
+instead of rerun.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from helpers.datasets import read_annotations  # noqa: E402
 from helpers.experiment import train_and_save  # noqa: E402
 from helpers.label_quality import flip_finding  # noqa: E402
 from helpers.labels import LabelScheme  # noqa: E402
@@ -47,31 +50,36 @@ def run(cmd: list[str]) -> None:
     subprocess.run(cmd, check=True, cwd=ROOT)
 
 
-def pipeline(seed: int, work: Path, folds: int) -> pd.DataFrame:
+def pipeline(seed: int, work: Path, folds: int, reuse: bool) -> pd.DataFrame:
     """Demo data for this seed through the whole DAG; returns 06's comparison table."""
     data = work / f"seed_{seed}"
+    compare = data / "runs" / "metrics" / "06_compare.json"
+    if reuse and compare.is_file():
+        return pd.DataFrame(json.loads(compare.read_text())["table"]).set_index("run")
     run([sys.executable, "-m", "helpers", "demo", str(data), "--seed", str(seed), "--if-missing"])
     run([sys.executable, "-m", "helpers", "run", "parameters/demo.yaml",
          "-p", f"data_dir={data}/patient", "-p", f"data_dir_n={data}/neg", "-p", f"data_dir_base={data}/runs",
          "-p", f"truth_path={data}/truth.csv", "-p", "overrides_path=", "-p", f"seed={seed}",
          "-p", "wrong_from=out_of_fold", "-p", f"folds={folds}", "--jobs", "2"])
-    metrics = json.loads((data / "runs" / "metrics" / "06_compare.json").read_text())
-    return pd.DataFrame(metrics["table"]).set_index("run")
+    return pd.DataFrame(json.loads(compare.read_text())["table"]).set_index("run")
 
 
-def flips(seed: int, work: Path, epochs: int, folds: int) -> pd.DataFrame:
+def flips(seed: int, work: Path, epochs: int, folds: int, reuse: bool) -> pd.DataFrame:
     """SB on the certain images, last-epoch weights (seed behaviour), with out-of-fold outputs."""
     data = work / f"seed_{seed}"
     scheme = LabelScheme.from_dict(ANN_DICT)
-    layout = Layout.from_params(str(data / "patient"), str(data / "neg"), str(data / "runs"), scheme)
+    truth = pd.read_csv(data / "truth.csv")
     out = work / f"seed_{seed}" / f"flips_{epochs}"
+    if reuse and (out / "ann_with_predictions.csv").is_file():
+        return flip_finding(read_annotations(out / "ann_with_predictions.csv"), truth, scheme)
+    layout = Layout.from_params(str(data / "patient"), str(data / "neg"), str(data / "runs"), scheme)
     out.mkdir(parents=True, exist_ok=True)
     cfg = TrainConfig(arch="resnet18", width=16, epochs=epochs, batch_size=128, seed=seed, keep_weights="last",
                       progress=False)
     start = time.perf_counter()
     result = train_and_save(layout.certain, scheme, cfg, out / "ann_with_predictions.csv",
                             out / "model_perf.zip", wrong_from="out_of_fold", folds=folds)
-    table = flip_finding(result.predictions, pd.read_csv(data / "truth.csv"), scheme)
+    table = flip_finding(result.predictions, truth, scheme)
     print(f"seed {seed}, {epochs} epochs: {time.perf_counter() - start:.0f} s\n{table.round(3)}", flush=True)
     return table
 
@@ -83,6 +91,7 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--short-epochs", type=int, default=6)
     parser.add_argument("--long-epochs", type=int, default=40)
+    parser.add_argument("--reuse", action="store_true", help="summarise finished runs in --work instead of rerunning")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     args.work.mkdir(parents=True, exist_ok=True)
@@ -91,7 +100,7 @@ def main() -> None:
     flip_rows: dict[tuple[str, str], list[dict]] = {}
     for seed in seeds:
         start = time.perf_counter()
-        table = pipeline(seed, args.work, args.folds)
+        table = pipeline(seed, args.work, args.folds, args.reuse)
         print(f"seed {seed}: pipeline {time.perf_counter() - start:.0f} s", flush=True)
         for name, row in table.iterrows():
             if row.get("status") == "ok":
@@ -99,9 +108,9 @@ def main() -> None:
                     {new: float(row[old]) for old, new in STRATEGY_COLUMNS.items() if old in row and pd.notna(row[old])}
                     | {"seed": seed})
         for setting, epochs in (("short", args.short_epochs), ("long", args.long_epochs)):
-            for method, row in flips(seed, args.work, epochs, args.folds).iterrows():
+            for method, row in flips(seed, args.work, epochs, args.folds, args.reuse).iterrows():
                 flip_rows.setdefault((setting, method), []).append(
-                    {k: float(row[k]) for k in ("precision", "recall", "roc_auc", "flagged", "flipped")} | {"seed": seed})
+                    {k: float(row[k]) for k in ("precision", "recall", "roc_auc", "average_precision", "flagged", "flipped")} | {"seed": seed})
         # Written after every seed so a long run that is stopped still leaves its finished seeds.
         lines = summary_lines(flip_rows, strategy_rows, args)
         write_lines(lines, args.work / "label_quality.jsonl")

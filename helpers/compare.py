@@ -99,7 +99,7 @@ def accuracy_interval(correct: np.ndarray, n: int, seed: int) -> tuple[float, fl
 
 def flip_finding_table(layout: Layout, truth: pd.DataFrame | None) -> pd.DataFrame:
     """Per baseline and way of flagging wrong labels (in-sample, out-of-fold, cleanlab): precision,
-    recall and ROC AUC of finding the truly flipped labels. Empty without truth or its `label_flipped`."""
+    recall, ROC AUC and average precision of finding the truly flipped labels. Empty without truth or its `label_flipped`."""
     from .label_quality import flip_finding
 
     if truth is None or "label_flipped" not in truth.columns:

@@ -15,7 +15,7 @@ from multiprocessing import get_context
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
 from .datasets import ImageSet, Pair, flag_values, open_image_set
@@ -127,7 +127,8 @@ def flip_finding(predictions: pd.DataFrame, truth: pd.DataFrame, scheme: LabelSc
     """How well each way of flagging wrong labels finds the truly flipped ones (truth.label_flipped).
 
     Scored on the certain, non-test rows (the ones a model trains on): precision and recall of the
-    flagged set, ROC AUC of the ranking. Methods: in-sample and out-of-fold own-class output < 0.5
+    flagged set, ROC AUC and average precision of the ranking (flips being a few percent of the rows, AP
+    shows what ROC AUC hides: how many clean images rank above the flips). Methods: in-sample and out-of-fold own-class output < 0.5
     (the seed's rule), and cleanlab's issue list / label quality.
     """
     flipped = truth.set_index("image_id")["label_flipped"].reindex(predictions["image_id"])
@@ -152,6 +153,13 @@ def flip_finding(predictions: pd.DataFrame, truth: pd.DataFrame, scheme: LabelSc
         out.append({"method": method, "rows": int(rows.sum()), "flipped": int(y.sum()), "flagged": int(f.sum()),
                     "precision": float((f & y).sum() / f.sum()) if f.sum() else float("nan"),
                     "recall": float((f & y).sum() / y.sum()) if y.sum() else float("nan"),
-                    "roc_auc": float(roc_auc_score(y, suspicion[rows])) if 0 < y.sum() < len(y) else float("nan")})
+                    **_ranking_scores(y, suspicion[rows])})
     return pd.DataFrame(out).set_index("method") if out else pd.DataFrame(
-        columns=["rows", "flipped", "flagged", "precision", "recall", "roc_auc"])
+        columns=["rows", "flipped", "flagged", "precision", "recall", "roc_auc", "average_precision"])
+
+
+def _ranking_scores(flipped: np.ndarray, suspicion: np.ndarray) -> dict[str, float]:
+    if not 0 < flipped.sum() < len(flipped):
+        return {"roc_auc": float("nan"), "average_precision": float("nan")}
+    return {"roc_auc": float(roc_auc_score(flipped, suspicion)),
+            "average_precision": float(average_precision_score(flipped, suspicion))}

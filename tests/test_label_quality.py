@@ -106,6 +106,9 @@ def test_out_of_fold_run_writes_oof_and_cleanlab_columns_that_find_a_planted_fli
     table = flip_finding(preds, truth, scheme)
     assert list(table.index) == ["in_sample", "out_of_fold", "cleanlab"]
     assert table.loc["out_of_fold", "roc_auc"] > 0.8 and table.loc["cleanlab", "recall"] > 0.5
+    # a ranking better than chance has average precision above the share of flips
+    flip_rate = table.loc["out_of_fold", "flipped"] / table.loc["out_of_fold", "rows"]
+    assert table.loc["out_of_fold", "average_precision"] > 2 * flip_rate
 
 
 def test_label_issue_columns_on_a_planted_flip(scheme):
@@ -236,4 +239,4 @@ def test_flip_finding_columns_appear_only_with_truth(trained_layout, tiny_demo, 
     assert flip_finding_table(trained_layout, truth.drop(columns="label_flipped")).empty
     table = flip_finding_table(trained_layout, truth)
     assert list(table.index) == [("s_b", "in_sample"), ("s_b", "out_of_fold"), ("s_b", "cleanlab")]
-    assert {"precision", "recall", "roc_auc", "flipped", "flagged"} <= set(table.columns)
+    assert {"precision", "recall", "roc_auc", "average_precision", "flipped", "flagged"} <= set(table.columns)
