@@ -30,10 +30,11 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from helpers.datasets import read_annotations  # noqa: E402
+from helpers.datasets import flag_values, read_annotations  # noqa: E402
+from helpers.evaluation import oof_column  # noqa: E402
 from helpers.experiment import train_and_save  # noqa: E402
 from helpers.label_quality import flip_finding  # noqa: E402
-from helpers.labels import LabelScheme  # noqa: E402
+from helpers.labels import LabelScheme, round_annotations  # noqa: E402
 from helpers.layout import Layout  # noqa: E402
 from helpers.training import TrainConfig  # noqa: E402
 
@@ -71,7 +72,8 @@ def flips(seed: int, work: Path, epochs: int, folds: int, reuse: bool) -> pd.Dat
     truth = pd.read_csv(data / "truth.csv")
     out = work / f"seed_{seed}" / f"flips_{epochs}"
     if reuse and (out / "ann_with_predictions.csv").is_file():
-        return flip_finding(read_annotations(out / "ann_with_predictions.csv"), truth, scheme)
+        predictions = read_annotations(out / "ann_with_predictions.csv")
+        return flip_finding(predictions, truth, scheme).assign(**model_errors(predictions, truth))
     layout = Layout.from_params(str(data / "patient"), str(data / "neg"), str(data / "runs"), scheme)
     out.mkdir(parents=True, exist_ok=True)
     cfg = TrainConfig(arch="resnet18", width=16, epochs=epochs, batch_size=128, seed=seed, keep_weights="last",
@@ -79,9 +81,25 @@ def flips(seed: int, work: Path, epochs: int, folds: int, reuse: bool) -> pd.Dat
     start = time.perf_counter()
     result = train_and_save(layout.certain, scheme, cfg, out / "ann_with_predictions.csv",
                             out / "model_perf.zip", wrong_from="out_of_fold", folds=folds)
-    table = flip_finding(result.predictions, truth, scheme)
+    table = flip_finding(result.predictions, truth, scheme).assign(**model_errors(result.predictions, truth))
     print(f"seed {seed}, {epochs} epochs: {time.perf_counter() - start:.0f} s\n{table.round(3)}", flush=True)
     return table
+
+
+def model_errors(predictions: pd.DataFrame, truth: pd.DataFrame) -> dict[str, float]:
+    """Why precision is what it is: how often the out-of-fold model is wrong about the true class on
+    the certain, non-test, correctly labelled rows, and the share of cleanlab's false alarms that are
+    such model errors (rather than the method flagging images the model gets right)."""
+    truth = truth.set_index("image_id").reindex(predictions["image_id"])
+    known = truth["label_flipped"].notna().to_numpy()
+    flipped = flag_values(truth["label_flipped"].fillna(False))
+    rows = known & np.isin(round_annotations(predictions["annotation"]), [0, 1]) & \
+        (predictions["split"].astype(str).to_numpy() != "test") & ~flipped
+    model_wrong = (predictions[oof_column("parasite")].to_numpy() >= 0.5) != (truth["truth"] == "parasite").to_numpy()
+    false_alarms = rows & flag_values(predictions["is_label_issue"])
+    return {"oof_error_vs_truth_on_clean": float(model_wrong[rows].mean()),
+            "cleanlab_false_alarms_model_wrong": float(model_wrong[false_alarms].mean()) if false_alarms.any()
+            else float("nan")}
 
 
 def main() -> None:
@@ -110,7 +128,8 @@ def main() -> None:
         for setting, epochs in (("short", args.short_epochs), ("long", args.long_epochs)):
             for method, row in flips(seed, args.work, epochs, args.folds, args.reuse).iterrows():
                 flip_rows.setdefault((setting, method), []).append(
-                    {k: float(row[k]) for k in ("precision", "recall", "roc_auc", "average_precision", "flagged", "flipped")} | {"seed": seed})
+                    {k: float(row[k]) for k in ("precision", "recall", "roc_auc", "average_precision", "flagged", "flipped",
+                                                 "oof_error_vs_truth_on_clean", "cleanlab_false_alarms_model_wrong")} | {"seed": seed})
         # Written after every seed so a long run that is stopped still leaves its finished seeds.
         lines = summary_lines(flip_rows, strategy_rows, args)
         write_lines(lines, args.work / "label_quality.jsonl")
