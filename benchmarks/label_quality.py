@@ -35,8 +35,8 @@ sys.path.insert(0, str(ROOT))
 from helpers.datasets import flag_values, read_annotations  # noqa: E402
 from helpers.evaluation import oof_column  # noqa: E402
 from helpers.experiment import train_and_save  # noqa: E402
-from helpers.label_quality import flip_finding  # noqa: E402
-from helpers.labels import LabelScheme, round_annotations  # noqa: E402
+from helpers.label_quality import flip_finding, flip_rows  # noqa: E402
+from helpers.labels import LabelScheme  # noqa: E402
 from helpers.layout import Layout  # noqa: E402
 from helpers.training import TrainConfig  # noqa: E402
 
@@ -80,7 +80,7 @@ def flips(seed: int, work: Path, epochs: int, args: argparse.Namespace) -> pd.Da
     reuse, folds = args.reuse, args.folds
     if reuse and (out / "ann_with_predictions.csv").is_file():
         predictions = read_annotations(out / "ann_with_predictions.csv")
-        return flip_finding(predictions, truth, scheme).assign(**model_errors(predictions, truth))
+        return flip_finding(predictions, truth, scheme).assign(**model_errors(predictions, truth, scheme))
     layout = Layout.from_params(str(data / "patient"), str(data / "neg"), str(data / "runs"), scheme)
     out.mkdir(parents=True, exist_ok=True)
     cfg = TrainConfig(arch=args.arch, width=args.width, epochs=epochs, batch_size=args.batch_size, seed=seed,
@@ -88,23 +88,21 @@ def flips(seed: int, work: Path, epochs: int, args: argparse.Namespace) -> pd.Da
     start = time.perf_counter()
     result = train_and_save(layout.certain, scheme, cfg, out / "ann_with_predictions.csv",
                             out / "model_perf.zip", wrong_from="out_of_fold", folds=folds)
-    table = flip_finding(result.predictions, truth, scheme).assign(**model_errors(result.predictions, truth))
+    table = flip_finding(result.predictions, truth, scheme).assign(**model_errors(result.predictions, truth, scheme))
     print(f"seed {seed}, {epochs} epochs: {time.perf_counter() - start:.0f} s\n{table.round(3)}", flush=True)
     return table
 
 
-def model_errors(predictions: pd.DataFrame, truth: pd.DataFrame) -> dict[str, float]:
+def model_errors(predictions: pd.DataFrame, truth: pd.DataFrame, scheme: LabelScheme) -> dict[str, float]:
     """Why precision is what it is: how often the out-of-fold model is wrong about the true class on
     the certain, non-test, correctly labelled rows, and the share of cleanlab's false alarms that are
     such model errors (rather than the method flagging images the model gets right)."""
-    truth = truth.set_index("image_id").reindex(predictions["image_id"])
-    known = truth["label_flipped"].notna().to_numpy()
-    flipped = flag_values(truth["label_flipped"].fillna(False))
-    rows = known & np.isin(round_annotations(predictions["annotation"]), [0, 1]) & \
-        (predictions["split"].astype(str).to_numpy() != "test") & ~flipped
-    model_wrong = (predictions[oof_column("parasite")].to_numpy() >= 0.5) != (truth["truth"] == "parasite").to_numpy()
-    false_alarms = rows & flag_values(predictions["is_label_issue"])
-    return {"oof_error_vs_truth_on_clean": float(model_wrong[rows].mean()),
+    rows, flipped = flip_rows(predictions, truth, scheme)
+    clean = rows & ~flipped
+    true_class = truth.set_index("image_id").reindex(predictions["image_id"])["truth"].to_numpy()
+    model_wrong = (predictions[oof_column("parasite")].to_numpy() >= 0.5) != (true_class == "parasite")
+    false_alarms = clean & flag_values(predictions["is_label_issue"])
+    return {"oof_error_vs_truth_on_clean": float(model_wrong[clean].mean()),
             "cleanlab_false_alarms_model_wrong": float(model_wrong[false_alarms].mean()) if false_alarms.any()
             else float("nan")}
 

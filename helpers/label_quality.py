@@ -127,16 +127,11 @@ def flip_finding(predictions: pd.DataFrame, truth: pd.DataFrame, scheme: LabelSc
     """How well each way of flagging wrong labels finds the truly flipped ones (truth.label_flipped).
 
     Scored on the certain, non-test rows (the ones a model trains on): precision and recall of the
-    flagged set, ROC AUC and average precision of the ranking (flips being a few percent of the rows, AP
-    shows what ROC AUC hides: how many clean images rank above the flips). Methods: in-sample and out-of-fold own-class output < 0.5
-    (the seed's rule), and cleanlab's issue list / label quality.
+    flagged set, ROC AUC and average precision of the ranking (flips being a few percent of the rows,
+    AP shows what ROC AUC hides: how many clean images rank above the flips). Methods: in-sample and
+    out-of-fold own-class output < 0.5 (the seed's rule), and cleanlab's issue list / label quality.
     """
-    flipped = truth.set_index("image_id")["label_flipped"].reindex(predictions["image_id"])
-    known = flipped.notna().to_numpy()
-    flipped = flag_values(flipped.fillna(False))
-    rounded = round_annotations(predictions["annotation"])
-    split = predictions["split"].astype(str).to_numpy() if "split" in predictions.columns else np.full(len(rounded), "")
-    rows = known & np.isin(rounded, [scheme.ann_dict[n] for n in scheme.certain_names]) & (split != "test")
+    rows, flipped = flip_rows(predictions, truth, scheme)
     methods: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for wrong_from in WRONG_FROM:
         own = own_class_scores(predictions, scheme.certain_names,
@@ -156,6 +151,16 @@ def flip_finding(predictions: pd.DataFrame, truth: pd.DataFrame, scheme: LabelSc
                     **_ranking_scores(y, suspicion[rows])})
     return pd.DataFrame(out).set_index("method") if out else pd.DataFrame(
         columns=["rows", "flipped", "flagged", "precision", "recall", "roc_auc", "average_precision"])
+
+
+def flip_rows(predictions: pd.DataFrame, truth: pd.DataFrame, scheme: LabelScheme) -> tuple[np.ndarray, np.ndarray]:
+    """The rows flip finding is scored on (certain, non-test, known to truth) and truth's flipped flag per row."""
+    flipped = truth.set_index("image_id")["label_flipped"].reindex(predictions["image_id"])
+    known = flipped.notna().to_numpy()
+    rounded = round_annotations(predictions["annotation"])
+    split = predictions["split"].astype(str).to_numpy() if "split" in predictions.columns else np.full(len(rounded), "")
+    rows = known & np.isin(rounded, [scheme.ann_dict[n] for n in scheme.certain_names]) & (split != "test")
+    return rows, flag_values(flipped.fillna(False))
 
 
 def _ranking_scores(flipped: np.ndarray, suspicion: np.ndarray) -> dict[str, float]:
