@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test clean-demo
+.PHONY: install demo test test-fast parameters clean-demo
 
 install: $(STAMP)
 
@@ -22,6 +22,15 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q
+
+# The unit tests only (no notebooks, pipeline or browser): under a minute.
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"
+
+# Rewrite the notebooks' parameters cells, parameters/default.yaml and the README's parameter table
+# from the parameter table in helpers/run/parameters.py.
+parameters: install
+	$(PY) -m helpers parameters
 
 clean-demo:
 	rm -rf data/demo

@@ -21,9 +21,10 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).parent))
 from _measure import PeakAnonSampler, timed  # noqa: E402
 
-from helpers.datasets import Pair, combine, split_by_class  # noqa: E402
-from helpers.io import OutputSet  # noqa: E402
-from helpers.labels import DEFAULT_ANN_DICT, LabelScheme  # noqa: E402
+from helpers.core.io import OutputSet  # noqa: E402
+from helpers.core.labels import DEFAULT_ANN_DICT, LabelScheme  # noqa: E402
+from helpers.data.combine_split import combine, split_by_class  # noqa: E402
+from helpers.data.sets import Pair  # noqa: E402
 
 SHAPE = (4, 31, 31)
 

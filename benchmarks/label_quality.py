@@ -8,7 +8,7 @@ Per seed (fresh demo data generated with that seed):
 1. The whole pipeline (parameters/demo.yaml, wrong_from=out_of_fold, all strategies) through the
    runner; 06's table gives each strategy's unsure relabel accuracy and final test accuracy.
 2. Finding the planted label flips: SB (--arch/--width/--batch-size) trained on the certain images
-   for a short and a long run (the seed's 40 epochs), keeping the last epoch's weights as the seed
+   for a short and a long run (the origin's 40 epochs), keeping the last epoch's weights as the origin
    did, with 5-fold out-of-fold outputs; precision / recall / ROC AUC / average precision of
    in-sample, out-of-fold and cleanlab flags vs truth. --flips-only skips step 1.
 
@@ -32,13 +32,16 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from helpers.datasets import flag_values, read_annotations  # noqa: E402
-from helpers.evaluation import oof_column  # noqa: E402
-from helpers.experiment import train_and_save  # noqa: E402
-from helpers.label_quality import flip_finding, flip_rows  # noqa: E402
-from helpers.labels import LabelScheme  # noqa: E402
-from helpers.layout import Layout  # noqa: E402
-from helpers.training import TrainConfig  # noqa: E402
+from helpers.core.columns import (
+    flag_values,  # noqa: E402
+    oof_column,  # noqa: E402
+)
+from helpers.core.labels import LabelScheme  # noqa: E402
+from helpers.curation.label_issues import flip_finding, flip_rows  # noqa: E402
+from helpers.curation.training_run import train_and_save  # noqa: E402
+from helpers.data.layout import Layout  # noqa: E402
+from helpers.data.sets import read_annotations  # noqa: E402
+from helpers.run.parameters import train_config  # noqa: E402
 
 ANN_DICT = {"non-parasite": 0, "parasite": 1, "unsure": 2, "unlabeled": -1}
 STRATEGY_COLUMNS = {"accuracy": "test accuracy", "accuracy CI low": "test accuracy CI low",
@@ -72,7 +75,7 @@ def pipeline(seed: int, work: Path, folds: int, reuse: bool) -> pd.DataFrame:
 
 
 def flips(seed: int, work: Path, epochs: int, args: argparse.Namespace) -> pd.DataFrame:
-    """SB on the certain images, last-epoch weights (seed behaviour), with out-of-fold outputs."""
+    """SB on the certain images, last-epoch weights (as the origin), with out-of-fold outputs."""
     data = work / f"seed_{seed}"
     scheme = LabelScheme.from_dict(ANN_DICT)
     truth = pd.read_csv(data / "truth.csv")
@@ -83,8 +86,8 @@ def flips(seed: int, work: Path, epochs: int, args: argparse.Namespace) -> pd.Da
         return flip_finding(predictions, truth, scheme).assign(**model_errors(predictions, truth, scheme))
     layout = Layout.from_params(str(data / "patient"), str(data / "neg"), str(data / "runs"), scheme)
     out.mkdir(parents=True, exist_ok=True)
-    cfg = TrainConfig(arch=args.arch, width=args.width, epochs=epochs, batch_size=args.batch_size, seed=seed,
-                      keep_weights="last", progress=False)
+    cfg = train_config(arch=args.arch, width=args.width, epochs=epochs, batch_size=args.batch_size, seed=seed,
+                       keep_weights="last", progress=False)
     start = time.perf_counter()
     result = train_and_save(layout.certain, scheme, cfg, out / "ann_with_predictions.csv",
                             out / "model_perf.zip", wrong_from="out_of_fold", folds=folds)

@@ -17,11 +17,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from helpers.datasets import open_image_set  # noqa: E402
-from helpers.label_quality import out_of_fold_probabilities  # noqa: E402
-from helpers.labels import DEFAULT_ANN_DICT, LabelScheme  # noqa: E402
-from helpers.layout import Layout  # noqa: E402
-from helpers.training import TrainConfig, fit  # noqa: E402
+from helpers.core.labels import DEFAULT_ANN_DICT, LabelScheme  # noqa: E402
+from helpers.curation.out_of_fold import out_of_fold_probabilities  # noqa: E402
+from helpers.data.layout import Layout  # noqa: E402
+from helpers.data.sets import open_image_set  # noqa: E402
+from helpers.model.training import fit  # noqa: E402
+from helpers.run.parameters import train_config  # noqa: E402
 
 
 def main() -> None:
@@ -34,7 +35,7 @@ def main() -> None:
     scheme = LabelScheme.from_dict(DEFAULT_ANN_DICT)
     layout = Layout.from_params(args.data, args.data, args.data, scheme)
     image_set = open_image_set(layout.certain, scheme)
-    cfg = TrainConfig(arch="resnet18", width=16, epochs=args.epochs, batch_size=128, progress=False)
+    cfg = train_config(arch="resnet18", width=16, epochs=args.epochs, batch_size=128, progress=False)
 
     start = time.perf_counter()
     fit(image_set, scheme, cfg)

@@ -1,4 +1,4 @@
-"""Training and inference throughput: the seed's original loop (reference) against helpers.training.
+"""Training and inference throughput: the origin's training loop (reference) against helpers.model.training.
 
     python benchmarks/train_speed.py [--width 64] [--n-train 3072] [--n-infer 8192] [--batch-sizes 32,256]
 
@@ -22,7 +22,7 @@ from _measure import PeakAnonSampler  # noqa: E402
 
 
 def make_data(folder: Path, n: int) -> tuple[Path, Path]:
-    from helpers.demo import DemoSpec, render
+    from helpers.data.demo import DemoSpec, render
 
     rng = np.random.default_rng(0)
     truth = rng.random(n) < 0.3
@@ -33,11 +33,11 @@ def make_data(folder: Path, n: int) -> tuple[Path, Path]:
 
 
 def reference_train(images_path: Path, labels_path: Path, width: int, n: int, batch_size: int) -> dict:
-    """The seed's loop: all images / 255 into one float tensor, TensorDataset, DataLoader with 4 workers."""
+    """The origin's loop: all images / 255 into one float tensor, TensorDataset, DataLoader with 4 workers."""
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
-    from helpers.models import ModelSpec, build_model
+    from helpers.model.networks import ModelSpec, build_model
 
     torch.manual_seed(0)
     images = np.load(images_path)[:n]
@@ -62,14 +62,15 @@ def reference_train(images_path: Path, labels_path: Path, width: int, n: int, ba
 def ours_train(images_path: Path, labels_path: Path, width: int, n: int, batch_size: int) -> dict:
     import torch
 
-    from helpers.models import ModelSpec, build_model
-    from helpers.training import TrainConfig, make_criterion, train_one_epoch
+    from helpers.model.networks import ModelSpec, build_model
+    from helpers.model.training import make_criterion, train_one_epoch
+    from helpers.run.parameters import train_config
 
     torch.manual_seed(0)
     images = np.load(images_path, mmap_mode="r")
     targets = np.load(labels_path)
     rows = np.arange(n)
-    cfg = TrainConfig(width=width, batch_size=batch_size, epochs=1, progress=False)
+    cfg = train_config(width=width, batch_size=batch_size, epochs=1, progress=False)
     with PeakAnonSampler() as mem:
         model = build_model(ModelSpec("resnet18", 4, ["non-parasite", "parasite"], [0, 1], width=width))
         model = model.to(memory_format=torch.channels_last)
@@ -79,10 +80,10 @@ def ours_train(images_path: Path, labels_path: Path, width: int, n: int, batch_s
 
 
 def reference_infer(images_path: Path, width: int, n: int) -> dict:
-    """The seed's inference: the float tensor of all images, batches of 2048, no inference_mode."""
+    """The origin's inference: the float tensor of all images, batches of 2048, no inference_mode."""
     import torch
 
-    from helpers.models import ModelSpec, build_model
+    from helpers.model.networks import ModelSpec, build_model
 
     model = build_model(ModelSpec("resnet18", 4, ["non-parasite", "parasite"], [0, 1], width=width)).eval()
     images = np.load(images_path)[:n]
@@ -96,8 +97,8 @@ def reference_infer(images_path: Path, width: int, n: int) -> dict:
 
 
 def ours_infer(images_path: Path, width: int, n: int, args_infer_batch: int = 512) -> dict:
-    from helpers.models import ModelSpec, build_model
-    from helpers.training import predict_probabilities
+    from helpers.model.inference import predict_probabilities
+    from helpers.model.networks import ModelSpec, build_model
 
     model = build_model(ModelSpec("resnet18", 4, ["non-parasite", "parasite"], [0, 1], width=width)).eval()
     images = np.load(images_path, mmap_mode="r")[:n]

@@ -1,4 +1,5 @@
-"""Figures for the notebooks and reports. Every function returns a matplotlib Figure.
+"""Every figure of the notebooks and reports. Each function takes plain data and returns a
+matplotlib Figure; this module imports nothing from helpers above `data`.
 
 Figures are built without pyplot, so returning one from a cell shows it exactly once inline and
 nothing accumulates in pyplot's global state across a long notebook.
@@ -7,10 +8,20 @@ from __future__ import annotations
 
 from typing import Mapping
 
-
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+
+from .core.columns import output_probabilities
+
+
+def message(text: str) -> Figure:
+    """A figure that only says something, e.g. why a step did not apply."""
+    fig = Figure(figsize=(7, 1.2))
+    ax = fig.subplots()
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, fontsize=10)
+    return fig
 
 
 def class_counts_bar(counts: pd.DataFrame, title: str = "Images per class") -> Figure:
@@ -168,6 +179,44 @@ def labelled_grid(images: np.ndarray, captions: list[str], title: str = "", n_co
     for ax in axes[n:]:
         ax.axis("off")
     fig.suptitle(title)
+    return fig
+
+
+def captions(predictions: pd.DataFrame, rows: np.ndarray) -> list[str]:
+    """`image_id`, label and prediction of each row, for captions under thumbnails."""
+    probs, names = output_probabilities(predictions)
+    ids = predictions["image_id"] if "image_id" in predictions else None
+    return [f"{short_id(ids.iloc[r]) if ids is not None else r}\nlabel {predictions['annotation'].iloc[r]:g}"
+            f" -> {names[int(probs[r].argmax())]} {probs[r].max():.2f}" for r in rows]
+
+
+def lowest_scores_grid(images: np.ndarray, predictions: pd.DataFrame, scores: np.ndarray, k: int, title: str) -> Figure:
+    """The k images with the lowest (finite) score, lowest first, captioned."""
+    candidates = np.flatnonzero(np.isfinite(scores))
+    rows = candidates[np.argsort(scores[candidates], kind="stable")[:k]]
+    return labelled_grid(np.asarray(images[rows]), captions(predictions, rows), title=title)
+
+
+def comparison_chart(table: pd.DataFrame, column: str, ci_prefix: str) -> Figure:
+    """`column` of every run with its bootstrap interval (`<ci_prefix> CI low/high`); runs that did not
+    apply are labelled. Baselines are drawn blue, strategies orange."""
+    fig = Figure(figsize=(max(5, 0.8 * len(table) + 2), 3.4), layout="constrained")
+    ax = fig.subplots()
+    names = list(table.index)
+    ok = table["status"] == "ok"
+    values = table[column].where(ok).astype(float).fillna(0) if column in table else pd.Series(0.0, index=table.index)
+    colors = ["C1" if n.startswith("s_") and n[2].isdigit() else "C0" for n in names]
+    ax.bar(names, values, color=colors)
+    if f"{ci_prefix} CI low" in table:
+        lo, hi = table[f"{ci_prefix} CI low"].astype(float), table[f"{ci_prefix} CI high"].astype(float)
+        ax.errorbar(names, values, yerr=[np.maximum(values - lo.fillna(values), 0), np.maximum(hi.fillna(values) - values, 0)],
+                    fmt="none", color="black", capsize=3)
+    for i, n in enumerate(names):
+        if not ok[n]:
+            ax.text(i, 0.02, table.loc[n, "status"], rotation=90, ha="center", va="bottom", fontsize=8)
+    finite = values[ok & (values > 0)]
+    ax.set_ylim(max(0.0, float(finite.min()) - 0.1) if len(finite) else 0, 1.0)
+    ax.set(ylabel=f"test {column}", title=f"Test {column} per run (baselines blue, strategies orange; 95% bootstrap CI)")
     return fig
 
 

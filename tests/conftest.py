@@ -1,14 +1,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
+from notebook_runs import run_notebook
 
-from helpers.datasets import Pair
-from helpers.demo import DemoSpec, make_demo
-from helpers.labels import DEFAULT_ANN_DICT, LabelScheme
+from helpers.core.labels import DEFAULT_ANN_DICT, LabelScheme
+from helpers.data.demo import DemoSpec, make_demo
+from helpers.data.sets import Pair
 
 
 @pytest.fixture
@@ -16,10 +18,28 @@ def scheme() -> LabelScheme:
     return LabelScheme.from_dict(DEFAULT_ANN_DICT)
 
 
+TINY_DEMO = DemoSpec(n_patient=160, n_neg=80, size=15, seed=3)
+TINY_TRAINING = dict(arch="resnet10", width=8, epochs=2, batch_size=64)
+
+
 @pytest.fixture
 def tiny_demo(tmp_path: Path) -> dict[str, Path]:
-    """A small generated dataset: 160 patient + 80 negative crops of 4x15x15."""
-    return make_demo(tmp_path / "demo", DemoSpec(n_patient=160, n_neg=80, size=15, seed=3))
+    """A small generated dataset: 160 patient + 80 negative crops of 4x15x15 (this test's own copy)."""
+    return make_demo(tmp_path / "demo", TINY_DEMO)
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tmp_path_factory) -> SimpleNamespace:
+    """Notebooks 01, 02 and 03 (both baselines, tiny models) run once for the whole session on tiny
+    demo data. Tests read what they wrote and run later notebooks into folders of their own."""
+    root = tmp_path_factory.mktemp("tiny_pipeline")
+    demo = make_demo(root / "demo", TINY_DEMO)
+    base = root / "runs"
+    dirs = dict(data_dir=str(demo["data_dir"]), data_dir_n=str(demo["data_dir_n"]), data_dir_base=str(base))
+    notebooks = {"01_combine": run_notebook("01_combine", base / "reports", **dirs),
+                 "02_split": run_notebook("02_split", base / "reports", **dirs),
+                 "03_baselines_SA_SB": run_notebook("03_baselines_SA_SB", base / "reports", **dirs, **TINY_TRAINING)}
+    return SimpleNamespace(demo=demo, dirs=dirs, base=base, notebooks=notebooks)
 
 
 def write_set(folder: Path, stem: str, images: np.ndarray, annotations, **extra) -> Pair:

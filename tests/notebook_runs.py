@@ -7,7 +7,7 @@ from pathlib import Path
 import nbformat
 import papermill as pm
 
-from helpers.layout import PROJECT_ROOT
+from helpers.core.paths import PROJECT_ROOT
 
 NOTEBOOKS = PROJECT_ROOT / "notebooks"
 

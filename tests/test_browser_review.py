@@ -1,8 +1,10 @@
 """End to end in a real browser: JupyterLab serves 07_review.ipynb, headless Chromium runs it,
 a person's clicks relabel an image, and the override file changes. Needs Debian's chromium and
-chromium-driver (installed by .ci/run); skipped with that reason when they are missing."""
+chromium-driver (installed by .ci/run); skipped with that reason when they are missing, except in CI
+(`CI` set), where a missing browser is a failure."""
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -13,14 +15,12 @@ import urllib.request
 import pandas as pd
 import papermill as pm
 import pytest
+from notebook_runs import NOTEBOOKS
 
-from helpers.layout import PROJECT_ROOT
-from notebook_runs import NOTEBOOKS, run_notebook
+from helpers.core.paths import PROJECT_ROOT
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(
-    not (CHROMIUM and CHROMEDRIVER),
-    reason="Debian's chromium and chromium-driver are not installed (apt-get install -y chromium chromium-driver; .ci/run does this)")
+MISSING = "Debian's chromium and chromium-driver are not installed (apt-get install -y chromium chromium-driver; .ci/run does this)"
 TOKEN = "review-test"
 SCREENSHOT = PROJECT_ROOT / "docs" / "review_widget.png"
 
@@ -31,14 +31,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def require_browser() -> None:
+    """Skip without a browser on a developer's machine; in CI, where .ci/run installs one, fail."""
+    if not (CHROMIUM and CHROMEDRIVER):
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set but {MISSING}")
+        pytest.skip(MISSING)
+
+
 @pytest.fixture
-def lab(tiny_demo, tmp_path):
-    base = tmp_path / "runs"
+def lab(tiny_pipeline, tmp_path):
+    require_browser()
     overrides = tmp_path / "overrides.csv"
-    dirs = dict(data_dir=str(tiny_demo["data_dir"]), data_dir_n=str(tiny_demo["data_dir_n"]), data_dir_base=str(base))
-    run_notebook("01_combine", base / "reports", **dirs)
-    run_notebook("02_split", base / "reports", **dirs)
-    run_notebook("03_baselines_SA_SB", base / "reports", **dirs, arch="resnet10", width=8, epochs=1, batch_size=64, which="s_b")
+    dirs = tiny_pipeline.dirs
     root = tmp_path / "lab"
     root.mkdir()
     pm.execute_notebook(str(NOTEBOOKS / "07_review.ipynb"), str(root / "07_review.ipynb"), prepare_only=True,
@@ -90,6 +95,7 @@ def _wait(condition, timeout: float, what: str):
     pytest.fail(f"timed out waiting for {what}")
 
 
+@pytest.mark.slow
 def test_relabel_in_the_browser_writes_the_override_file(lab, tmp_path):
     from selenium.webdriver.common.by import By
 
@@ -123,3 +129,13 @@ def test_relabel_in_the_browser_writes_the_override_file(lab, tmp_path):
         driver.save_screenshot(str(SCREENSHOT))  # docs/review_widget.png: generated, not committed
     finally:
         driver.quit()
+
+
+def test_a_missing_browser_fails_in_ci_and_skips_elsewhere(monkeypatch):
+    monkeypatch.setitem(globals(), "CHROMIUM", None)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI is set"):
+        require_browser()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception):
+        require_browser()

@@ -3,12 +3,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import snapshot, write_set
-from helpers.datasets import (Pair, assign_test_split, combine, open_image_set, read_annotations,
-                              split_by_class)
-from helpers.errors import InputError
-from helpers.layout import Layout
+
+from helpers.core.errors import InputError
+from helpers.data.combine_split import assign_test_split, combine, split_by_class
+from helpers.data.layout import Layout
+from helpers.data.sets import Pair, open_image_set, read_annotations
 
 
 def _sources(tmp_path, n1=30, n2=20, shape=(3, 5, 5), dtype=np.uint8):
@@ -76,7 +76,7 @@ def test_split_by_class_counts_values_and_split_column(tiny_demo, scheme):
     assert len(certain) == int((rounded <= 1).sum()) and set(certain.ann["annotation"]) == {0.0, 1.0}
     assert (certain.ann["split"] == "test").sum() == (ann["split"] == "test").sum()
     for target, value in (("parasite", 0.8), ("non-parasite", 0.2), ("unlabeled", -0.8)):
-        relabeled = open_image_set(layout.unsure_as(target), scheme)
+        relabeled = open_image_set(layout.unsure_relabeled(target), scheme)
         assert len(relabeled) == int((rounded == 2).sum()) and set(relabeled.ann["annotation"]) == {value}
 
 
@@ -159,7 +159,7 @@ def test_wrong_image_rank(tmp_path, scheme):
 def test_failure_midway_leaves_no_temp_files(tmp_path, scheme, monkeypatch):
     a, b = _sources(tmp_path)
     out = Pair(tmp_path / "out" / "combined_images.npy", tmp_path / "out" / "combined_ann.csv")
-    import helpers.datasets as ds
+    import helpers.data.combine_split as ds
 
     def boom(images):
         yield 0, images[:1]

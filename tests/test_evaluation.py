@@ -1,7 +1,11 @@
 import numpy as np
 import pytest
 
-from helpers.evaluation import classification_metrics, operating_thresholds, threshold_table
+from helpers.metrics import (
+    classification_metrics,
+    operating_thresholds,
+    threshold_table,
+)
 
 
 def test_metrics_on_a_hand_checked_case():

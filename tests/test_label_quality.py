@@ -3,21 +3,36 @@ flip finding measured against truth."""
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import write_set
-from helpers.compare import flip_finding_table
-from helpers.datasets import combine, open_image_set, split_by_class
-from helpers.errors import InputError, NotTrainable
-from helpers.evaluation import oof_column, output_column, wrong_mask
-from helpers.experiment import train_and_save
-from helpers.io import OutputSet
-from helpers.label_quality import fold_assignment, flip_finding, label_issue_columns, out_of_fold_probabilities
-from helpers.labels import round_annotations
-from helpers.layout import Layout
-from helpers.proposals import EXCLUDED_VALUE, binary_entropy_bits, ceal, propagate, propose, two_thresholds
-from helpers.relabel import PROPOSED, relabel_accuracy, relabel_coverage, relabel_unsure
-from helpers.strategies import SEED_STRATEGIES, STRATEGIES, classifier_inputs, differentiator_inputs
-from helpers.training import TrainConfig, fit, prepare_training_data
+
+from helpers.core.columns import PROPOSED, oof_column, output_column
+from helpers.core.errors import InputError, NotTrainable
+from helpers.core.io import OutputSet
+from helpers.core.labels import EXCLUDED_UNSURE_VALUE, round_annotations
+from helpers.curation.compare import flip_finding_table
+from helpers.curation.label_issues import flip_finding, label_issue_columns
+from helpers.curation.out_of_fold import fold_assignment, out_of_fold_probabilities
+from helpers.curation.proposals import (
+    binary_entropy_bits,
+    ceal,
+    propagate,
+    propose,
+    two_thresholds,
+)
+from helpers.curation.relabel import relabel_accuracy, relabel_coverage, relabel_unsure
+from helpers.curation.right_wrong import wrong_mask
+from helpers.curation.strategies import (
+    SEED_STRATEGIES,
+    STRATEGIES,
+    classifier_inputs,
+    differentiator_inputs,
+)
+from helpers.curation.training_run import train_and_save
+from helpers.data.combine_split import combine, split_by_class
+from helpers.data.layout import Layout
+from helpers.data.sets import open_image_set
+from helpers.model.training import fit, prepare_training_data
+from helpers.run.parameters import train_config
 
 FAST = dict(arch="resnet10", width=8, batch_size=32, progress=False)
 
@@ -55,7 +70,7 @@ def test_fold_assignment_is_stratified_and_covers_only_trainable_rows():
 def test_out_of_fold_models_never_train_on_their_own_rows(tmp_path, scheme):
     pair, _ = _pattern_set(tmp_path)
     image_set = open_image_set(pair, scheme)
-    oof = out_of_fold_probabilities(image_set, scheme, TrainConfig(epochs=1, **FAST), folds=3)
+    oof = out_of_fold_probabilities(image_set, scheme, train_config(epochs=1, **FAST), folds=3)
     test = (image_set.ann["split"] == "test").to_numpy()
     assert (oof.fold[test] == -1).all() and (oof.fold[~test] >= 0).all()
     for k, train_rows in enumerate(oof.train_rows):
@@ -68,7 +83,7 @@ def test_out_of_fold_models_never_train_on_their_own_rows(tmp_path, scheme):
 def test_folds_in_parallel_processes_give_the_same_outputs(tmp_path, scheme):
     pair, _ = _pattern_set(tmp_path, n=120)
     image_set = open_image_set(pair, scheme)
-    serial, parallel = (out_of_fold_probabilities(image_set, scheme, TrainConfig(epochs=1, **FAST), 2, jobs)
+    serial, parallel = (out_of_fold_probabilities(image_set, scheme, train_config(epochs=1, **FAST), 2, jobs)
                         for jobs in (1, 2))
     np.testing.assert_array_equal(serial.fold, parallel.fold)
     held = serial.fold >= 0
@@ -86,7 +101,7 @@ def test_holdout_rows_neither_train_nor_validate(tmp_path, scheme):
 
 def test_out_of_fold_run_writes_oof_and_cleanlab_columns_that_find_a_planted_flip(tmp_path, scheme):
     pair, truth = _pattern_set(tmp_path, n=300, flip=8)
-    cfg = TrainConfig(epochs=8, lr=3e-3, keep_weights="last", **FAST)
+    cfg = train_config(epochs=8, lr=3e-3, keep_weights="last", **FAST)
     run = train_and_save(pair, scheme, cfg, tmp_path / "p.csv", tmp_path / "m.zip", wrong_from="out_of_fold", folds=3)
     preds = pd.read_csv(tmp_path / "p.csv")
     for column in (oof_column("parasite"), oof_column("non-parasite"), "fold", "label_quality", "is_label_issue"):
@@ -126,21 +141,21 @@ def test_label_issue_columns_on_a_planted_flip(scheme):
 
 def test_keep_weights_last_keeps_the_final_epoch(tmp_path, scheme):
     pair, _ = _pattern_set(tmp_path)
-    result = fit(open_image_set(pair, scheme), scheme, TrainConfig(epochs=3, keep_weights="last", **FAST))
+    result = fit(open_image_set(pair, scheme), scheme, train_config(epochs=3, keep_weights="last", **FAST))
     assert result.best_epoch == 3
     with pytest.raises(ValueError, match="keep_weights"):
-        TrainConfig(keep_weights="middle")
+        train_config(keep_weights="middle")
 
 
 # ---------------------------------------------------------------- sample weights
 
 def test_sample_weights_steer_the_loss(tmp_path, scheme):
     """Half the parasites are labelled non-parasite; weighting those rows 0 recovers the truth on them."""
-    from helpers.training import predict_probabilities
+    from helpers.model.inference import predict_probabilities
 
     pair, _ = _pattern_set(tmp_path)
     ann = pd.read_csv(pair.ann)
-    cfg = TrainConfig(epochs=6, lr=3e-3, sample_weights="label_quality", **FAST)
+    cfg = train_config(epochs=6, lr=3e-3, sample_weights="label_quality", **FAST)
     with pytest.raises(InputError, match="label_quality column"):
         fit(open_image_set(pair, scheme), scheme, cfg)
     parasites = np.flatnonzero((ann["annotation"] == 1).to_numpy() & (ann["split"] != "test").to_numpy())
@@ -163,13 +178,13 @@ def test_ceal_labels_only_confident_unsures():
     scores = np.array([0.99, 0.01, 0.6, 0.45, 0.93])
     proposal = ceal(scores, delta=0.5)
     assert binary_entropy_bits(np.array([0.5]))[0] == pytest.approx(1.0)
-    assert proposal.proposed.tolist() == [1.0, 0.0, EXCLUDED_VALUE, EXCLUDED_VALUE, 1.0]  # H(0.93) = 0.37 bits
+    assert proposal.proposed.tolist() == [1.0, 0.0, EXCLUDED_UNSURE_VALUE, EXCLUDED_UNSURE_VALUE, 1.0]  # H(0.93) = 0.37 bits
 
 
 def test_two_thresholds_exclude_the_middle():
     scores = np.array([0.05, 0.2, 0.5, 0.8, 0.95])
-    assert two_thresholds(scores, 0.2, 0.8).proposed.tolist() == [0.0, EXCLUDED_VALUE, EXCLUDED_VALUE, 1.0, 1.0]
-    assert two_thresholds(scores, None, None).proposed.tolist() == [EXCLUDED_VALUE] * 5  # unreachable: nobody moves
+    assert two_thresholds(scores, 0.2, 0.8).proposed.tolist() == [0.0, EXCLUDED_UNSURE_VALUE, EXCLUDED_UNSURE_VALUE, 1.0, 1.0]
+    assert two_thresholds(scores, None, None).proposed.tolist() == [EXCLUDED_UNSURE_VALUE] * 5  # unreachable: nobody moves
 
 
 def test_propagation_follows_the_feature_clusters():
@@ -196,7 +211,7 @@ def trained_layout(tiny_demo, scheme, tmp_path):
     layout = Layout(tiny_demo["data_dir"], tiny_demo["data_dir_n"], tmp_path / "runs", scheme)
     combine(layout.default_sources, layout.combined, scheme, test_frac=0.2, seed=0)
     split_by_class(layout.combined, scheme)
-    train_and_save(layout.certain, scheme, TrainConfig(epochs=2, **FAST), layout.predictions("s_b"),
+    train_and_save(layout.certain, scheme, train_config(epochs=2, **FAST), layout.predictions("s_b"),
                    layout.model_perf("s_b"), wrong_from="out_of_fold", folds=2)
     return layout
 
@@ -208,7 +223,7 @@ def test_proposal_strategy_inputs_and_relabeled_set(trained_layout, scheme, name
     unsure = open_image_set(trained_layout.class_set("unsure"), scheme)
     predictions, proposal = propose(strategy.method, trained_layout, delta=0.5, n_neighbors=5)
     assert predictions["image_id"].tolist() == unsure.ann["image_id"].tolist()
-    assert set(predictions[PROPOSED]) <= {0.0, 1.0, EXCLUDED_VALUE}
+    assert set(predictions[PROPOSED]) <= {0.0, 1.0, EXCLUDED_UNSURE_VALUE}
     assert ((predictions["parasite output"] >= 0) & (predictions["parasite output"] <= 1)).all()
     relabeled = relabel_unsure(unsure.ann, predictions, scheme, 0.9)
     np.testing.assert_array_equal(relabeled["annotation"], predictions[PROPOSED])
@@ -218,15 +233,15 @@ def test_proposal_strategy_inputs_and_relabeled_set(trained_layout, scheme, name
     # excluded unsures round below 0: in the classifier's set, predicted but never trained on
     with OutputSet() as out:
         out.csv(relabeled, trained_layout.relabeled(name, 0.9))
-    ann = combine(list(classifier_inputs(strategy, trained_layout, 0.9).values()), trained_layout.run_set(name, "cl"),
+    ann = combine(list(classifier_inputs(strategy, trained_layout, 0.9).values()), trained_layout.run_set(name, "final"),
                   scheme, origins=["certain", "relabeled unsure"])
-    data = prepare_training_data(open_image_set(trained_layout.run_set(name, "cl"), scheme), scheme, 0.3, 0)
-    excluded = np.flatnonzero(ann["annotation"].to_numpy() == EXCLUDED_VALUE)
+    data = prepare_training_data(open_image_set(trained_layout.run_set(name, "final"), scheme), scheme, 0.3, 0)
+    excluded = np.flatnonzero(ann["annotation"].to_numpy() == EXCLUDED_UNSURE_VALUE)
     assert not np.isin(excluded, np.concatenate([data.train_rows, data.val_rows])).any()
 
 
 def test_relabel_accuracy_counts_only_labelled_unsures(scheme):
-    relabeled = pd.DataFrame({"image_id": list("abcd"), "annotation": [1.0, 0.0, EXCLUDED_VALUE, EXCLUDED_VALUE]})
+    relabeled = pd.DataFrame({"image_id": list("abcd"), "annotation": [1.0, 0.0, EXCLUDED_UNSURE_VALUE, EXCLUDED_UNSURE_VALUE]})
     truth = pd.DataFrame({"image_id": list("abcd"), "truth": ["parasite", "parasite", "parasite", "non-parasite"]})
     assert relabel_accuracy(relabeled, truth, scheme) == 0.5 and relabel_coverage(relabeled) == 0.5
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from helpers.errors import ParameterError
-from helpers.labels import LabelScheme, round_annotations
+from helpers.core.errors import ParameterError
+from helpers.core.labels import LabelScheme, round_annotations
 
 
 def test_default_scheme_roles(scheme):
@@ -14,7 +14,7 @@ def test_default_scheme_roles(scheme):
 def test_any_class_names_work_by_value():
     s = LabelScheme.from_dict({"healthy": 0, "infected": 1, "maybe": 2})
     assert (s.positive, s.negative, s.unsure) == ("infected", "healthy", "maybe")
-    assert s.unsure_as("infected") == 0.8 and s.unsure_as("healthy") == 0.2 and s.unsure_as("unlabeled") == -0.8
+    assert s.relabeled_unsure_value("infected") == 0.8 and s.relabeled_unsure_value("healthy") == 0.2 and s.relabeled_unsure_value("unlabeled") == -0.8
 
 
 def test_provenance_values_round_to_their_target():

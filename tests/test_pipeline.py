@@ -4,13 +4,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-import helpers.runner as runner
-from helpers.layout import PROJECT_ROOT
-from helpers.runner import load_parameters, run
 from notebook_runs import read_metrics, run_notebook
 
+import helpers.run.runner as runner
+from helpers.core.paths import PROJECT_ROOT
+from helpers.run.parameters import load_parameters
+from helpers.run.runner import run_pipeline
+
 SMOKE = PROJECT_ROOT / "parameters" / "smoke.yaml"
+pytestmark = pytest.mark.slow
 
 
 def _params(tiny_demo, base, **extra):
@@ -21,7 +23,7 @@ def _params(tiny_demo, base, **extra):
 
 def test_whole_dag_with_reports_then_a_second_run_skips_everything(tiny_demo, tmp_path, monkeypatch):
     base = tmp_path / "runs"
-    results, the_plan = run(_params(tiny_demo, base, wrong_from="out_of_fold", folds=2), jobs=2)
+    results, the_plan = run_pipeline(_params(tiny_demo, base, wrong_from="out_of_fold", folds=2), jobs=2)
     assert len(results) == 22
     assert all(r.status in ("ok", "not applicable") for r in results), [(r.step, r.status, r.error) for r in results]
     reports = base / "reports"
@@ -45,7 +47,7 @@ def test_whole_dag_with_reports_then_a_second_run_skips_everything(tiny_demo, tm
     assert compare["verdict"]["best"] in runs
 
     monkeypatch.setattr(runner, "execute", lambda *a, **k: pytest.fail("an unchanged step was executed again"))
-    again, _ = run(_params(tiny_demo, base, wrong_from="out_of_fold", folds=2), jobs=2)
+    again, _ = run_pipeline(_params(tiny_demo, base, wrong_from="out_of_fold", folds=2), jobs=2)
     assert {r.status for r in again} == {"unchanged"}
 
 
@@ -54,7 +56,7 @@ def test_dag_on_a_dask_local_cluster(tiny_demo, tmp_path):
 
     base = tmp_path / "runs"
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
-        results, _ = run(_params(tiny_demo, base), strategies=["s_2b"], scheduler=cluster.scheduler_address)
+        results, _ = run_pipeline(_params(tiny_demo, base), strategies=["s_2b"], scheduler=cluster.scheduler_address)
     assert [r.step for r in results][-1] == "06_compare"
     assert all(r.status in ("ok", "not applicable") for r in results), [(r.step, r.status, r.error) for r in results]
     assert (base / "reports" / "05_relabel_and_classify_s_2b_nocode.html").is_file()
@@ -62,11 +64,12 @@ def test_dag_on_a_dask_local_cluster(tiny_demo, tmp_path):
 
 def test_not_applicable_strategy_is_reported_and_the_run_goes_on(tiny_demo, tmp_path):
     """SA gets no non-parasite wrong, so s_1a's differentiator would see one class only."""
-    from helpers.datasets import combine, open_image_set, split_by_class
-    from helpers.evaluation import split_right_wrong
-    from helpers.io import OutputSet
-    from helpers.labels import DEFAULT_ANN_DICT, LabelScheme
-    from helpers.layout import Layout
+    from helpers.core.io import OutputSet
+    from helpers.core.labels import DEFAULT_ANN_DICT, LabelScheme
+    from helpers.curation.right_wrong import split_right_wrong
+    from helpers.data.combine_split import combine, split_by_class
+    from helpers.data.layout import Layout
+    from helpers.data.sets import open_image_set
 
     scheme = LabelScheme.from_dict(DEFAULT_ANN_DICT)
     base = tmp_path / "runs"

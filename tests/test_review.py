@@ -1,14 +1,17 @@
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import write_set
-from helpers.datasets import combine, open_image_set, read_annotations
-from helpers.errors import InputError
-from helpers.layout import Layout
-from helpers.review import (OverrideStore, badge, filter_rows, in_polygon, most_similar, order_rows,
-                            page, sample_for_review, threshold_summary)
-from helpers.training import prepare_training_data
+
+from helpers.core.errors import InputError
+from helpers.data.combine_split import combine
+from helpers.data.layout import Layout
+from helpers.data.overrides import OverrideStore
+from helpers.data.sets import open_image_set, read_annotations
+from helpers.metrics import threshold_summary
+from helpers.model.training import prepare_training_data
+from helpers.review.features import in_polygon, most_similar
+from helpers.review.logic import badge, filter_rows, order_rows, page, sample_for_review
 
 
 def _preds():
@@ -162,3 +165,4 @@ def test_a_test_row_relabeled_unsure_leaves_the_test_split(tiny_demo, scheme, tm
     row = after.set_index("image_id").loc[test_id]
     assert row["annotation"] == 2.0 and row["split"] == "train"
     assert (after["split"] == "test").sum() == (before["split"] == "test").sum() - 1
+

@@ -3,10 +3,12 @@ from pathlib import Path
 
 import pytest
 
-import helpers.runner as runner
-from helpers.__main__ import main
-from helpers.errors import ParameterError
-from helpers.runner import StepResult, load_parameters, plan, run
+import helpers.run.runner as runner
+from helpers.core.errors import ParameterError
+from helpers.run.cli import main
+from helpers.run.parameters import load_parameters
+from helpers.run.reports import StepResult
+from helpers.run.runner import plan, run_pipeline
 
 
 def _yaml(tmp_path, text, name="params.yaml"):
@@ -72,7 +74,7 @@ def _fake_execute(fail: set[str], calls: list[str]):
 def test_a_failing_step_stops_only_its_dependents_and_is_retried(tmp_path, monkeypatch):
     calls: list[str] = []
     monkeypatch.setattr(runner, "execute", _fake_execute({"04_differentiator_s_1b"}, calls))
-    results, _ = run({**_dirs(tmp_path), "strategies": ["s_1a", "s_1b", "s_2a"]}, jobs=2)
+    results, _ = run_pipeline({**_dirs(tmp_path), "strategies": ["s_1a", "s_1b", "s_2a"]}, jobs=2)
     status = {r.step: r for r in results}
     assert status["04_differentiator_s_1b"].status == "failed" and status["04_differentiator_s_1b"].attempts == 2
     assert calls.count("04_differentiator_s_1b") == 2
@@ -88,14 +90,14 @@ def test_second_run_skips_every_unchanged_step(tmp_path, monkeypatch):
     calls: list[str] = []
     monkeypatch.setattr(runner, "execute", _fake_execute(set(), calls))
     params = {**_dirs(tmp_path), "strategies": ["s_1a"]}
-    run(params)
+    run_pipeline(params)
     first = len(calls)
-    results, _ = run(params)
+    results, _ = run_pipeline(params)
     assert len(calls) == first and {r.status for r in results} == {"unchanged"}
-    results, _ = run({**params, "per_strategy": {"s_1a": {"relabel_thresh": 0.8}}})
+    results, _ = run_pipeline({**params, "per_strategy": {"s_1a": {"relabel_thresh": 0.8}}})
     rerun = [r.step for r in results if r.status == "ok"]
     assert rerun == ["05_relabel_and_classify_s_1a", "06_compare"]  # only what the change touches
-    results, _ = run(params, force=True)
+    results, _ = run_pipeline(params, force=True)
     assert {r.status for r in results} == {"ok"}
 
 
@@ -112,13 +114,13 @@ def test_new_label_overrides_rerun_the_pipeline_from_01(tmp_path, monkeypatch):
     calls: list[str] = []
     monkeypatch.setattr(runner, "execute", _fake_execute(set(), calls))
     params = {**_dirs(tmp_path), "strategies": ["s_1a"], "overrides_path": str(tmp_path / "overrides.csv")}
-    run(params)
-    from helpers.review import OverrideStore
+    run_pipeline(params)
+    from helpers.data.overrides import OverrideStore
 
     OverrideStore(tmp_path / "overrides.csv").add(["patient_combined_images:3"], ["non-parasite"], "parasite")
-    results, _ = run(params)
+    results, _ = run_pipeline(params)
     assert results[0].step == "01_combine" and results[0].status == "ok"  # the corrections are picked up
-    results, _ = run(params)
+    results, _ = run_pipeline(params)
     assert {r.status for r in results} == {"unchanged"}
 
 
@@ -126,7 +128,7 @@ def test_a_change_in_the_helpers_code_reruns_the_steps(tmp_path, monkeypatch):
     calls: list[str] = []
     monkeypatch.setattr(runner, "execute", _fake_execute(set(), calls))
     params = {**_dirs(tmp_path), "strategies": ["s_1a"]}
-    run(params)
+    run_pipeline(params)
     monkeypatch.setattr(runner, "code_hash", lambda: "edited")
-    results, _ = run(params)
+    results, _ = run_pipeline(params)
     assert {r.status for r in results} == {"ok"}

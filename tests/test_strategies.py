@@ -2,17 +2,24 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.datasets import combine, open_image_set, split_by_class
-from helpers.errors import InputError
-from helpers.evaluation import split_right_wrong
-from helpers.experiment import SkippedRun
-from helpers.io import OutputSet
-from helpers.labels import round_annotations
-from helpers.layout import Layout
-from helpers.relabel import relabel_sweep, relabel_unsure
-from helpers.steps import build_set
-from helpers.strategies import SEED_STRATEGIES, STRATEGIES, classifier_inputs, differentiator_inputs, get_strategy
-from helpers.training import prepare_training_data
+from helpers.core.errors import InputError
+from helpers.core.io import OutputSet
+from helpers.core.labels import round_annotations
+from helpers.curation.relabel import relabel_sweep, relabel_unsure
+from helpers.curation.right_wrong import split_right_wrong
+from helpers.curation.strategies import (
+    SEED_STRATEGIES,
+    STRATEGIES,
+    classifier_inputs,
+    differentiator_inputs,
+    get_strategy,
+)
+from helpers.data.combine_split import combine, split_by_class
+from helpers.data.layout import Layout
+from helpers.data.sets import open_image_set
+from helpers.model.training import prepare_training_data
+from helpers.run.outcome import Outcome
+from helpers.run.steps import build_set, final_set
 
 
 def fake_baseline(layout, run, source_pair, scheme, seed, classes):
@@ -41,7 +48,7 @@ def strategy_layout(tiny_demo, scheme, tmp_path):
 
 def test_the_table_has_the_six_seed_strategies():
     assert sorted(SEED_STRATEGIES) == ["s_1a", "s_1b", "s_2a", "s_2b", "s_3a", "s_3b"]
-    assert get_strategy("s_2b").baseline == "s_b" and get_strategy("s_3a").unsure_as == "unlabeled"
+    assert get_strategy("s_2b").baseline == "s_b" and get_strategy("s_3a").unsure_role == "unlabeled"
     with pytest.raises(ValueError, match="strategy"):
         get_strategy("s_9z")
 
@@ -53,7 +60,7 @@ def test_differentiator_inputs_counts_values_and_excluded_rows(strategy_layout, 
     n_unsure = len(open_image_set(strategy_layout.class_set("unsure")))
     wrong = {c: open_image_set(strategy_layout.right_wrong(strategy.baseline, c, "wrong"), allow_empty=True)
              for c in ("non-parasite", "parasite")}
-    ann = build_set(inputs, strategy_layout.run_set(name, "diff"), scheme)
+    ann = build_set(inputs, strategy_layout.run_set(name, "diff"), scheme).table
     expected_wrong = ["non-parasite"] + (["parasite"] if name[2] in "23" else [])
     assert len(ann) == n_unsure + sum(len(wrong[c]) for c in expected_wrong)
     assert (ann["origin"] == "unsure").sum() == n_unsure
@@ -83,7 +90,7 @@ def test_classifier_inputs_add_relabeled_unsures(strategy_layout, scheme):
     relabeled = relabel_unsure(unsure, diff, scheme, 0.9)
     with OutputSet() as out:
         out.csv(relabeled, strategy_layout.relabeled("s_1a", 0.9))
-    ann = build_set(classifier_inputs(strategy, strategy_layout, 0.9), strategy_layout.run_set("s_1a", "cl"), scheme)
+    ann = build_set(classifier_inputs(strategy, strategy_layout, 0.9), strategy_layout.run_set("s_1a", "final"), scheme).table
     n_certain = len(open_image_set(strategy_layout.certain).ann)
     assert len(ann) == n_certain + len(unsure)
     assert ann["is_gt"].tolist() == [True] * n_certain + [False] * len(unsure)
@@ -108,6 +115,7 @@ def test_relabel_fails_clearly_when_predictions_are_missing(scheme):
         relabel_unsure(unsure, pd.DataFrame({"image_id": ["a", "b"]}), scheme, 0.9, "diff.csv")
 
 
-def test_skipped_upstream_passes_through(strategy_layout, scheme):
-    skipped = SkippedRun("one class only")
-    assert build_set({}, strategy_layout.run_set("s_1a", "cl"), scheme, upstream=skipped) is skipped
+def test_a_step_that_did_not_apply_passes_through(strategy_layout):
+    skipped = Outcome.not_applicable("one class only")
+    assert final_set(STRATEGIES["s_1a"], strategy_layout, 0.9, skipped) is skipped
+    assert not strategy_layout.run_set("s_1a", "final").images.exists()

@@ -3,8 +3,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.io import OutputSet
-from helpers.widgets import EmbeddingView, ReviewWidget, ThresholdExplorer
+from helpers.core.io import OutputSet
+from helpers.review.widgets import EmbeddingView, ReviewWidget, ThresholdExplorer
 
 
 @pytest.fixture

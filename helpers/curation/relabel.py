@@ -4,11 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .errors import InputError
-from .evaluation import output_column
-from .labels import NEGATIVE_VALUE, POSITIVE_VALUE, LabelScheme
-
-PROPOSED = "proposed_annotation"
+from ..core.columns import PROPOSED, output_column
+from ..core.errors import InputError
+from ..core.labels import NEGATIVE_VALUE, POSITIVE_VALUE, LabelScheme
 
 
 def relabel_unsure(unsure_ann: pd.DataFrame, diff_predictions: pd.DataFrame, scheme: LabelScheme,
@@ -19,7 +17,7 @@ def relabel_unsure(unsure_ann: pd.DataFrame, diff_predictions: pd.DataFrame, sch
 
     Rows are matched on `image_id`; the result has the unsure file's rows and columns, the new
     `annotation`, `relabel_score` (the differentiator's positive output) and `is_gt` = False
-    (a pseudo-label, seed 002).
+    (a pseudo-label).
     """
     score_col = output_column(scheme.positive)
     if score_col not in diff_predictions.columns:

@@ -16,8 +16,9 @@ from .errors import ParameterError
 DEFAULT_ANN_DICT: dict[str, int] = {"non-parasite": 0, "parasite": 1, "unsure": 2, "unlabeled": -1}
 NEGATIVE_VALUE, POSITIVE_VALUE, UNSURE_VALUE = 0, 1, 2
 
-# Unsure images relabeled for a differentiator: value written for each target, by target value.
-UNSURE_AS_VALUES: dict[int, float] = {POSITIVE_VALUE: 0.8, NEGATIVE_VALUE: 0.2, -1: -0.8}
+# The annotation an unsure image gets when relabeled, by target value: the fraction keeps its provenance.
+RELABELED_UNSURE_VALUES: dict[int, float] = {POSITIVE_VALUE: 0.8, NEGATIVE_VALUE: 0.2, -1: -0.8}
+EXCLUDED_UNSURE_VALUE = RELABELED_UNSURE_VALUES[-1]  # -0.8: kept out of training, still predicted
 
 
 def round_annotations(values) -> np.ndarray:
@@ -100,14 +101,14 @@ class LabelScheme:
         allowed = np.isin(rounded, self.trainable_values) | (rounded < 0)
         return ~finite | ~allowed
 
-    def unsure_as(self, target: str) -> float:
+    def relabeled_unsure_value(self, target: str) -> float:
         """Annotation value for an unsure image relabeled as `target` (positive, negative, unlabeled name)."""
         if target == self.positive:
-            return UNSURE_AS_VALUES[POSITIVE_VALUE]
+            return RELABELED_UNSURE_VALUES[POSITIVE_VALUE]
         if target == self.negative:
-            return UNSURE_AS_VALUES[NEGATIVE_VALUE]
+            return RELABELED_UNSURE_VALUES[NEGATIVE_VALUE]
         if target == self.name_of(self.unlabeled_value) or target == "unlabeled":
-            return UNSURE_AS_VALUES[-1]
+            return RELABELED_UNSURE_VALUES[-1]
         raise ParameterError("target", f"unsure can be relabeled as {self.positive!r}, {self.negative!r} or unlabeled, not {target!r}")
 
     @property

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .datasets import Pair
-from .io import OutputSet
-from .labels import DEFAULT_ANN_DICT
+from ..core.io import OutputSet
+from ..core.labels import DEFAULT_ANN_DICT
+from .sets import Pair
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ def _write_source(out: OutputSet, pair: Pair, rng: np.random.Generator, n: int, 
 
 
 def make_demo(out_dir: str | Path, spec: DemoSpec = DemoSpec()) -> dict[str, Path]:
-    """Write `patient/`, `neg/` (the seed's two sources) and `truth.csv` into `out_dir`."""
+    """Write `patient/`, `neg/` (the origin's two sources) and `truth.csv` into `out_dir`."""
     out_dir = Path(out_dir)
     rng = np.random.default_rng(spec.seed)
     patient = Pair(out_dir / "patient" / "patient_combined_images.npy", out_dir / "patient" / "patient_combined_ann.csv")

@@ -14,30 +14,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import numpy as np
-
 import pandas as pd
+import sklearn
 import torch
 from matplotlib.figure import Figure
 
-from .errors import InputError
-from .models import ModelSpec, ResNet, build_model
+from ..core.errors import InputError
+from ..core.io import to_json
+from .inference import EVAL_BATCH_SIZE, predict_probabilities
+from .networks import ModelSpec, ResNet, build_model
 
 REQUIRED = ("model.pt", "model_spec.json", "params.json", "metrics.json", "loss_history.csv")
 
 
 def package_versions() -> dict[str, str]:
-    import matplotlib, numpy, pandas, sklearn
-
-    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
-            "pandas": pandas.__version__, "scikit-learn": sklearn.__version__, "matplotlib": matplotlib.__version__}
+    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
+            "pandas": pd.__version__, "scikit-learn": sklearn.__version__, "matplotlib": matplotlib.__version__}
 
 
 def write_bundle(path: Path, model: ResNet, spec: ModelSpec, params: dict[str, Any], history: pd.DataFrame,
                  metrics: dict[str, Any], figures: dict[str, Figure]) -> None:
     """Write the zip to `path` (callers pass a temp path of an OutputSet, so it appears atomically)."""
-    from .io import to_json
-
     state = io.BytesIO()
     torch.save({k: v.cpu() for k, v in model.state_dict().items()}, state)
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
@@ -89,10 +88,8 @@ def load_bundle(path: str | Path) -> Bundle:
 
 
 def predict_with_bundle(bundle: Bundle, images: np.ndarray, images_path: str | Path = "images",
-                        device: str = "cpu", batch_size: int = 512) -> np.ndarray:
+                        device: str = "cpu", batch_size: int = EVAL_BATCH_SIZE) -> np.ndarray:
     """Softmax outputs of a reloaded model on new images, after checking they fit the model."""
-    from .training import predict_probabilities
-
     if images.ndim != 4 or images.shape[1] != bundle.spec.in_channels:
         raise InputError(images_path, f"images have {images.shape[1] if images.ndim == 4 else '?'} channels but the "
                                       f"model was trained on {bundle.spec.in_channels}")

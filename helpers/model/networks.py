@@ -1,6 +1,6 @@
 """ResNets for small multi-channel crops, built from torch.nn (torchvision is not used).
 
-The default is the origin network of seed 000: ResNet-18 whose stem is a 3x3, stride-1 conv from
+The default is the origin network (the pipeline's original user's): ResNet-18 whose stem is a 3x3, stride-1 conv from
 C channels to `width` (64 in the origin), then BN, ReLU and the usual max-pool, four stages,
 global average pooling and a linear layer to the classes. Per-channel normalisation is part of
 the model (buffers saved in its state_dict), so a saved model takes raw 0-1 images.
@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import ParameterError
+from ..core.errors import ParameterError
 
 
 class BasicBlock(nn.Module):

@@ -150,6 +150,12 @@ def write_json(data: Any, path: str | Path) -> Path:
     return Path(path)
 
 
+def read_json_status(path: str | Path) -> dict[str, Any]:
+    """A step's metrics.json, or a status saying it has not run."""
+    path = Path(path)
+    return json.loads(path.read_text()) if path.is_file() else {"status": "missing", "reason": f"{path} not found"}
+
+
 def file_checksum(path: str | Path, algorithm: str = "sha256") -> str:
     """Checksum of a file, streamed (large `.npy` files never load whole)."""
     h = hashlib.new(algorithm)

@@ -11,9 +11,7 @@ and without code) land in `data_dir_base/reports/`, with an `index.html`.
 """
 from __future__ import annotations
 
-import ast
 import hashlib
-import html
 import json
 import os
 import subprocess
@@ -26,18 +24,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import nbformat
 import yaml
 
-from .errors import ParameterError
-from .layout import PROJECT_ROOT
-from .params import NOTEBOOK_PARAMETERS, check_parameters
+from ..core.errors import ParameterError
+from ..core.io import write_json
+from ..core.paths import PROJECT_ROOT, resolve
+from ..curation.strategies import STRATEGIES
+from ..data.layout import step_name
+from .parameters import (
+    DAG_NOTEBOOKS,
+    NOTEBOOK_PARAMETERS,
+    STRATEGY_NOTEBOOKS,
+    check_parameters,
+    notebook_defaults,
+)
+from .reports import OK_STATUSES, StepResult, read_headline, render_html, write_index
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
-STRATEGY_NOTEBOOKS = ("04_differentiator", "05_relabel_and_classify")
-DAG_NOTEBOOKS = ("01_combine", "02_split", "03_baselines_SA_SB", *STRATEGY_NOTEBOOKS, "06_compare")  # 07 is interactive
+HELPERS_DIR = Path(__file__).resolve().parents[1]
 STRUCTURAL_KEYS = ("per_notebook", "per_strategy", "strategies")
-OK_STATUSES = ("ok", "not applicable", "unchanged")
 
 
 @dataclass
@@ -56,21 +61,6 @@ class Step:
 
 
 @dataclass
-class StepResult:
-    step: str
-    status: str  # ok, not applicable, unchanged, failed, not run
-    seconds: float = 0.0
-    report: str = ""
-    error: str = ""
-    attempts: int = 0
-    headline: str = ""
-
-    @property
-    def succeeded(self) -> bool:
-        return self.status in OK_STATUSES
-
-
-@dataclass
 class Plan:
     steps: list[Step]
     reports_dir: Path
@@ -78,52 +68,7 @@ class Plan:
     strategies: list[str] = field(default_factory=list)
 
 
-# ---------------------------------------------------------------- parameters
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """`key=value` with the value read as YAML (numbers, lists, dicts, strings); `key=` is ''."""
-    if "=" not in text:
-        raise ParameterError(text, "override must look like key=value")
-    key, value = text.split("=", 1)
-    return key.strip(), yaml.safe_load(value) if value.strip() else ""  # `key=` means an empty string, not null
-
-
-def load_parameters(paths: list[str | Path] | str | Path, overrides: list[str] = ()) -> dict[str, Any]:  # type: ignore[assignment]
-    """Layer YAML files (later ones win, per-notebook/per-strategy sections merged) and overrides."""
-    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
-    merged: dict[str, Any] = {}
-    for path in map(Path, paths):
-        if not path.is_file():
-            raise ParameterError(str(path), "parameters file not found")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ParameterError(str(path), f"not valid YAML ({exc})") from None
-        if not isinstance(data, dict):
-            raise ParameterError(str(path), "must be a YAML mapping of parameter: value")
-        for key, value in data.items():
-            if key in ("per_notebook", "per_strategy") and isinstance(value, dict):
-                section = merged.setdefault(key, {})
-                for name, params in value.items():
-                    section.setdefault(name, {}).update(params or {})
-            else:
-                merged[key] = value
-    merged.update(dict(parse_override(o) for o in overrides))
-    return merged
-
-
-def notebook_defaults(notebook: str) -> dict[str, Any]:
-    """The literals assigned in a notebook's cell tagged `parameters`."""
-    path = NOTEBOOK_DIR / f"{notebook}.ipynb"
-    cells = [c for c in nbformat.read(path, as_version=4).cells if "parameters" in c.metadata.get("tags", [])]
-    if len(cells) != 1:
-        raise ParameterError(str(path), f"needs exactly one cell tagged 'parameters', found {len(cells)}")
-    defaults = {}
-    for node in ast.parse(cells[0].source).body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            defaults[node.targets[0].id] = ast.literal_eval(node.value)
-    return defaults
-
+# ---------------------------------------------------------------- the plan
 
 def _checked_section(section: Any, name: str, allowed: set[str], what: str) -> dict[str, dict]:
     if section is None:
@@ -138,9 +83,6 @@ def _checked_section(section: Any, name: str, allowed: set[str], what: str) -> d
 
 def plan(params: dict[str, Any], strategies: list[str] | None = None) -> Plan:
     """Turn layered parameters into checked steps; nothing runs if any parameter is wrong."""
-    from .strategies import STRATEGIES
-    from .steps import step_name
-
     notebooks = list(DAG_NOTEBOOKS)
     known = {n for nb in notebooks for n in NOTEBOOK_PARAMETERS[nb]} - {"strategy"}
     for key in params:
@@ -176,28 +118,26 @@ def plan(params: dict[str, Any], strategies: list[str] | None = None) -> Plan:
              Step("03_baselines_SA_SB", "03_baselines_SA_SB", step_params("03_baselines_SA_SB"), ("02_split",))]
     finals = []
     for s in chosen:
-        diff, cl = step_name("04_differentiator", s), step_name("05_relabel_and_classify", s)
+        diff, final = step_name("04_differentiator", s), step_name("05_relabel_and_classify", s)
         steps.append(Step(diff, "04_differentiator", step_params("04_differentiator", s), ("03_baselines_SA_SB",)))
-        steps.append(Step(cl, "05_relabel_and_classify", step_params("05_relabel_and_classify", s), (diff,)))
-        finals.append(cl)
+        steps.append(Step(final, "05_relabel_and_classify", step_params("05_relabel_and_classify", s), (diff,)))
+        finals.append(final)
     steps.append(Step("06_compare", "06_compare", step_params("06_compare"), ("03_baselines_SA_SB", *finals),
                       required=("03_baselines_SA_SB",)))
 
     cfg = check_parameters("01_combine", steps[0].parameters)
     steps[0].inputs = tuple(str(p) for pair in cfg.layout.sources(cfg.sources) for p in pair)
     if cfg.overrides_path:  # corrections from the review widget: a change reruns 01 and what follows
-        from .layout import resolve
-
         steps[0].inputs += (str(resolve(cfg.overrides_path)),)
     _fingerprint(steps)
-    return Plan(steps, cfg.layout.reports_dir, cfg.layout.data_dir_base / "metrics", chosen)
+    return Plan(steps, cfg.layout.reports_dir, cfg.layout.metrics_dir, chosen)
 
 
 def code_hash() -> str:
     """Hash of the helpers package's sources: a change in the code reruns the steps."""
     h = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        h.update(path.name.encode() + path.read_bytes())
+    for path in sorted(HELPERS_DIR.rglob("*.py")):
+        h.update(path.relative_to(HELPERS_DIR).as_posix().encode() + path.read_bytes())
     return h.hexdigest()
 
 
@@ -252,19 +192,6 @@ def _last_error(stderr: str) -> str:
     return (errors[-1] if errors else (lines[-1] if lines else "failed"))[:500]
 
 
-def render_html(notebook_path: Path) -> tuple[Path, Path]:
-    """`x.html` (with code) and `x_nocode.html` (outputs only) beside an executed notebook."""
-    from nbconvert import HTMLExporter
-
-    nb = nbformat.read(notebook_path, as_version=4)
-    with_code = notebook_path.with_suffix(".html")
-    no_code = notebook_path.with_name(notebook_path.stem + "_nocode.html")
-    with_code.write_text(HTMLExporter(embed_images=True).from_notebook_node(nb)[0])
-    no_code.write_text(HTMLExporter(embed_images=True, exclude_input=True, exclude_input_prompt=True,
-                                    exclude_output_prompt=True).from_notebook_node(nb)[0])
-    return with_code, no_code
-
-
 def run_step(step: Step, reports_dir: Path, metrics_dir: Path, threads: int, deps: list[StepResult]) -> StepResult:
     """Execute one step unless a dependency failed; retried once on failure."""
     failed = [d.step for d in deps if not d.succeeded and d.step in step.must_succeed]
@@ -300,8 +227,6 @@ class State:
                 and (reports_dir / f"{step.name}.ipynb").is_file() and (metrics_dir / f"{step.name}.json").is_file())
 
     def record(self, step: Step, result: StepResult) -> None:
-        from .io import write_json
-
         with self._lock:
             if result.succeeded and result.status != "unchanged":
                 self.data[step.name] = {"fingerprint": step.fingerprint, "status": result.status,
@@ -311,8 +236,9 @@ class State:
             write_json(self.data, self.path)
 
 
-def run(params: dict[str, Any], strategies: list[str] | None = None, jobs: int = 1, force: bool = False,
-        scheduler: str | None = None, on_result: Callable[[StepResult, int, int], None] | None = None) -> tuple[list[StepResult], Plan]:
+def run_pipeline(params: dict[str, Any], strategies: list[str] | None = None, jobs: int = 1, force: bool = False,
+                 scheduler: str | None = None,
+                 on_result: Callable[[StepResult, int, int], None] | None = None) -> tuple[list[StepResult], Plan]:
     """Run the DAG; returns every step's result in plan order."""
     the_plan = plan(params, strategies)
     the_plan.reports_dir.mkdir(parents=True, exist_ok=True)
@@ -336,7 +262,7 @@ def run(params: dict[str, Any], strategies: list[str] | None = None, jobs: int =
     else:
         _run_local(the_plan, unchanged, jobs, threads, finished)
     ordered = [results[s.name] for s in the_plan.steps]
-    write_index(the_plan, ordered)
+    write_index(the_plan.reports_dir, the_plan.strategies, ordered)
     return ordered, the_plan
 
 
@@ -380,7 +306,10 @@ def _dask_task(step: Step, reports_dir: Path, metrics_dir: Path, threads: int, s
 
 def _run_dask(the_plan: Plan, address: str, unchanged: set[str], threads: int,
               finished: Callable[[Step, StepResult], None]) -> None:
-    from dask.distributed import Client, as_completed
+    from dask.distributed import (  # optional heavy extra: only for --scheduler
+        Client,
+        as_completed,
+    )
 
     with Client(address) as client:
         futures, steps_of = {}, {}
@@ -392,90 +321,3 @@ def _run_dask(the_plan: Plan, address: str, unchanged: set[str], threads: int,
             steps_of[future.key] = step
         for future in as_completed(list(futures.values())):
             finished(steps_of[future.key], future.result())
-
-
-# ---------------------------------------------------------------- reports
-
-def read_headline(metrics_path: Path) -> tuple[str, str]:
-    """(status, one-line headline) from a step's metrics.json."""
-    if not metrics_path.is_file():
-        return "missing", ""
-    m = json.loads(metrics_path.read_text())
-    status = m.get("status", "ok")
-    if status != "ok":
-        return status, f"{status}: {m.get('reason', '')}"[:200]
-    try:
-        return status, _headline(m)
-    except (KeyError, TypeError, ValueError):  # a headline is a courtesy: never fail a run over one
-        return status, ""
-
-
-def _headline(m: dict) -> str:
-    step = m.get("step", "")
-    if step == "01_combine":
-        return f"{m['rows']} images, {m['per_split'].get('test', 0)} test"
-    if step == "02_split":
-        return f"{len(m['sets'])} sets written"
-    if step == "03_baselines_SA_SB":
-        return "; ".join(f"{k} test acc {v['test_accuracy']:.3f}" for k, v in m["runs"].items())
-    if step == "06_compare":
-        return m["verdict"].get("text", "")[:300]
-    if step == "04_differentiator":  # its test rows are only the wrong sets' few: not a score to read
-        return f"val acc {m['val_accuracy']:.3f} on {m['metrics']['rows']['val']} rows"
-    if "test_accuracy" in m:
-        return f"val acc {m['val_accuracy']:.3f}, test acc {m['test_accuracy'] or float('nan'):.3f}"
-    return ""
-
-
-def write_index(the_plan: Plan, results: list[StepResult]) -> Path:
-    """reports/index.html: every step with its status, headline metric and report links."""
-    rows = []
-    for r in results:
-        links = ""
-        if r.report and Path(r.report).is_file():
-            stem = Path(r.report).stem
-            links = " · ".join(f'<a href="{html.escape(n)}">{label}</a>' for n, label in (
-                (f"{stem}_nocode.html", "report"), (f"{stem}.html", "with code"), (f"{stem}.ipynb", "notebook")))
-        colour = {"ok": "#1a7f37", "unchanged": "#57606a", "not applicable": "#9a6700"}.get(r.status, "#cf222e")
-        rows.append(f"<tr><td>{html.escape(r.step)}</td><td style='color:{colour}'>{html.escape(r.status)}</td>"
-                    f"<td>{r.seconds:.1f}</td><td>{html.escape(r.headline or r.error)}</td><td>{links}</td></tr>")
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Pipeline reports</title>
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ddd;padding:6px 10px;text-align:left}}</style>
-</head><body><h1>Pipeline reports</h1><p>Generated {time.strftime('%Y-%m-%d %H:%M:%S')}; strategies: {', '.join(the_plan.strategies)}.</p>
-<table><tr><th>step</th><th>status</th><th>seconds</th><th>headline</th><th>reports</th></tr>
-{''.join(rows)}</table></body></html>"""
-    from .io import OutputSet
-
-    index = the_plan.reports_dir / "index.html"
-    with OutputSet() as out:
-        out.path(index).write_text(page)
-    return index
-
-
-def summary_table(results: list[StepResult]) -> str:
-    width = max([len(r.step) for r in results] + [4]) + 2
-    lines = [f"{'step':<{width}} {'status':<15} {'seconds':>8}  report / reason"]
-    for r in results:
-        detail = r.report if r.succeeded else r.error
-        lines.append(f"{r.step:<{width}} {r.status:<15} {r.seconds:8.1f}  {detail}")
-    return "\n".join(lines)
-
-
-def comparison_text(metrics_dir: Path) -> str:
-    """The comparison table and verdict of 06, for the terminal."""
-    path = metrics_dir / "06_compare.json"
-    if not path.is_file():
-        return ""
-    import pandas as pd
-
-    m = json.loads(path.read_text())
-    table = pd.DataFrame(m["table"]).set_index("run")
-    wanted = [c for c in ("status", "accuracy", "accuracy CI low", "accuracy CI high", "ROC AUC", "roc_auc CI low",
-                          "roc_auc CI high", "accuracy vs truth", "unsure relabel accuracy vs truth",
-                          "unsures labelled (share)", "unsures relabeled positive") if c in table.columns]
-    text = f"{table[wanted].round(3).to_string()}\n\n{m['verdict']['text']}"
-    if m.get("flip_finding"):
-        flips = pd.DataFrame(m["flip_finding"]).set_index(["baseline", "method"])
-        text += f"\n\nFinding the flipped labels (certain, non-test images):\n{flips.round(3).to_string()}"
-    with pd.option_context("display.width", 250, "display.max_columns", 20):
-        return text

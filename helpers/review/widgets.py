@@ -1,10 +1,10 @@
-"""ipywidgets for interactive review in JupyterLab. All decisions live in helpers.review; these
-classes only lay out controls and call it.
+"""ipywidgets for interactive review in JupyterLab. All decisions live in review.logic,
+review.features and data.overrides; these classes only lay out controls and call them.
 
     ReviewWidget      paged thumbnail grid: sort, filter, sample, select, relabel, flag, undo,
                       "similar to selected"
     EmbeddingView     2-D PCA/UMAP scatter of the features; click or lasso points to show them
-    ThresholdExplorer slider over a class's threshold: confusion matrix, seed-003 metrics, FP per µl
+    ThresholdExplorer slider over a class's threshold: confusion matrix, threshold metrics, FP per µl
 """
 from __future__ import annotations
 
@@ -14,16 +14,20 @@ from pathlib import Path
 import ipywidgets as W
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
+from ipyevents import Event
+from ipympl.backend_nbagg import Canvas, FigureManager
 from matplotlib.image import imsave
+from matplotlib.widgets import LassoSelector
 
-from . import review
-from .datasets import open_images, read_annotations
-from .errors import InputError
-from .evaluation import output_column
-from .labels import LabelScheme
-from .evaluation import certain_scores
-from .plots import composite, embedding_scatter, short_id, to_display
+from ..core.columns import output_column, output_probabilities
+from ..core.errors import InputError
+from ..core.labels import LabelScheme
+from ..data.overrides import OverrideStore
+from ..data.sets import open_images, read_annotations
+from ..metrics import certain_scores, threshold_summary
+from ..plots import composite, embedding_scatter, short_id, to_display
+from . import features as review_features
+from . import logic as review
 
 
 def thumbnail_png(image: np.ndarray, channel: str = "composite", scale: int = 3) -> bytes:
@@ -48,11 +52,11 @@ class ReviewWidget(W.VBox):
         if len(self.images) != len(self.preds):
             raise InputError(predictions_path, f"{len(self.preds)} rows but {images_path} has {len(self.images)} images")
         self.scheme, self.features, self.per_page = scheme, features, per_page
-        self.store = review.OverrideStore(overrides_path, source_file=str(predictions_path))
+        self.store = OverrideStore(overrides_path, source_file=str(predictions_path))
         self.labels = scheme.class_names(self.preds["annotation"])  # as shown; updated when relabeled here
         self.selected: set[int] = set()
         self.page_number = 0
-        classes = review.probabilities(self.preds)[1]
+        classes = output_probabilities(self.preds)[1]
         sorts = list(review.SORTS) + [c for c in ("label_quality",) if c in self.preds.columns]
 
         self.sort = W.Dropdown(options=sorts, value="likely wrong", description="sort")
@@ -107,8 +111,6 @@ class ReviewWidget(W.VBox):
         ])
         self.shown: np.ndarray = np.array([], int)
         self.refresh(reset_page=True)
-        from ipyevents import Event  # keyboard shortcuts: DOM key events of this widget
-
         self._keys = Event(source=self, watched_events=["keydown"], prevent_default_action=True)
         self._keys.on_dom_event(self.on_key)
 
@@ -137,7 +139,7 @@ class ReviewWidget(W.VBox):
     def show(self, rows: np.ndarray, scores: np.ndarray | None = None) -> None:
         """Put these rows in the grid (a page, a sample, or a similarity result)."""
         self.shown = np.asarray(rows, int)
-        probs, names = review.probabilities(self.preds)
+        probs, names = output_probabilities(self.preds)
         tiles = []
         for i, row in enumerate(self.shown):
             image = W.Image(value=thumbnail_png(np.asarray(self.images[row]), self.channel.value), format="png",
@@ -218,7 +220,7 @@ class ReviewWidget(W.VBox):
             self.status.value = "select one image (features are needed: pass a model bundle)"
             return
         query = min(self.selected)
-        rows, scores = review.most_similar(self.features, query, k or self.per_page)
+        rows, scores = review_features.most_similar(self.features, query, k or self.per_page)
         self.show(rows, scores)
         self.status.value = f"the {len(rows) - 1} images most similar to {self.preds['image_id'].iloc[query]}"
 
@@ -228,31 +230,23 @@ class EmbeddingView(W.VBox):
 
     def __init__(self, features: np.ndarray, preds: pd.DataFrame, scheme: LabelScheme, grid: ReviewWidget,
                  method: str = "pca", color_by: str = "label", seed: int = 0):
-        self.points = review.embed_2d(features, method, seed)
+        self.points = review_features.embed_2d(features, method, seed)
         self.grid = grid
         fig = embedding_scatter(self.points, scheme.class_names(preds["annotation"]), scheme.names,
                                 title=f"{method.upper()} of penultimate features",
                                 scores=None if color_by == "label" else preds[output_column(color_by)].to_numpy())
         self.figure, self.ax = fig, fig.axes[0]
         self.info = W.HTML()
-        try:
-            from ipympl.backend_nbagg import Canvas, FigureManager
-            from matplotlib.widgets import LassoSelector
-
-            canvas = Canvas(fig)
-            FigureManager(canvas, 0)
-            canvas.header_visible = False
-            self._lasso = LassoSelector(self.ax, self._on_lasso)
-            canvas.mpl_connect("button_press_event", self._on_click)
-            view = canvas
-            self.info.value = "Draw a lasso around points, or click one, to show the images below."
-        except ImportError:  # static fallback without ipympl
-            view = W.Image(value=_figure_png(fig), format="png")
-            self.info.value = "Install ipympl for click and lasso selection."
-        super().__init__([view, self.info])
+        canvas = Canvas(fig)
+        FigureManager(canvas, 0)
+        canvas.header_visible = False
+        self._lasso = LassoSelector(self.ax, self._on_lasso)
+        canvas.mpl_connect("button_press_event", self._on_click)
+        self.info.value = "Draw a lasso around points, or click one, to show the images below."
+        super().__init__([canvas, self.info])
 
     def _on_lasso(self, vertices) -> None:
-        rows = np.flatnonzero(review.in_polygon(self.points, np.asarray(vertices)))
+        rows = np.flatnonzero(review_features.in_polygon(self.points, np.asarray(vertices)))
         self.grid.show(rows[: self.grid.per_page])
         self.info.value = f"{len(rows)} point(s) selected; the first {min(len(rows), self.grid.per_page)} are shown"
 
@@ -261,21 +255,15 @@ class EmbeddingView(W.VBox):
             return
         nearest = int(np.argmin(((self.points - [event.xdata, event.ydata]) ** 2).sum(1)))
         if self.grid.features is not None:
-            rows, scores = review.most_similar(self.grid.features, nearest, self.grid.per_page)
+            rows, scores = review_features.most_similar(self.grid.features, nearest, self.grid.per_page)
             self.grid.show(rows, scores)
         else:
             self.grid.show(np.array([nearest]))
         self.info.value = f"point {nearest} and its nearest neighbours"
 
 
-def _figure_png(fig: Figure) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    return buf.getvalue()
-
-
 class ThresholdExplorer(W.VBox):
-    """A slider over one class's threshold with its confusion matrix and seed-003 metrics, live."""
+    """A slider over one class's threshold with its confusion matrix and threshold metrics, live."""
 
     def __init__(self, preds: pd.DataFrame, scheme: LabelScheme, rows: np.ndarray | None = None,
                  class_name: str | None = None, rbc_per_ul: float = 5e6):
@@ -290,7 +278,7 @@ class ThresholdExplorer(W.VBox):
         self.update()
 
     def update(self) -> None:
-        s = review.threshold_summary(self.is_pos, self.scores, self.slider.value, self.rbc_per_ul)
+        s = threshold_summary(self.is_pos, self.scores, self.slider.value, self.rbc_per_ul)
         cm = (f"<table style='border-collapse:collapse'><tr><td></td><th>pred {self.class_name}</th><th>pred other</th></tr>"
               f"<tr><th>is {self.class_name}</th><td>{s['TP']}</td><td>{s['FN']}</td></tr>"
               f"<tr><th>other</th><td>{s['FP']}</td><td>{s['TN']}</td></tr></table>")

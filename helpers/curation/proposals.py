@@ -1,11 +1,11 @@
-"""Label the unsures without a differentiator: proposals from the SB baseline (issue 7).
+"""Label the unsures without a differentiator: proposals from the SB baseline.
 
-- CEAL (seed 002): an unsure whose SB prediction is confident (entropy below `delta`) gets SB's
-  label as a pseudo-label; the rest stay out of training.
-- Label propagation (seed 004): labels spread from the certain images to the unsures over a
-  cosine kNN graph of SB's penultimate features (scikit-learn's LabelSpreading).
-- Two thresholds (seed 003): thresholds calibrated on SB's out-of-sample scores of the certain
-  images; above the upper one parasite, below the lower one non-parasite, in between out.
+- CEAL: an unsure whose SB prediction is confident (entropy below `delta`) gets SB's label as a
+  pseudo-label; the rest stay out of training.
+- Label propagation: labels spread from the certain images to the unsures over a cosine kNN graph
+  of SB's penultimate features (scikit-learn's LabelSpreading).
+- Two thresholds: thresholds calibrated on SB's out-of-sample scores of the certain images; above
+  the upper one parasite, below the lower one non-parasite, in between out.
 
 Each returns one row per unsure: its score (the parasite probability behind the proposal) and the
 proposed annotation (1, 0, or -0.8 = excluded, i.e. predicted but never trained on).
@@ -18,22 +18,25 @@ import numpy as np
 import pandas as pd
 from sklearn.semi_supervised import LabelSpreading
 
-from .bundle import Bundle, load_bundle, predict_with_bundle
-from .datasets import ImageSet, open_image_set, read_annotations
-from .errors import InputError
-from .evaluation import WRONG_FROM, operating_thresholds, output_column, score_column
-from .labels import NEGATIVE_VALUE, POSITIVE_VALUE, UNSURE_AS_VALUES, round_annotations
-from .layout import Layout
-from .relabel import PROPOSED
-from .training import predict_features
-
-EXCLUDED_VALUE = UNSURE_AS_VALUES[-1]  # -0.8: an unsure kept out of training, still predicted
+from ..core.columns import PROPOSED, WRONG_FROM, output_column, score_column
+from ..core.errors import InputError
+from ..core.labels import (
+    EXCLUDED_UNSURE_VALUE,
+    NEGATIVE_VALUE,
+    POSITIVE_VALUE,
+    round_annotations,
+)
+from ..data.layout import Layout
+from ..data.sets import ImageSet, open_image_set, read_annotations
+from ..metrics import operating_thresholds
+from ..model.bundle import Bundle, load_bundle, predict_with_bundle
+from ..model.inference import predict_features
 
 
 @dataclass
 class Proposal:
     scores: np.ndarray  # parasite probability behind each unsure's proposal
-    proposed: np.ndarray  # 1, 0 or EXCLUDED_VALUE per unsure
+    proposed: np.ndarray  # 1, 0 or EXCLUDED_UNSURE_VALUE per unsure
     details: dict  # what decided it (thresholds, delta, ...), for metrics.json
 
 
@@ -45,7 +48,7 @@ def binary_entropy_bits(p: np.ndarray) -> np.ndarray:
 def ceal(scores: np.ndarray, delta: float) -> Proposal:
     """Confident unsures (entropy < delta bits) take the baseline's label; the others are excluded."""
     confident = binary_entropy_bits(scores) < delta
-    proposed = np.where(confident, np.where(scores > 0.5, POSITIVE_VALUE, NEGATIVE_VALUE), EXCLUDED_VALUE).astype(float)
+    proposed = np.where(confident, np.where(scores > 0.5, POSITIVE_VALUE, NEGATIVE_VALUE), EXCLUDED_UNSURE_VALUE).astype(float)
     return Proposal(np.asarray(scores, float), proposed, {"delta_bits": delta, "confident": int(confident.sum())})
 
 
@@ -54,7 +57,7 @@ def two_thresholds(scores: np.ndarray, lower: float | None, upper: float | None)
     An unreachable threshold (None) sends nothing that way."""
     upper_t = 1.0 + 1e-9 if upper is None else upper
     lower_t = 0.0 if lower is None else min(lower, upper_t)
-    proposed = np.full(len(scores), EXCLUDED_VALUE)
+    proposed = np.full(len(scores), EXCLUDED_UNSURE_VALUE)
     proposed[scores < lower_t] = NEGATIVE_VALUE
     proposed[scores >= upper_t] = POSITIVE_VALUE
     return Proposal(np.asarray(scores, float), proposed, {"lower_threshold": lower, "upper_threshold": upper})

@@ -1,25 +1,20 @@
-"""Every path of the pipeline, derived in one place from data_dir, data_dir_n and data_dir_base."""
+"""Every path of the pipeline, derived in one place from data_dir, data_dir_n and data_dir_base.
+
+A run folder (`data_dir_base/<run>`) holds one model run: the baselines `s_a`, `s_b`, or a strategy
+`s_1a` ... whose files carry a tag: `diff` (its differentiator) or `final` (its final classifier;
+`cl` in earlier versions, still read when only such a file exists).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from .datasets import Pair
-from .labels import LabelScheme
+from ..core.labels import LabelScheme
+from ..core.paths import resolve
+from .sets import Pair, suffixed
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-
-def resolve(path: str | Path) -> Path:
-    """Relative paths are relative to the project root, so notebooks work from any cwd."""
-    path = Path(path).expanduser()
-    return path if path.is_absolute() else (PROJECT_ROOT / path)
-
-
-def suffixed(pair: Pair, suffix: str, out_dir: Path | None = None) -> Pair:
-    """`combined_images.npy`/`combined_ann.csv` -> `..._images_<suffix>.npy`/`..._ann_<suffix>.csv`."""
-    out_dir = Path(out_dir) if out_dir else pair.images.parent
-    return Pair(out_dir / f"{pair.images.stem}_{suffix}.npy", out_dir / f"{pair.ann.stem}_{suffix}.csv")
+TAGS = ("", "diff", "final")
+LEGACY_TAGS = {"final": "cl"}  # the final classifier's files were tagged `cl` before
 
 
 @dataclass(frozen=True)
@@ -42,7 +37,7 @@ class Layout:
         ]
 
     def sources(self, images_paths: list[str]) -> list[Pair]:
-        """The given `.npy` paths (each with `<stem>_ann.csv` beside it), or the seed's two sources."""
+        """The given `.npy` paths (each with `<stem>_ann.csv` beside it), or the origin's two sources."""
         return [Pair.beside(resolve(p)) for p in images_paths] if images_paths else self.default_sources
 
     @property
@@ -53,7 +48,8 @@ class Layout:
     def class_set(self, name: str) -> Pair:
         return suffixed(self.combined, name)
 
-    def unsure_as(self, target: str) -> Pair:
+    def unsure_relabeled(self, target: str) -> Pair:
+        """The unsure images with annotations relabeled as `target` (0.8, 0.2 or -0.8)."""
         return Pair(self.class_set(self.scheme.unsure).images, suffixed(self.combined, f"{self.scheme.unsure}_as_{target}").ann)
 
     @property
@@ -65,17 +61,29 @@ class Layout:
         return self.data_dir_base / name
 
     def predictions(self, run: str, tag: str = "") -> Path:
-        return self.run_dir(run) / f"ann_with_predictions{'_' + tag if tag else ''}.csv"
+        return self._tagged(run, "ann_with_predictions", tag, ".csv")
 
     def model_perf(self, run: str, tag: str = "") -> Path:
-        return self.run_dir(run) / f"model_perf{'_' + tag if tag else ''}.zip"
+        return self._tagged(run, "model_perf", tag, ".zip")
+
+    def _tagged(self, run: str, stem: str, tag: str, suffix: str) -> Path:
+        return self.run_dir(run) / f"{stem}{'_' + tag if tag else ''}{suffix}"
+
+    @staticmethod
+    def readable(path: Path) -> Path:
+        """For reading only: a run folder written before the `final` tag holds `*_cl` files instead."""
+        for tag, legacy in LEGACY_TAGS.items():
+            old = path.with_name(path.name.replace(f"_{tag}.", f"_{legacy}."))
+            if old != path and not path.is_file() and old.is_file():
+                return old
+        return path
 
     def right_wrong(self, run: str, class_name: str, which: str) -> Pair:
         base = Pair(self.run_dir(run) / "combined_images.npy", self.run_dir(run) / "combined_ann.csv")
         return suffixed(base, f"{class_name}_{which}")
 
     def run_set(self, run: str, tag: str) -> Pair:
-        """`s_XY/combined_{images,ann}_<tag>` (tag `diff` or `cl`)."""
+        """`s_XY/combined_{images,ann}_<tag>` (tag `diff` or `final`)."""
         return Pair(self.run_dir(run) / f"combined_images_{tag}.npy", self.run_dir(run) / f"combined_ann_{tag}.csv")
 
     def relabeled(self, run: str, thresh: float) -> Path:
@@ -90,5 +98,15 @@ class Layout:
     def reports_dir(self) -> Path:
         return self.data_dir_base / "reports"
 
-    def metrics(self, step: str) -> Path:
-        return self.data_dir_base / "metrics" / f"{step}.json"
+    @property
+    def metrics_dir(self) -> Path:
+        return self.data_dir_base / "metrics"
+
+    def metrics(self, notebook: str, strategy: str = "") -> Path:
+        """A step's metrics.json: one per notebook, one per notebook and strategy for 04 and 05."""
+        return self.metrics_dir / f"{step_name(notebook, strategy)}.json"
+
+
+def step_name(notebook: str, strategy: str = "") -> str:
+    """A pipeline step: the notebook, and for 04 / 05 the strategy it runs (`04_differentiator_s_1a`)."""
+    return f"{notebook}_{strategy}" if strategy else notebook

@@ -8,16 +8,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
-from .datasets import read_annotations
-from .evaluation import operating_thresholds, output_column
-from .experiment import read_step_status
-from .labels import POSITIVE_VALUE, LabelScheme, round_annotations
-from .layout import Layout
+from ..core.columns import output_column, output_columns
+from ..core.io import read_json_status
+from ..core.labels import POSITIVE_VALUE, LabelScheme, round_annotations
+from ..core.paths import resolve
+from ..data.layout import Layout
+from ..data.sets import read_annotations
+from ..metrics import operating_thresholds
+from .label_issues import flip_finding
 from .relabel import relabel_accuracy, relabel_coverage
-from .steps import step_name
 
 BASELINES = ("s_a", "s_b")
 
@@ -39,12 +40,12 @@ def collect_runs(layout: Layout, strategies: list[str], relabel_thresh: float) -
         records[name] = (RunRecord(name, "ok", predictions=read_annotations(path)) if path.is_file()
                          else RunRecord(name, "missing", f"{path} not found"))
     for name in strategies:
-        status = read_step_status(layout.metrics(step_name("05_relabel_and_classify", name)))
+        status = read_json_status(layout.metrics("05_relabel_and_classify", name))
         if status["status"] != "ok":
             records[name] = RunRecord(name, status["status"], status.get("reason", ""))
             continue
         relabeled_path = layout.relabeled(name, status.get("relabel_thresh", relabel_thresh))  # the one 05 used
-        records[name] = RunRecord(name, "ok", predictions=read_annotations(layout.predictions(name, "cl")),
+        records[name] = RunRecord(name, "ok", predictions=read_annotations(layout.predictions(name, "final")),
                                   relabeled=read_annotations(relabeled_path) if relabeled_path.is_file() else None)
     return records
 
@@ -72,7 +73,7 @@ def aligned_scores(record: RunRecord, test: pd.DataFrame, scheme: LabelScheme) -
     "not positive": predicted positive means the positive class has the largest output.
     """
     preds = record.predictions.set_index("image_id").loc[test["image_id"]]
-    outputs = [c for c in preds.columns if c.endswith(" output")]
+    outputs = output_columns(preds)
     argmax = np.asarray(outputs)[preds[outputs].to_numpy().argmax(axis=1)]
     return preds[output_column(scheme.positive)].to_numpy(), argmax == output_column(scheme.positive)
 
@@ -100,8 +101,6 @@ def accuracy_interval(correct: np.ndarray, n: int, seed: int) -> tuple[float, fl
 def flip_finding_table(layout: Layout, truth: pd.DataFrame | None) -> pd.DataFrame:
     """Per baseline and way of flagging wrong labels (in-sample, out-of-fold, cleanlab): precision,
     recall, ROC AUC and average precision of finding the truly flipped labels. Empty without truth or its `label_flipped`."""
-    from .label_quality import flip_finding
-
     if truth is None or "label_flipped" not in truth.columns:
         return pd.DataFrame()
     parts = []
@@ -164,10 +163,15 @@ def comparison_table(records: dict[str, RunRecord], layout: Layout, truth: pd.Da
 PRIMARY_COLUMN = {"roc_auc": "ROC AUC", "accuracy": "accuracy", "f1": None}
 
 
+def primary_column(table: pd.DataFrame, primary: str) -> str:
+    """The comparison table's column of the primary metric (F1 is named after the positive class)."""
+    return PRIMARY_COLUMN[primary] or next(c for c in table.columns if c.endswith(" F1"))
+
+
 def verdict(table: pd.DataFrame, samples: dict[str, np.ndarray], primary: str) -> dict:
     """The best run by the primary metric, and its margin over the runner-up and the best baseline,
     with paired bootstrap 95% intervals of the differences."""
-    column = PRIMARY_COLUMN[primary] or next(c for c in table.columns if c.endswith(" F1"))
+    column = primary_column(table, primary)
     ok = table[table["status"] == "ok"]
     if ok.empty:
         return {"best": None, "text": "No run produced predictions to compare."}
@@ -198,34 +202,9 @@ def verdict(table: pd.DataFrame, samples: dict[str, np.ndarray], primary: str) -
     return out
 
 
-def comparison_chart(table: pd.DataFrame, primary: str) -> Figure:
-    """The primary metric of every run with its bootstrap interval; runs that did not apply are labelled."""
-    column = PRIMARY_COLUMN[primary] or next(c for c in table.columns if c.endswith(" F1"))
-    fig = Figure(figsize=(max(5, 0.8 * len(table) + 2), 3.4), layout="constrained")
-    ax = fig.subplots()
-    names = list(table.index)
-    ok = table["status"] == "ok"
-    values = table[column].where(ok).astype(float).fillna(0) if column in table else pd.Series(0.0, index=table.index)
-    colors = ["C1" if n.startswith("s_") and n[2].isdigit() else "C0" for n in names]
-    ax.bar(names, values, color=colors)
-    if f"{primary} CI low" in table:
-        lo, hi = table[f"{primary} CI low"].astype(float), table[f"{primary} CI high"].astype(float)
-        ax.errorbar(names, values, yerr=[np.maximum(values - lo.fillna(values), 0), np.maximum(hi.fillna(values) - values, 0)],
-                    fmt="none", color="black", capsize=3)
-    for i, n in enumerate(names):
-        if not ok[n]:
-            ax.text(i, 0.02, table.loc[n, "status"], rotation=90, ha="center", va="bottom", fontsize=8)
-    finite = values[ok & (values > 0)]
-    ax.set_ylim(max(0.0, float(finite.min()) - 0.1) if len(finite) else 0, 1.0)
-    ax.set(ylabel=f"test {column}", title=f"Test {column} per run (baselines blue, strategies orange; 95% bootstrap CI)")
-    return fig
-
-
 def read_truth(path: str) -> pd.DataFrame | None:
     """The hidden truth CSV when the path is set and exists (demo data), else None."""
     if not path:
         return None
-    from .layout import resolve
-
     resolved = resolve(path)
     return pd.read_csv(resolved) if Path(resolved).is_file() else None

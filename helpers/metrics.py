@@ -1,37 +1,26 @@
-"""Scoring predictions: scikit-learn metrics, threshold sweeps, and the seed's right/wrong split."""
+"""Scoring predictions: scikit-learn metrics, threshold sweeps and operating points.
+
+The two operating thresholds are those of the obstacle classifier credited in the README: the
+lowest score with precision at or above a target, and the highest with recall at or above one.
+"""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import (accuracy_score, confusion_matrix, matthews_corrcoef, precision_recall_curve,
-                             precision_recall_fscore_support, roc_auc_score)
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    confusion_matrix,
+    matthews_corrcoef,
+    precision_recall_curve,
+    precision_recall_fscore_support,
+    roc_auc_score,
+)
 
-from .datasets import ImageSet, Pair, write_subsets
-from .io import OutputSet
-from .labels import LabelScheme, round_annotations
-
-
-WRONG_FROM = ("in_sample", "out_of_fold")
-
-
-def output_column(class_name: str) -> str:
-    return f"{class_name} output"
-
-
-def oof_column(class_name: str) -> str:
-    """A class's out-of-fold output (deliberately not ending in ' output', which marks the in-sample ones)."""
-    return f"{class_name} out-of-fold"
-
-
-def score_column(class_name: str, wrong_from: str) -> str:
-    """Which output decides right/wrong: the final model's (in_sample, seed) or the out-of-fold one."""
-    return output_column(class_name) if wrong_from == "in_sample" else oof_column(class_name)
-
-
-def output_columns(predictions: pd.DataFrame) -> list[str]:
-    return [c for c in predictions.columns if c.endswith(" output")]
+from .core.columns import output_column, score_column
+from .core.labels import POSITIVE_VALUE, LabelScheme, round_annotations
 
 
 def classification_metrics(true_values: np.ndarray, probs: np.ndarray, class_values: Sequence[int],
@@ -65,7 +54,7 @@ def classification_metrics(true_values: np.ndarray, probs: np.ndarray, class_val
 
 
 def threshold_table(is_positive: np.ndarray, scores: np.ndarray, thresholds: Sequence[float] | None = None) -> pd.DataFrame:
-    """Seed-003 metrics when `score > t` means positive, one row per threshold."""
+    """Confusion counts and rates when `score > t` means positive, one row per threshold."""
     is_positive = np.asarray(is_positive, bool)
     scores = np.asarray(scores, float)
     thresholds = np.round(np.arange(0.05, 1.0, 0.05), 2) if thresholds is None else thresholds
@@ -90,7 +79,7 @@ def _ratio(num: int, den: int) -> float:
 
 def operating_thresholds(is_positive: np.ndarray, scores: np.ndarray, precision_target: float = 0.95,
                          recall_target: float = 0.95) -> dict:
-    """Seed 003's two thresholds: the lowest with precision >= target (above it: confident positive)
+    """The two operating thresholds: the lowest with precision >= target (above it: confident positive)
     and the highest with recall >= target (below it: confident negative). None where unreachable."""
     is_positive = np.asarray(is_positive, bool)
     if is_positive.all() or not is_positive.any():
@@ -104,6 +93,19 @@ def operating_thresholds(is_positive: np.ndarray, scores: np.ndarray, precision_
         "precision_threshold": float(thresholds[ok_p[0]]) if len(ok_p) else None,
         "recall_threshold": float(thresholds[ok_r[-1]]) if len(ok_r) else None,
     }
+
+
+def split_rows(predictions: pd.DataFrame, split: str = "test") -> np.ndarray:
+    """Rows of one split (every row when there is no `split` column)."""
+    if "split" not in predictions.columns:
+        return np.arange(len(predictions))
+    return np.flatnonzero((predictions["split"] == split).to_numpy())
+
+
+def test_threshold_table(predictions: pd.DataFrame, scheme: LabelScheme,
+                         thresholds: Sequence[float] | None = None) -> pd.DataFrame:
+    """The threshold sweep of the positive output on the certain test rows."""
+    return threshold_table(*certain_scores(predictions, scheme, split_rows(predictions, "test")), thresholds)
 
 
 def certain_scores(predictions: pd.DataFrame, scheme: LabelScheme, rows: np.ndarray | None = None,
@@ -130,44 +132,36 @@ def own_class_scores(predictions: pd.DataFrame, class_names: Sequence[str], clas
     return own
 
 
-def wrong_mask(predictions: pd.DataFrame, class_name: str, class_value: int,
-               wrong_from: str = "in_sample") -> tuple[np.ndarray, np.ndarray]:
-    """Rows of class `class_name` (rounded annotation) and, among them, which the model got wrong:
-    the seed's rule is own-class output < 0.5 (in-sample, or out-of-fold with `wrong_from`)."""
-    rows = np.flatnonzero(round_annotations(predictions["annotation"]) == class_value)
-    own = predictions[score_column(class_name, wrong_from)].to_numpy()[rows]
-    return rows, own < 0.5
+def score_predictions(predictions: pd.DataFrame, class_names: list[str], class_values: list[int],
+                      scheme: LabelScheme, precision_target: float = 0.95, recall_target: float = 0.95) -> dict:
+    """Metrics on the validation rows and on the shared test rows, plus the positive class's thresholds."""
+    probs = predictions[[output_column(n) for n in class_names]].to_numpy()
+    rounded = round_annotations(predictions["annotation"])
+    out: dict[str, Any] = {}
+    for split in ("val", "test"):
+        rows = np.flatnonzero((predictions["split"] == split).to_numpy() & (rounded >= 0))
+        out[split] = classification_metrics(rounded[rows], probs[rows], class_values, class_names, POSITIVE_VALUE)
+        if POSITIVE_VALUE in class_values and len(rows):
+            certain = rows[np.isin(rounded[rows], [0, 1])]
+            out[split]["thresholds"] = operating_thresholds(
+                rounded[certain] == POSITIVE_VALUE, predictions[output_column(scheme.positive)].to_numpy()[certain],
+                precision_target, recall_target)
+    return out
 
 
-def split_right_wrong(source: ImageSet, predictions: pd.DataFrame, scheme: LabelScheme,
-                      out_pair: "callable", wrong_from: str = "in_sample") -> dict[str, Pair]:
-    """Seed step: per certain class, `<class>_wrong` and `<class>_right` image sets (one pass).
-
-    `out_pair(class_name, which)` gives the output pair; rows keep every column of the
-    predictions (image_id, split, outputs), so each image stays traceable.
-    """
-    if len(predictions) != len(source):
-        raise ValueError(f"{source.pair.images}: {len(source)} images but {len(predictions)} predictions")
-    subsets: dict[Pair, np.ndarray] = {}
-    annotations: dict[Pair, pd.DataFrame] = {}
-    written: dict[str, Pair] = {}
-    for name in scheme.certain_names:
-        rows, wrong = wrong_mask(predictions, name, scheme.ann_dict[name], wrong_from)
-        for which, mask in (("wrong", wrong), ("right", ~wrong)):
-            pair = out_pair(name, which)
-            subsets[pair] = rows[mask]
-            annotations[pair] = predictions.iloc[rows[mask]]
-            written[f"{name}_{which}"] = pair
-    with OutputSet(inputs=list(source.pair)) as outputs:
-        write_subsets(source, subsets, outputs, annotations)
-    return written
+def threshold_summary(is_positive: np.ndarray, scores: np.ndarray, threshold: float,
+                      rbc_per_ul: float = 5e6) -> dict:
+    """The threshold table's numbers at one threshold plus the origin's false positives per microlitre:
+    the false-positive rate among negative cells times the assumed red-cell count."""
+    row = threshold_table(is_positive, scores, [threshold]).iloc[0].to_dict()
+    negatives = row["FP"] + row["TN"]
+    row["false positives per µl"] = row["FP"] / negatives * rbc_per_ul if negatives else float("nan")
+    return {"threshold": float(threshold), **row}
 
 
-def right_wrong_counts(predictions: pd.DataFrame, scheme: LabelScheme, wrong_from: str = "in_sample") -> pd.DataFrame:
-    rows = []
-    for name in scheme.certain_names:
-        class_rows, wrong = wrong_mask(predictions, name, scheme.ann_dict[name], wrong_from)
-        split = predictions["split"].to_numpy()[class_rows] if "split" in predictions.columns else None
-        rows.append({"class": name, "images": len(class_rows), "wrong": int(wrong.sum()), "right": int((~wrong).sum()),
-                     "wrong (not test)": int((wrong & (split != "test")).sum()) if split is not None else int(wrong.sum())})
-    return pd.DataFrame(rows).set_index("class")
+def ranking_scores(is_target: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    """ROC AUC and average precision of a ranking (high score = likely target); NaN with one class only."""
+    if not 0 < is_target.sum() < len(is_target):
+        return {"roc_auc": float("nan"), "average_precision": float("nan")}
+    return {"roc_auc": float(roc_auc_score(is_target, scores)),
+            "average_precision": float(average_precision_score(is_target, scores))}

@@ -1,14 +1,11 @@
-"""Train a classifier on an annotated image set, predict every image, and bundle the run.
+"""Train a classifier on an annotated image set.
 
 One readable loop in the spirit of nanoGPT / timm: the config at the top, `train_one_epoch` and
 `evaluate` return dicts, the best weights by validation loss are kept. Batches are read straight
-from the memory-mapped uint8 array and converted per batch; inference folds BatchNorm into the
-convolutions and runs under `torch.inference_mode` in channels-last layout (measured faster on
-CPU, see benchmarks/train_speed.py).
+from the memory-mapped uint8 array and converted per batch. Checkpoints let a run resume.
 """
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,13 +17,15 @@ import torch
 import torch.nn.functional as F
 from sklearn.model_selection import train_test_split
 from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
 from tqdm import tqdm
 
-from .datasets import ImageSet, flag_column
-from .errors import InputError, NotTrainable, ParameterError
-from .labels import LabelScheme, round_annotations
-from .models import ARCHS, ModelSpec, ResNet, build_model
+from ..core.columns import flag_column
+from ..core.errors import InputError, NotTrainable, ParameterError
+from ..core.io import OutputSet
+from ..core.labels import LabelScheme, round_annotations
+from ..data.sets import ImageSet
+from .inference import EVAL_BATCH_SIZE, inference_copy, predict_logits, to_tensor
+from .networks import ARCHS, ModelSpec, ResNet, build_model
 
 LOSSES = ("cross_entropy", "focal")
 CLASS_WEIGHTS = ("none", "balanced")
@@ -36,25 +35,28 @@ KEEP_WEIGHTS = ("best", "last")
 
 @dataclass
 class TrainConfig:
-    arch: str = "resnet18"
-    width: int = 64
-    epochs: int = 40
-    batch_size: int = 32
-    lr: float = 1e-3
-    val_frac: float = 0.3
-    seed: int = 0
-    loss: str = "cross_entropy"
-    focal_gamma: float = 2.0
-    label_smoothing: float = 0.0
-    class_weights: str = "none"
-    sample_weights: str = "none"  # label_quality: each row's loss weighted by its `label_quality` column (seed 003)
+    """One training run's settings. The parameters' defaults and meanings are in the parameter table
+    (helpers.run.parameters); `train_config(**overrides)` there builds one from them."""
+
+    arch: str
+    width: int
+    epochs: int
+    batch_size: int
+    lr: float
+    val_frac: float
+    seed: int
+    loss: str
+    focal_gamma: float
+    label_smoothing: float
+    class_weights: str
+    sample_weights: str  # label_quality: each row's loss weighted by its `label_quality` column
+    keep_weights: str  # best: the epoch with the lowest validation loss; last: the final epoch
+    patience: int  # epochs without a better validation loss before stopping; 0 = never stop early
+    device: str
     normalize: bool = True
-    keep_weights: str = "best"  # best: the epoch with the lowest validation loss; last: the final epoch
-    patience: int = 0  # epochs without a better validation loss before stopping; 0 = never stop early
-    device: str = "auto"
     run_name: str = ""
-    resume: str = ""  # path of a checkpoint.pt to continue from
-    eval_batch_size: int = 512  # measured faster and lighter than 1024-2048 on CPU (benchmarks/train_speed.py)
+    resume_from: Path | None = None  # a checkpoint.pt to continue from
+    eval_batch_size: int = EVAL_BATCH_SIZE
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -118,7 +120,7 @@ def prepare_training_data(image_set: ImageSet, scheme: LabelScheme, val_frac: fl
     ann = image_set.ann
     rounded = round_annotations(ann["annotation"])
     split_in = ann["split"].astype(str).to_numpy() if "split" in ann.columns else np.full(len(ann), "train")
-    excluded = flag_column(ann, "exclude")  # set in the review widget (seed 004): seen, but kept out of training
+    excluded = flag_column(ann, "exclude")  # set in the review widget: seen, but kept out of training
     if holdout is not None:
         excluded = excluded | holdout
     trainable = np.flatnonzero((rounded >= 0) & (split_in != "test") & ~excluded)
@@ -141,15 +143,6 @@ def prepare_training_data(image_set: ImageSet, scheme: LabelScheme, val_frac: fl
     split[val_rows] = "val"
     return TrainingData(class_values, [scheme.name_of(v) for v in class_values], targets,
                         np.sort(train_rows), np.sort(val_rows), split)
-
-
-def to_tensor(batch: np.ndarray, device: torch.device, channels_last: bool) -> torch.Tensor:
-    """uint8 (0-255) or float32 (0-1) images -> float32 0-1 tensor on `device`."""
-    if not batch.flags.writeable:  # a slice of a read-only memmap: copy this one batch
-        batch = np.array(batch)
-    x = torch.from_numpy(np.ascontiguousarray(batch)).to(device, non_blocking=True)
-    x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
 def channel_stats(images: np.ndarray, rows: np.ndarray, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
@@ -238,53 +231,13 @@ def train_one_epoch(model: nn.Module, images: np.ndarray, rows: np.ndarray, targ
 
 def evaluate(model: nn.Module, images: np.ndarray, rows: np.ndarray, targets: np.ndarray,
              criterion: nn.Module, cfg: TrainConfig) -> dict:
+    """Validation loss and accuracy; `criterion` must live on the CPU, where the logits are gathered."""
     logits = predict_logits(inference_copy(model), images, rows, cfg.torch_device, cfg.eval_batch_size)
     y = torch.from_numpy(targets[rows])
-    criterion = criterion.cpu()
     with torch.inference_mode():
         loss = float(criterion(logits, y)) if len(rows) else float("nan")
     accuracy = float((logits.argmax(1) == y).float().mean()) if len(rows) else float("nan")
     return {"val_loss": loss, "val_accuracy": accuracy}
-
-
-def inference_copy(model: ResNet) -> ResNet:
-    """An eval-mode copy with every BatchNorm folded into the convolution before it."""
-    folded = copy.deepcopy(model).eval()
-
-    def fold(module: nn.Module) -> None:
-        for name, child in module.named_children():
-            fold(child)
-        convs = {n: m for n, m in module.named_children() if isinstance(m, nn.Conv2d)}
-        for conv_name, bn_name in (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3")):
-            bn = getattr(module, bn_name, None)
-            if conv_name in convs and isinstance(bn, nn.BatchNorm2d):
-                setattr(module, conv_name, fuse_conv_bn_eval(convs[conv_name], bn))
-                setattr(module, bn_name, nn.Identity())
-        if isinstance(module, nn.Sequential):
-            items = list(module)
-            for i in range(len(items) - 1):
-                if isinstance(items[i], nn.Conv2d) and isinstance(items[i + 1], nn.BatchNorm2d):
-                    module[i] = fuse_conv_bn_eval(items[i], items[i + 1])
-                    module[i + 1] = nn.Identity()
-
-    with torch.no_grad():
-        fold(folded)
-    return folded
-
-
-def predict_logits(model: nn.Module, images: np.ndarray, rows: np.ndarray | None, device: torch.device,
-                   batch_size: int = 1024, features: bool = False) -> torch.Tensor:
-    """Logits (or penultimate features) of the given rows (all rows when None), in row order."""
-    model = model.to(device, memory_format=torch.channels_last).eval()
-    n = len(images) if rows is None else len(rows)
-    out = []
-    with torch.inference_mode():
-        for start in range(0, n, batch_size):
-            batch = images[start:start + batch_size] if rows is None else images[rows[start:start + batch_size]]
-            x = to_tensor(batch, device, channels_last=True)
-            out.append((model.features(x) if features else model(x)).float().cpu())
-    width = model.n_features if features else model.fc.out_features
-    return torch.cat(out) if out else torch.zeros(0, width)
 
 
 @dataclass
@@ -302,7 +255,7 @@ class FitResult:
 def fit(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig, checkpoint_path: Path | None = None,
         holdout: np.ndarray | None = None) -> FitResult:
     """Train on the image set's trainable rows (minus `holdout`); keep the weights of the best
-    validation loss (or of the last epoch, as the seed did, with keep_weights="last")."""
+    validation loss (or of the last epoch, as the origin did, with keep_weights="last")."""
     torch.manual_seed(cfg.seed)
     data = prepare_training_data(image_set, scheme, cfg.val_frac, cfg.seed, holdout)
     weights = sample_weights(image_set, cfg)
@@ -314,22 +267,25 @@ def fit(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig, checkpoint_p
         model.set_normalization(*map(torch.from_numpy, channel_stats(images, data.train_rows)))
     model = model.to(device, memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)
-    criterion = make_criterion(cfg, data.targets[data.train_rows], spec.n_classes).to(device)
-    train_criterion = criterion if weights is None else make_criterion(
-        cfg, data.targets[data.train_rows], spec.n_classes, reduction="none").to(device)
+    train_targets = data.targets[data.train_rows]
+    # Two loss modules: the training one lives on the model's device, the validation one on the CPU
+    # where evaluate() gathers the logits. Sharing one and moving it would leave class weights behind.
+    train_criterion = make_criterion(cfg, train_targets, spec.n_classes,
+                                     reduction="mean" if weights is None else "none").to(device)
+    val_criterion = make_criterion(cfg, train_targets, spec.n_classes)
 
     history: list[dict] = []
     best = {"val_loss": float("inf"), "epoch": -1, "state": None}
     start_epoch = 0
-    if cfg.resume:
-        start_epoch, history, best = load_checkpoint(Path(cfg.resume), model, optimizer, spec)
+    if cfg.resume_from is not None:
+        start_epoch, history, best = load_checkpoint(Path(cfg.resume_from), model, optimizer, spec)
 
     stopped_early = False
     for epoch in range(start_epoch, cfg.epochs):
         row = {"epoch": epoch + 1,
                **train_one_epoch(model, images, data.train_rows, data.targets, optimizer, train_criterion, cfg, epoch,
                                  weights),
-               **evaluate(model, images, data.val_rows, data.targets, criterion, cfg)}
+               **evaluate(model, images, data.val_rows, data.targets, val_criterion, cfg)}
         history.append(row)
         if cfg.progress:
             print(f"epoch {row['epoch']:>3}/{cfg.epochs}  train loss {row['train_loss']:.4f}  "
@@ -368,8 +324,6 @@ def checkpoint_path(bundle_path: Path) -> Path:
 
 def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int,
                     history: list[dict], best: dict) -> None:
-    from .io import OutputSet
-
     with OutputSet() as out:
         torch.save({"epoch": epoch, "model": _cpu_state(model), "optimizer": optimizer.state_dict(),
                     "history": history, "best_val_loss": best["val_loss"], "best_epoch": best["epoch"],
@@ -391,27 +345,3 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
     return state["epoch"] + 1, list(state["history"]), best
 
 
-# ---------------------------------------------------------------- predictions
-
-def predict_probabilities(model: ResNet, images: np.ndarray, device: torch.device | str = "cpu",
-                          batch_size: int = 512) -> np.ndarray:
-    """Softmax outputs of every image, (N, classes)."""
-    logits = predict_logits(inference_copy(model), images, None, torch.device(device), batch_size)
-    return torch.softmax(logits, 1).numpy()
-
-
-def predict_features(model: ResNet, images: np.ndarray, device: torch.device | str = "cpu",
-                     batch_size: int = 512) -> np.ndarray:
-    """Penultimate-layer features of every image, (N, features)."""
-    return predict_logits(inference_copy(model), images, None, torch.device(device), batch_size, features=True).numpy()
-
-
-def predictions_frame(ann: pd.DataFrame, probs: np.ndarray, class_names: list[str], split: np.ndarray) -> pd.DataFrame:
-    """All input rows and columns + one `<class> output` column per class + `split`."""
-    from .evaluation import output_column
-
-    out = ann.copy()
-    for i, name in enumerate(class_names):
-        out[output_column(name)] = probs[:, i]
-    out["split"] = split
-    return out

@@ -1,0 +1,54 @@
+"""Column names and flag values shared by every step's CSV files.
+
+- `<class> output`: a model's softmax output for a class (in-sample for the rows it trained on).
+- `<class> out-of-fold`: the output of a fold model that never saw the row.
+- `proposed_annotation`: the label a proposal strategy gives an unsure image.
+- `exclude` / `validation`: flags a reviewer sets; excluded rows never train, validation rows always validate.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .errors import InputError
+
+SPLITS = ("train", "val", "test")
+WRONG_FROM = ("in_sample", "out_of_fold")  # which outputs decide whether an image is "wrong"
+PROPOSED = "proposed_annotation"
+OUTPUT_SUFFIX = " output"
+
+
+def output_column(class_name: str) -> str:
+    return f"{class_name}{OUTPUT_SUFFIX}"
+
+
+def oof_column(class_name: str) -> str:
+    """A class's out-of-fold output (deliberately not ending in ' output', which marks the in-sample ones)."""
+    return f"{class_name} out-of-fold"
+
+
+def score_column(class_name: str, wrong_from: str) -> str:
+    """Which output decides right/wrong: the final model's (in_sample, as the origin did) or the out-of-fold one."""
+    return output_column(class_name) if wrong_from == "in_sample" else oof_column(class_name)
+
+
+def output_columns(predictions: pd.DataFrame) -> list[str]:
+    return [c for c in predictions.columns if c.endswith(OUTPUT_SUFFIX)]
+
+
+def output_probabilities(predictions: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+    """The `<class> output` columns as an (N, classes) array, and the class names in that order."""
+    columns = output_columns(predictions)
+    if not columns:
+        raise InputError("predictions", "no '<class> output' columns: not an ann_with_predictions file")
+    return predictions[columns].to_numpy(dtype=float), [c[: -len(OUTPUT_SUFFIX)] for c in columns]
+
+
+def flag_values(values: pd.Series) -> np.ndarray:
+    """Boolean flags as read back from CSV (True/False, 1/0, "true"/"false")."""
+    return values.astype(str).str.lower().isin(["true", "1", "1.0"]).to_numpy()
+
+
+def flag_column(ann: pd.DataFrame, column: str) -> np.ndarray:
+    """A boolean column such as `exclude` or `validation`; all False when absent."""
+    return flag_values(ann[column]) if column in ann.columns else np.zeros(len(ann), bool)

@@ -1,0 +1,70 @@
+"""Label issues: cleanlab's confident learning on out-of-fold outputs, and (with the demo's hidden
+truth) how well each way of flagging wrong labels finds the truly flipped ones."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from cleanlab.filter import find_label_issues
+from cleanlab.rank import get_label_quality_scores
+
+from ..core.columns import WRONG_FROM, flag_values, score_column
+from ..core.labels import LabelScheme, round_annotations
+from ..metrics import own_class_scores, ranking_scores
+
+
+def label_issue_columns(predictions: pd.DataFrame, class_names: list[str], class_values: list[int],
+                        wrong_from: str = "out_of_fold") -> pd.DataFrame:
+    """`label_quality` (cleanlab's self-confidence, 0 = surely mislabelled) and `is_label_issue`
+    (confident learning) for every row labelled with a trained class; NaN / False elsewhere."""
+    rounded = round_annotations(predictions["annotation"])
+    probs = predictions[[score_column(n, wrong_from) for n in class_names]].to_numpy(dtype=float)
+    rows = np.flatnonzero(np.isin(rounded, class_values) & np.isfinite(probs).all(axis=1))
+    labels = np.searchsorted(np.asarray(class_values), rounded[rows])
+    p = np.clip(probs[rows], 1e-6, 1)
+    p = p / p.sum(axis=1, keepdims=True)
+    quality = np.full(len(predictions), np.nan)
+    issue = np.zeros(len(predictions), bool)
+    if len(np.unique(labels)) == len(class_values):  # cleanlab needs every class present
+        quality[rows] = get_label_quality_scores(labels, p)
+        issue[rows] = find_label_issues(labels, p)
+    return pd.DataFrame({"label_quality": quality, "is_label_issue": issue}, index=predictions.index)
+
+
+def flip_finding(predictions: pd.DataFrame, truth: pd.DataFrame, scheme: LabelScheme) -> pd.DataFrame:
+    """How well each way of flagging wrong labels finds the truly flipped ones (truth.label_flipped).
+
+    Scored on the certain, non-test rows (the ones a model trains on): precision and recall of the
+    flagged set, ROC AUC and average precision of the ranking (flips being a few percent of the rows,
+    AP shows what ROC AUC hides: how many clean images rank above the flips). Methods: in-sample and
+    out-of-fold own-class output < 0.5 (the origin's rule), and cleanlab's issue list / label quality.
+    """
+    rows, flipped = flip_rows(predictions, truth, scheme)
+    methods: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for wrong_from in WRONG_FROM:
+        own = own_class_scores(predictions, scheme.certain_names,
+                               [scheme.ann_dict[n] for n in scheme.certain_names], wrong_from)
+        if np.isfinite(own[rows]).all():
+            methods[wrong_from] = (own < 0.5, 1 - own)
+    if "label_quality" in predictions.columns:
+        quality = pd.to_numeric(predictions["label_quality"], errors="coerce").to_numpy()
+        if np.isfinite(quality[rows]).all():
+            methods["cleanlab"] = (flag_values(predictions["is_label_issue"]), 1 - quality)
+    out = []
+    for method, (flagged, suspicion) in methods.items():
+        f, y = flagged[rows], flipped[rows]
+        out.append({"method": method, "rows": int(rows.sum()), "flipped": int(y.sum()), "flagged": int(f.sum()),
+                    "precision": float((f & y).sum() / f.sum()) if f.sum() else float("nan"),
+                    "recall": float((f & y).sum() / y.sum()) if y.sum() else float("nan"),
+                    **ranking_scores(y, suspicion[rows])})
+    return pd.DataFrame(out).set_index("method") if out else pd.DataFrame(
+        columns=["rows", "flipped", "flagged", "precision", "recall", "roc_auc", "average_precision"])
+
+
+def flip_rows(predictions: pd.DataFrame, truth: pd.DataFrame, scheme: LabelScheme) -> tuple[np.ndarray, np.ndarray]:
+    """The rows flip finding is scored on (certain, non-test, known to truth) and truth's flipped flag per row."""
+    flipped = truth.set_index("image_id")["label_flipped"].reindex(predictions["image_id"])
+    known = flipped.notna().to_numpy()
+    rounded = round_annotations(predictions["annotation"])
+    split = predictions["split"].astype(str).to_numpy() if "split" in predictions.columns else np.full(len(rounded), "")
+    rows = known & np.isin(rounded, [scheme.ann_dict[n] for n in scheme.certain_names]) & (split != "test")
+    return rows, flag_values(flipped.fillna(False))

@@ -1,0 +1,95 @@
+"""Out-of-fold predictions: every trainable image scored by a model that never saw it.
+
+The origin calls an image "wrong" from the outputs of a model trained on that very image; a model
+that has memorised its training set gets almost nothing wrong there. Out-of-fold (k-fold) outputs
+come from a model trained on the other folds.
+"""
+from __future__ import annotations
+
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from multiprocessing import get_context
+
+import numpy as np
+import torch
+from sklearn.model_selection import StratifiedKFold
+
+from ..core.errors import NotTrainable, ParameterError
+from ..core.labels import LabelScheme
+from ..data.sets import ImageSet, Pair, open_image_set
+from ..model.inference import inference_copy, predict_logits
+from ..model.training import TrainConfig, TrainingData, fit, prepare_training_data
+
+
+def fold_assignment(targets: np.ndarray, folds: int, seed: int, path: str = "annotations") -> np.ndarray:
+    """Fold index (0..folds-1) of every trainable row (target >= 0), stratified by class; -1 elsewhere."""
+    trainable = np.flatnonzero(targets >= 0)
+    counts = np.bincount(targets[trainable])
+    if len(trainable) < folds or counts[counts > 0].min() < folds:
+        raise NotTrainable(path, f"out-of-fold predictions need at least {folds} training images of every class "
+                                 f"(folds={folds}); the smallest class has {int(counts[counts > 0].min())}")
+    fold = np.full(len(targets), -1)
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for k, (_, held) in enumerate(splitter.split(trainable, targets[trainable])):
+        fold[trainable[held]] = k
+    return fold
+
+
+@dataclass
+class OutOfFold:
+    probs: np.ndarray  # (rows, classes) in the full model's class order; NaN where a row has no fold
+    fold: np.ndarray  # fold per row, -1 for rows no fold held out (test, unlabeled, excluded)
+    train_rows: list[np.ndarray]  # the rows each fold model trained on
+    seconds: float
+
+
+def _fold_outputs(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig, holdout: np.ndarray,
+                  class_values: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Train without the held-out rows, predict them; probabilities in `class_values` order."""
+    result = fit(image_set, scheme, cfg, holdout=holdout)
+    rows = np.flatnonzero(holdout)
+    logits = predict_logits(inference_copy(result.model), image_set.images, rows, cfg.torch_device, cfg.eval_batch_size)
+    fold_probs = torch.softmax(logits, 1).numpy()
+    probs = np.zeros((len(rows), len(class_values)), np.float32)
+    for j, value in enumerate(result.spec.class_values):  # a fold missing a class gives it probability 0
+        probs[:, class_values.index(value)] = fold_probs[:, j]
+    return probs, result.data.train_rows
+
+
+def _fold_in_process(pair: Pair, ann_dict: dict, cfg: TrainConfig, holdout: np.ndarray, class_values: list[int],
+                     threads: int) -> tuple[np.ndarray, np.ndarray]:
+    """_fold_outputs in a worker process, which opens the image set itself."""
+    torch.set_num_threads(threads)
+    scheme = LabelScheme.from_dict(ann_dict)
+    return _fold_outputs(open_image_set(pair, scheme), scheme, cfg, holdout, class_values)
+
+
+def out_of_fold_probabilities(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig, folds: int = 5,
+                              jobs: int = 1) -> OutOfFold:
+    """Every trainable row's outputs from a model trained on the other folds (same config otherwise).
+
+    With `jobs` > 1 the folds train in parallel processes, the CPU threads shared between them.
+    """
+    if not isinstance(folds, int) or isinstance(folds, bool) or folds < 2:
+        raise ParameterError("folds", f"must be an integer >= 2, got {folds!r}")
+    start = time.perf_counter()
+    data: TrainingData = prepare_training_data(image_set, scheme, cfg.val_frac, cfg.seed)
+    fold = fold_assignment(data.targets, folds, cfg.seed, str(image_set.pair.ann))
+    fold_cfg = replace(cfg, resume_from=None, progress=False)
+    holdouts = [fold == k for k in range(folds)]
+    if jobs > 1:
+        threads = max(1, torch.get_num_threads() // jobs)
+        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+            results = list(pool.map(_fold_in_process, [image_set.pair] * folds, [dict(scheme.ann_dict)] * folds,
+                                    [fold_cfg] * folds, holdouts, [data.class_values] * folds, [threads] * folds))
+    else:
+        results = []
+        for k, holdout in enumerate(holdouts):
+            if cfg.progress:
+                print(f"fold {k + 1}/{folds}: training on {int((fold >= 0).sum() - holdout.sum())} images", flush=True)
+            results.append(_fold_outputs(image_set, scheme, fold_cfg, holdout, data.class_values))
+    probs = np.full((len(image_set), len(data.class_values)), np.nan, np.float32)
+    for k, (fold_probs, _) in enumerate(results):
+        probs[fold == k] = fold_probs
+    return OutOfFold(probs, fold, [train_rows for _, train_rows in results], time.perf_counter() - start)

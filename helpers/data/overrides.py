@@ -1,0 +1,100 @@
+"""Label corrections made by a reviewer, kept in their own CSV and applied when combining (step 01).
+
+The pipeline's own files are never edited: the review widget appends to an override file, and
+`combine` applies the latest value per image and field after drawing the test split.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..core.columns import flag_values
+from ..core.errors import InputError
+from ..core.io import OutputSet
+from ..core.labels import LabelScheme
+
+OVERRIDE_FIELDS = ("label", "validation", "exclude")
+OVERRIDE_COLUMNS = ["batch", "image_id", "field", "old", "new", "time", "source_file"]
+
+
+class OverrideStore:
+    """Appends label corrections (and validation / exclude flags) to a CSV, atomically.
+
+    Columns: batch, image_id, field, old, new, time, source_file. One action (a button press over a
+    selection) is one batch, so `undo` removes exactly the last action. The pipeline's own files are
+    never touched; 01_combine applies the latest value per image and field.
+    """
+
+    def __init__(self, path: str | Path, source_file: str = ""):
+        self.path, self.source_file = Path(path), str(source_file)
+
+    def read(self) -> pd.DataFrame:
+        if not self.path.is_file():
+            return pd.DataFrame(columns=OVERRIDE_COLUMNS)
+        table = pd.read_csv(self.path)
+        missing = [c for c in OVERRIDE_COLUMNS if c not in table.columns]
+        if missing:
+            raise InputError(self.path, f"not a label-override file: missing columns {missing}")
+        return table
+
+    def _write(self, table: pd.DataFrame) -> None:
+        with OutputSet() as out:
+            table.to_csv(out.path(self.path), index=False)
+
+    def add(self, image_ids: Sequence[str], old: Sequence, new, field: str = "label") -> int:
+        """Record one action; returns its batch number."""
+        if field not in OVERRIDE_FIELDS:
+            raise ValueError(f"field must be one of {OVERRIDE_FIELDS}, got {field!r}")
+        table = self.read()
+        batch = int(table["batch"].max()) + 1 if len(table) else 1
+        now = time.strftime("%Y-%m-%dT%H:%M:%S")
+        rows = pd.DataFrame({"batch": batch, "image_id": list(image_ids), "field": field, "old": list(old),
+                             "new": new, "time": now, "source_file": self.source_file})
+        self._write(pd.concat([table, rows], ignore_index=True) if len(table) else rows)
+        return batch
+
+    def undo(self) -> int:
+        """Remove the last action; returns how many rows it had (0 when there is nothing to undo)."""
+        table = self.read()
+        if not len(table):
+            return 0
+        last = table["batch"] == table["batch"].max()
+        self._write(table[~last])
+        return int(last.sum())
+
+    def latest(self) -> pd.DataFrame:
+        """The value in force per image and field."""
+        table = self.read()
+        return table.drop_duplicates(["image_id", "field"], keep="last")
+
+
+def apply_overrides(ann: pd.DataFrame, overrides_path: str | Path, scheme: LabelScheme) -> tuple[pd.DataFrame, int]:
+    """Annotations with the latest overrides applied (label -> annotation value; validation, exclude
+    -> boolean columns). Unknown image_ids or labels are an error naming the overrides file."""
+    store = OverrideStore(overrides_path)
+    latest = store.latest()
+    if not len(latest):
+        return ann, 0
+    ann = ann.copy()
+    position = pd.Series(np.arange(len(ann)), index=ann["image_id"])
+    unknown = latest.loc[~latest["image_id"].isin(position.index), "image_id"]
+    if len(unknown):
+        raise InputError(overrides_path, f"{len(unknown)} override(s) name images not in the combined set "
+                                         f"(first: {unknown.iloc[0]})")
+    for field, rows in latest.groupby("field"):
+        at = position.loc[rows["image_id"]].to_numpy()
+        if field == "label":
+            values = rows["new"].map(lambda name: scheme.ann_dict.get(str(name)))
+            if values.isna().any():
+                raise InputError(overrides_path, f"label {rows['new'][values.isna()].iloc[0]!r} is not in the scheme "
+                                                 f"{list(scheme.ann_dict)}")
+            ann.loc[ann.index[at], "annotation"] = values.astype(float).to_numpy()
+        else:
+            if field not in ann.columns:
+                ann[field] = False
+            ann.loc[ann.index[at], field] = flag_values(rows["new"])
+    return ann, len(latest)

@@ -1,0 +1,149 @@
+"""The logic behind interactive review, as plain functions (the widgets only call these).
+
+Sorting and filtering predictions, paging, active-review sampling (random, entropy, BADGE) and the
+threshold explorer's numbers. Corrections are stored by `data.overrides`; similar images and
+embeddings are in `review.features`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..core.columns import output_column, output_probabilities
+from ..core.labels import LabelScheme, round_annotations
+from ..data.layout import Layout
+from ..metrics import certain_scores, split_rows, threshold_summary
+
+SORTS = ("likely wrong", "score", "entropy", "label", "random")
+
+
+def entropy(probs: np.ndarray) -> np.ndarray:
+    p = np.clip(probs, 1e-12, 1)
+    return -(p * np.log(p)).sum(axis=1)
+
+
+def predicted_class(preds: pd.DataFrame) -> np.ndarray:
+    probs, names = output_probabilities(preds)
+    return np.asarray(names)[probs.argmax(axis=1)]
+
+
+# ---------------------------------------------------------------- sort, filter, page
+
+def order_rows(preds: pd.DataFrame, scheme: LabelScheme, sort: str = "likely wrong", class_name: str | None = None,
+               descending: bool = True, seed: int = 0) -> np.ndarray:
+    """Row numbers in review order.
+
+    likely wrong: rows whose label disagrees with the prediction first, most confident first;
+    score: a class's output; entropy: most uncertain first (descending); label; random (seeded).
+    """
+    n = len(preds)
+    if sort == "random":
+        return np.random.default_rng(seed).permutation(n)
+    if sort == "label":
+        key = round_annotations(preds["annotation"]).astype(float)
+    elif sort == "entropy":
+        key = entropy(output_probabilities(preds)[0])
+    elif sort == "score":
+        key = preds[output_column(class_name or scheme.positive)].to_numpy(dtype=float)
+    elif sort == "likely wrong":
+        probs, names = output_probabilities(preds)
+        disagree = predicted_class(preds) != scheme.class_names(preds["annotation"])
+        key = np.where(disagree, 1.0 + probs.max(axis=1), 0.0)  # disagreeing rows first, by confidence
+        return np.argsort(-key, kind="stable")
+    elif sort in preds.columns:  # any numeric column, e.g. label_quality
+        key = preds[sort].to_numpy(dtype=float)
+    else:
+        raise ValueError(f"sort must be one of {SORTS} or a column, got {sort!r}")
+    order = np.argsort(key, kind="stable")
+    return order[::-1] if descending else order
+
+
+def filter_rows(preds: pd.DataFrame, scheme: LabelScheme, rows: np.ndarray, label: str | None = None,
+                split: str | None = None, score_class: str | None = None,
+                score_range: tuple[float, float] | None = None) -> np.ndarray:
+    """Keep rows (in their order) matching a label, a split and a score range of one class."""
+    keep = np.ones(len(preds), bool)
+    if label:
+        keep &= scheme.class_names(preds["annotation"]) == label
+    if split and "split" in preds.columns:
+        keep &= (preds["split"] == split).to_numpy()
+    if score_range is not None:
+        score = preds[output_column(score_class or scheme.positive)].to_numpy(dtype=float)
+        keep &= (score >= score_range[0]) & (score <= score_range[1])
+    return rows[keep[rows]]
+
+
+def page(rows: np.ndarray, number: int, per_page: int) -> np.ndarray:
+    """Rows of page `number` (0-based); clamped to the last page."""
+    pages = max(1, -(-len(rows) // per_page))
+    number = min(max(number, 0), pages - 1)
+    return rows[number * per_page:(number + 1) * per_page]
+
+
+# ---------------------------------------------------------------- active-review sampling
+
+SAMPLERS = ("random", "max entropy", "class entropy", "high score", "badge")
+
+
+def sample_for_review(preds: pd.DataFrame, method: str, k: int, class_name: str | None = None,
+                      features: np.ndarray | None = None, candidates: np.ndarray | None = None,
+                      seed: int = 0) -> np.ndarray:
+    """The next k rows to review, chosen among `candidates` (default: all rows)."""
+    candidates = np.arange(len(preds)) if candidates is None else np.asarray(candidates)
+    k = min(k, len(candidates))
+    probs, names = output_probabilities(preds)
+    probs = probs[candidates]
+    if method == "random":
+        return np.random.default_rng(seed).choice(candidates, k, replace=False)
+    if method == "max entropy":
+        return candidates[np.argsort(-entropy(probs), kind="stable")[:k]]
+    if method in ("class entropy", "high score"):
+        p = probs[:, names.index(class_name or names[-1])]
+        key = entropy(np.stack([p, 1 - p], 1)) if method == "class entropy" else p
+        return candidates[np.argsort(-key, kind="stable")[:k]]
+    if method == "badge":
+        if features is None:
+            raise ValueError("BADGE needs penultimate features of the images")
+        return candidates[badge(probs, features[candidates], k, seed)]
+    raise ValueError(f"method must be one of {SAMPLERS}, got {method!r}")
+
+
+def badge(probs: np.ndarray, features: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    """BADGE (Ash et al.): k-means++ seeding on gradient embeddings (p - onehot(argmax)) x features,
+    so the picks are both uncertain (large gradients) and diverse."""
+    rng = np.random.default_rng(seed)
+    grad = probs.copy()
+    grad[np.arange(len(grad)), probs.argmax(1)] -= 1
+    emb = (grad[:, :, None] * features[:, None, :]).reshape(len(grad), -1)
+    chosen = [int(np.argmax((emb**2).sum(1)))]
+    dist = ((emb - emb[chosen[0]]) ** 2).sum(1)
+    while len(chosen) < k:
+        if dist.sum() <= 0:
+            rest = np.setdiff1d(np.arange(len(emb)), chosen)
+            chosen += list(rng.choice(rest, k - len(chosen), replace=False))
+            break
+        nxt = int(rng.choice(len(emb), p=dist / dist.sum()))
+        chosen.append(nxt)
+        dist = np.minimum(dist, ((emb - emb[nxt]) ** 2).sum(1))
+    return np.asarray(chosen)
+
+
+# ---------------------------------------------------------------- which images; the threshold explorer
+
+def images_for(layout: Layout, run: str, tag: str = "") -> Path:
+    """The images a run's predictions describe, row for row."""
+    if run == "s_a":
+        return layout.combined.images
+    if run == "s_b":
+        return layout.certain.images
+    return layout.readable(layout.run_set(run, tag or "final").images)
+
+
+def threshold_report(preds: pd.DataFrame, scheme: LabelScheme, thresholds: Sequence[float],
+                     rbc_per_ul: float = 5e6) -> pd.DataFrame:
+    """threshold_summary of the positive class on the certain test rows, one row per threshold."""
+    is_pos, scores = certain_scores(preds, scheme, split_rows(preds, "test"))
+    return pd.DataFrame([threshold_summary(is_pos, scores, t, rbc_per_ul) for t in thresholds]).set_index("threshold")

@@ -1,0 +1,94 @@
+"""Command line: `python -m helpers demo OUT_DIR`, `python -m helpers run PARAMS.yaml` and
+`python -m helpers parameters [--check]`."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..core.errors import InputError, ParameterError
+from ..data.demo import DemoSpec, make_demo
+from .generated import sync_generated
+from .parameters import load_parameters
+from .reports import comparison_text, summary_table
+from .runner import run_pipeline
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="write synthetic demo data with hidden truth")
+    demo.add_argument("out_dir", type=Path)
+    demo.add_argument("--n-patient", type=int, default=4000)
+    demo.add_argument("--n-neg", type=int, default=2000)
+    demo.add_argument("--channels", type=int, default=4)
+    demo.add_argument("--size", type=int, default=31)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--if-missing", action="store_true", help="do nothing when the demo data already exists")
+
+    run = sub.add_parser("run", help="run the pipeline's notebooks as a DAG from parameters YAML file(s)")
+    run.add_argument("params", type=Path, nargs="+", help="YAML files, later ones override earlier ones")
+    run.add_argument("-p", "--parameter", action="append", default=[], metavar="KEY=VALUE",
+                     help="override one parameter (value read as YAML); repeatable")
+    run.add_argument("--strategies", default=None, help="comma-separated strategies to run (default: all)")
+    run.add_argument("--jobs", type=int, default=2, help="steps run at once on this machine (default 2)")
+    run.add_argument("--scheduler", default=None, metavar="ADDRESS", help="run on this Dask scheduler")
+    run.add_argument("--force", action="store_true", help="rerun every step, even unchanged ones")
+
+    params = sub.add_parser("parameters", help="rewrite the notebooks' parameters cells, parameters/default.yaml "
+                                               "and the README's parameter table from the parameter table")
+    params.add_argument("--check", action="store_true", help="only list the files that differ; exit 1 if any")
+
+    args = parser.parse_args(argv)
+    return {"demo": _demo, "run": _run, "parameters": _parameters}[args.command](args)
+
+
+def _parameters(args: argparse.Namespace) -> int:
+    try:
+        drifted = sync_generated(write=not args.check)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for path in drifted:
+        print(f"{'differs from the parameter table' if args.check else 'rewritten'}: {path}")
+    return 1 if args.check and drifted else 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    if args.if_missing and (args.out_dir / "truth.csv").exists():
+        print(f"demo data already in {args.out_dir}")
+        return 0
+    for name in ("n_patient", "n_neg", "channels", "size"):
+        if getattr(args, name) < 1:
+            print(f"error: --{name.replace('_', '-')} must be at least 1", file=sys.stderr)
+            return 2
+    spec = DemoSpec(n_patient=args.n_patient, n_neg=args.n_neg, channels=args.channels, size=args.size, seed=args.seed)
+    paths = make_demo(args.out_dir, spec)
+    print(f"demo data written: data_dir={paths['data_dir']} data_dir_n={paths['data_dir_n']} truth={paths['truth']}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    def progress(result, done: int, total: int) -> None:
+        extra = result.headline or result.error
+        print(f"[{done}/{total}] {result.step}: {result.status} ({result.seconds:.1f}s){'  ' + extra if extra else ''}",
+              flush=True)
+
+    strategies = [s for s in args.strategies.split(",") if s] if args.strategies is not None else None
+    if args.jobs < 1:
+        print("error: --jobs must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        results, plan = run_pipeline(load_parameters(args.params, args.parameter), strategies, jobs=args.jobs,
+                            force=args.force, scheduler=args.scheduler, on_result=progress)
+    except (ParameterError, InputError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print()
+    print(summary_table(results))
+    table = comparison_text(plan.metrics_dir)
+    if table and any(r.step == "06_compare" and r.succeeded for r in results):
+        print(f"\n{table}")
+    print(f"\nreports: {plan.reports_dir / 'index.html'}")
+    return 0 if all(r.succeeded for r in results) else 1

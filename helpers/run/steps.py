@@ -1,0 +1,209 @@
+"""The steps the notebooks call: 03's baselines, 04's differentiator (or proposals) and 05's
+relabeling and final classifier. Each returns an Outcome; one that did not apply is passed on by
+every later step, so a strategy that cannot apply says why in every cell and the run goes on."""
+from __future__ import annotations
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from .. import plots
+from ..core.columns import PROPOSED, output_column
+from ..core.errors import InputError, NotTrainable
+from ..core.io import OutputSet, read_json_status
+from ..core.labels import LabelScheme
+from ..curation.proposals import propose
+from ..curation.relabel import label_names, relabel_sweep, relabel_unsure
+from ..curation.right_wrong import split_right_wrong
+from ..curation.strategies import Strategy, classifier_inputs
+from ..curation.training_run import TrainedRun, train_and_save
+from ..data.combine_split import combine
+from ..data.describe import class_counts
+from ..data.layout import Layout
+from ..data.sets import Pair, read_annotations
+from ..metrics import own_class_scores
+from .outcome import BUILT, TRAINED, Outcome
+from .outcome import PROPOSED as PROPOSED_KIND
+from .parameters import Config
+
+# ---------------------------------------------------------------- training
+
+def train(pair: Pair, cfg: Config, run: str, tag: str = "", title: str = "", upstream: Outcome | None = None,
+          **out_of_fold) -> Outcome:
+    """Train on `pair` into run folder `run` (files tagged `tag`); not applicable when the set cannot
+    train a classifier or `upstream` did not apply, and then this step's stale outputs are removed."""
+    layout = cfg.layout
+    predictions, bundle = layout.predictions(run, tag), layout.model_perf(run, tag)
+    if upstream is not None and not upstream.applies:
+        outcome = upstream
+    else:
+        try:
+            trained = train_and_save(pair, cfg.scheme, cfg.train_config(run_name=f"{run}_{tag}" if tag else run,
+                                                                        bundle_path=bundle),
+                                     predictions, bundle, params=cfg.values, precision_target=cfg.precision_target,
+                                     recall_target=cfg.recall_target, **out_of_fold)
+            return Outcome(TRAINED, run=trained, figures=training_figures(trained, title or run))
+        except NotTrainable as exc:
+            outcome = Outcome.not_applicable(str(exc))
+    for stale in (predictions, bundle):
+        stale.unlink(missing_ok=True)
+    return outcome
+
+
+def training_figures(run: TrainedRun, title: str) -> dict[str, Figure]:
+    """Loss curves and confusion matrices (validation and the shared test rows) of a run."""
+    return {"loss_curve": plots.loss_curves(run.fit.history, title=f"{title}: loss per epoch"),
+            "confusion_matrix": plots.confusion_matrices({"val": run.metrics["val"], "test": run.metrics["test"]},
+                                                         title=title)}
+
+
+def baseline(name: str, pair: Pair, cfg: Config) -> Outcome:
+    """03: one baseline (SA or SB), with out-of-fold outputs when `wrong_from` asks for them."""
+    outcome = train(pair, cfg, name, wrong_from=cfg.wrong_from, folds=cfg.folds, fold_jobs=cfg.fold_jobs)
+    run, scheme, k = outcome.run, cfg.scheme, cfg.n_examples
+    classes = pd.Series(scheme.class_names(run.predictions["annotation"]), index=run.predictions.index)
+    own = own_class_scores(run.predictions, run.fit.spec.class_names, run.fit.spec.class_values)
+    outcome.figures["scores"] = plots.score_histograms(run.predictions, output_column(scheme.positive), classes,
+                                                       title=f"{name}: {scheme.positive} output by annotated class")
+    outcome.figures["worst_mistakes"] = plots.lowest_scores_grid(run.image_set.images, run.predictions, own, k,
+                                                                 "Most confident mistakes")
+    outcome.figures["label_issues"] = (
+        plots.lowest_scores_grid(run.image_set.images, run.predictions,
+                                 run.predictions["label_quality"].to_numpy(dtype=float), k,
+                                 "Most likely label issues (cleanlab, lowest label quality)")
+        if "label_quality" in run.predictions.columns else
+        plots.message("No label_quality: run 03 with wrong_from='out_of_fold' for cleanlab's ranking."))
+    return outcome
+
+
+def right_wrong_sets(name: str, run: TrainedRun, cfg: Config) -> dict[str, Pair]:
+    """03: write a baseline's `<class>_{wrong,right}` sets, judged by the outputs `wrong_from` names."""
+    return split_right_wrong(run.image_set, run.predictions, cfg.scheme,
+                             lambda class_name, which: cfg.layout.right_wrong(name, class_name, which), cfg.wrong_from)
+
+
+# ---------------------------------------------------------------- 04: differentiator or proposals
+
+def build_set(inputs: dict[str, Pair], out: Pair, scheme: LabelScheme) -> Outcome:
+    """Combine the inputs (empty ones allowed) into `out`, tagging each row's `origin` (its input)."""
+    return Outcome(BUILT, table=combine(list(inputs.values()), out, scheme, origins=list(inputs), allow_empty=True))
+
+
+def differentiator_set(strategy: Strategy, inputs: dict[str, Pair], layout: Layout) -> Outcome:
+    """Build `s_XY/combined_{images,ann}_diff` for a differentiator; nothing for a proposal strategy."""
+    if not strategy.trains_differentiator:
+        return Outcome(BUILT, "none: this strategy trains no differentiator")
+    return build_set(inputs, layout.run_set(strategy.name, "diff"), layout.scheme)
+
+
+def differentiator(strategy: Strategy, cfg: Config) -> Outcome:
+    """Train the strategy's differentiator, or (proposal strategies) label the unsures from SB.
+
+    Either way `s_XY/ann_with_predictions_diff.csv` holds a parasite output per unsure for 05.
+    """
+    layout, name, scheme = cfg.layout, strategy.name, cfg.scheme
+    if strategy.trains_differentiator:
+        outcome = train(layout.run_set(name, "diff"), cfg, name, "diff", title=f"{name} differentiator")
+        if outcome.run is not None:
+            predictions = outcome.run.predictions
+            group = predictions["origin"] if "origin" in predictions else pd.Series("all", index=predictions.index)
+            outcome.figures["scores"] = plots.score_histograms(
+                predictions, output_column(scheme.positive), group, title=f"{name}: {scheme.positive} output by input")
+        return outcome
+    predictions_path = layout.predictions(name, "diff")
+    predictions, proposal = propose(strategy.method, layout, cfg.delta, cfg.n_neighbors,
+                                    cfg.precision_target, cfg.recall_target)
+    with OutputSet(inputs=[layout.class_set(scheme.unsure).ann]) as out:
+        out.csv(predictions, predictions_path)
+    layout.model_perf(name, "diff").unlink(missing_ok=True)  # a stale differentiator of an earlier definition
+    group = "proposed " + label_names(predictions[PROPOSED], scheme)
+    scores = plots.score_histograms(predictions, output_column(scheme.positive), group,
+                                    title=f"{name}: {scheme.positive} output by input")
+    return Outcome(PROPOSED_KIND, f"No differentiator trained: the {strategy.method} strategy proposes labels "
+                                  "from SB's predictions.", table=predictions,
+                   details={"method": strategy.method, "predictions": str(predictions_path),
+                            "proposal": proposal.details},
+                   figures={"scores": scores})
+
+
+# ---------------------------------------------------------------- 05: relabel, final set, final classifier
+
+def relabel(strategy: Strategy, layout: Layout, thresh: float) -> Outcome:
+    """Relabel the unsures from the strategy's differentiator and write unsure_relabeled_thresh_<t>.csv."""
+    status = read_json_status(layout.metrics("04_differentiator", strategy.name))
+    if status["status"] != "ok":
+        return Outcome.not_applicable(f"differentiator of {strategy.name} is {status['status']}: "
+                                      f"{status.get('reason', '')}")
+    predictions_path = layout.predictions(strategy.name, "diff")
+    unsure_ann = layout.class_set(layout.scheme.unsure).ann
+    relabeled = relabel_unsure(read_annotations(unsure_ann, scheme=layout.scheme), read_annotations(predictions_path),
+                               layout.scheme, thresh, str(predictions_path))
+    with OutputSet(inputs=[predictions_path, unsure_ann]) as out:
+        out.csv(relabeled, layout.relabeled(strategy.name, thresh))
+    sweep = relabel_sweep(relabeled["relabel_score"].to_numpy())
+    figure = plots.class_counts_bar(sweep[["to positive", "to negative"]],
+                                    f"{strategy.name}: unsures relabeled per threshold (used: {thresh:g})")
+    return Outcome(BUILT, table=relabeled, figures={"relabel_sweep": figure})
+
+
+def final_set(strategy: Strategy, layout: Layout, thresh: float, relabeled: Outcome,
+              sample_weights: str = "none") -> Outcome:
+    """Build `s_XY/combined_{images,ann}_final`: the certain images plus the relabeled unsures.
+
+    With sample_weights="label_quality" each row also gets the baseline's `label_quality`
+    (confident learning, 03 with wrong_from=out_of_fold) for the loss to weight by.
+    """
+    def build() -> Outcome:
+        quality = baseline_label_quality(strategy, layout) if sample_weights == "label_quality" else None
+        out = layout.run_set(strategy.name, "final")
+        built = build_set(classifier_inputs(strategy, layout, thresh), out, layout.scheme)
+        if quality is not None:
+            ann = built.table.drop(columns="label_quality", errors="ignore").merge(quality, on="image_id", how="left")
+            ann.index.name = "index"
+            with OutputSet() as files:
+                files.csv(ann, out.ann)
+            built.table = ann
+        return built
+
+    return relabeled.then(build)
+
+
+def final_classifier(strategy: Strategy, cfg: Config, final: Outcome) -> Outcome:
+    """05: train the final classifier on the final set (not applicable when the set was not built)."""
+    name = strategy.name
+    return train(cfg.layout.run_set(name, "final"), cfg, name, "final", title=f"{name} classifier", upstream=final)
+
+
+def baseline_label_quality(strategy: Strategy, layout: Layout) -> pd.DataFrame:
+    """image_id -> label_quality from the strategy's baseline predictions (checked before any work)."""
+    path = layout.predictions(strategy.baseline)
+    if not path.is_file():
+        raise InputError(path, "not found: run 03 first")
+    predictions = pd.read_csv(path)
+    if "label_quality" not in predictions.columns:
+        raise InputError(path, "no label_quality column: sample_weights='label_quality' needs 03 run with "
+                               "wrong_from='out_of_fold'")
+    return predictions[["image_id", "label_quality"]]
+
+
+# ---------------------------------------------------------------- tables the notebooks show
+
+def relabel_counts(relabeled: Outcome, scheme: LabelScheme) -> pd.DataFrame:
+    """How many unsures went each way."""
+    if not relabeled.applies:
+        return relabeled.status_frame()
+    names = label_names(relabeled.table["annotation"], scheme, excluded="excluded (not trained on)")
+    return names.value_counts().rename("unsure images").to_frame()
+
+
+def set_counts(built: Outcome, scheme: LabelScheme) -> pd.DataFrame:
+    """Images per input and class of a built set, or why it was not built."""
+    if not built.applies:
+        return built.status_frame()
+    if built.table is None:
+        return pd.DataFrame({"set": [built.reason]})
+    return class_counts(built.table, scheme, by="origin")
+
+
+def origin_counts(built: Outcome) -> dict[str, int]:
+    """Rows per input of a built set (empty when none was built)."""
+    return {} if built.table is None else {k: int(v) for k, v in built.table["origin"].value_counts().items()}
