@@ -1,0 +1,103 @@
+"""The comparison table and its verdict, on six test rows whose every number is worked out by hand."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers.curation.compare import RunRecord, comparison_table, verdict
+from helpers.data.layout import Layout
+
+IDS = [f"img:{i}" for i in range(6)]
+LABELS = [1, 1, 1, 0, 0, 0]  # annotated: three parasites, three non-parasites
+
+
+@pytest.fixture
+def layout(tmp_path, scheme):
+    layout = Layout(tmp_path / "d", tmp_path / "n", tmp_path / "runs", scheme)
+    layout.data_dir.mkdir()
+    ann = pd.DataFrame({"annotation": [*LABELS, 1.0, 2.0], "image_id": [*IDS, "train:0", "unsure:0"],
+                        "split": ["test"] * 6 + ["train", "train"]})
+    ann.rename_axis("index").to_csv(layout.combined.ann)
+    return layout
+
+
+def record(name: str, parasite: list[float]) -> RunRecord:
+    """A run whose predictions list the test rows in reverse order (the table must align by image_id)."""
+    preds = pd.DataFrame({"image_id": IDS, "parasite output": parasite,
+                          "non-parasite output": 1 - np.asarray(parasite)}).iloc[::-1]
+    return RunRecord(name, "ok", predictions=preds)
+
+
+@pytest.fixture
+def records():
+    return {
+        # predicted parasite (> 0.5): rows 0, 1 -> 5/6 right; ranking: 0.25 (a parasite) below 0.3: 8 of 9 pairs
+        "s_a": record("s_a", [0.9, 0.8, 0.25, 0.3, 0.2, 0.1]),
+        # predicted parasite: rows 0-3 -> 5/6 right; ranking: 0.9 (a non-parasite) above all parasites: 6 of 9
+        "s_b": record("s_b", [0.6, 0.7, 0.8, 0.9, 0.2, 0.1]),
+        # all right, perfect ranking
+        "s_1a": record("s_1a", [0.9, 0.9, 0.6, 0.45, 0.1, 0.1]),
+        "s_2b": RunRecord("s_2b", "not applicable", "the differentiator saw one class only"),
+    }
+
+
+def test_comparison_table_by_hand(layout, records):
+    table, result = comparison_table(records, layout, truth=None, primary="roc_auc", n_bootstrap=0)
+    assert list(table.index) == ["s_a", "s_b", "s_1a", "s_2b"]
+    assert (table.loc[["s_a", "s_b", "s_1a"], "test rows"] == 6).all()  # the train and unsure rows are not scored
+    assert table.loc["s_a", "accuracy"] == pytest.approx(5 / 6)
+    assert table.loc["s_a", "parasite precision"] == pytest.approx(1.0)
+    assert table.loc["s_a", "parasite recall"] == pytest.approx(2 / 3)
+    assert table.loc["s_a", "parasite F1"] == pytest.approx(0.8)
+    assert table.loc["s_a", "ROC AUC"] == pytest.approx(8 / 9)
+    assert table.loc["s_b", "accuracy"] == pytest.approx(5 / 6)
+    assert table.loc["s_b", "parasite precision"] == pytest.approx(3 / 4)
+    assert table.loc["s_b", "ROC AUC"] == pytest.approx(6 / 9)
+    assert table.loc["s_1a", "accuracy"] == 1.0 and table.loc["s_1a", "ROC AUC"] == 1.0
+    assert table.loc["s_2b", "status"] == "not applicable" and "one class" in table.loc["s_2b", "reason"]
+
+    assert result["best"] == "s_1a" and result["best_value"] == 1.0
+    assert result["runner-up"]["run"] == "s_a"
+    assert result["runner-up"]["difference"] == pytest.approx(1 - 8 / 9)
+    assert result["best_baseline"]["run"] == "s_a"  # the better of SA (8/9) and SB (6/9)
+    assert result["text"] == ("Best by test ROC AUC: s_1a (1.000). +0.111 over the runner-up s_a. "
+                              "+0.111 over the best baseline s_a.")
+
+
+def test_comparison_against_the_hidden_truth(layout, records):
+    truth = pd.DataFrame({"image_id": IDS + ["u:0", "u:1"],
+                          "truth": ["parasite"] * 4 + ["non-parasite"] * 2 + ["parasite", "parasite"]})  # row 3 flipped
+    records["s_1a"].relabeled = pd.DataFrame({"image_id": ["u:0", "u:1"], "annotation": [1.0, 0.0]})
+    table, _ = comparison_table(records, layout, truth, primary="accuracy", n_bootstrap=0)
+    # s_1a predicts rows 0-2 parasite; the truth says 0-3: 5 of 6
+    assert table.loc["s_1a", "accuracy vs truth"] == pytest.approx(5 / 6)
+    assert table.loc["s_b", "accuracy vs truth"] == pytest.approx(1.0)  # rows 0-3: exactly the truth
+    assert table.loc["s_1a", "unsure relabel accuracy vs truth"] == pytest.approx(0.5)
+    assert table.loc["s_1a", "unsures labelled (share)"] == 1.0
+    assert table.loc["s_1a", "unsures relabeled positive"] == 1
+
+
+def test_bootstrap_intervals_bracket_the_values(layout, records):
+    table, result = comparison_table(records, layout, truth=None, primary="roc_auc", n_bootstrap=200, seed=0)
+    ok = table[table["status"] == "ok"]
+    assert ((ok["roc_auc CI low"] <= ok["ROC AUC"]) & (ok["ROC AUC"] <= ok["roc_auc CI high"])).all()
+    assert ((ok["accuracy CI low"] <= ok["accuracy"]) & (ok["accuracy"] <= ok["accuracy CI high"])).all()
+    lo, hi = result["runner-up"]["ci"]
+    assert lo <= result["runner-up"]["difference"] <= hi
+    assert "paired bootstrap 95% CI" in result["text"]
+
+
+def test_verdict_says_when_a_difference_is_not_significant():
+    table = pd.DataFrame({"status": ["ok", "ok", "ok"], "ROC AUC": [0.90, 0.93, 0.80]},
+                         index=pd.Index(["s_a", "s_1a", "s_b"], name="run"))
+    clear = {"s_1a": np.full(100, 0.93), "s_a": np.full(100, 0.90), "s_b": np.full(100, 0.80)}
+    result = verdict(table, clear, "roc_auc")
+    assert result["best"] == "s_1a" and result["runner-up"]["ci"] == pytest.approx([0.03, 0.03])
+    assert "not significant" not in result["text"]
+    noisy = {**clear, "s_a": np.linspace(0.85, 1.0, 100)}
+    assert "+0.030 over the runner-up s_a (paired bootstrap 95% CI" in verdict(table, noisy, "roc_auc")["text"]
+    assert "not significant" in verdict(table, noisy, "roc_auc")["text"]
+
+
+def test_verdict_without_any_run_names_no_winner():
+    table = pd.DataFrame({"status": ["missing", "not applicable"], "ROC AUC": [np.nan, np.nan]}, index=["s_a", "s_1a"])
+    assert verdict(table, {}, "roc_auc") == {"best": None, "text": "No run produced predictions to compare."}
