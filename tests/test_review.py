@@ -4,14 +4,16 @@ import pytest
 from conftest import write_set
 
 from helpers.core.errors import InputError
+from helpers.curation.training_run import train_and_save
 from helpers.data.combine_split import combine
 from helpers.data.layout import Layout
 from helpers.data.overrides import OverrideStore
 from helpers.data.sets import open_image_set, read_annotations
 from helpers.metrics import threshold_summary
 from helpers.model.training import prepare_training_data
-from helpers.review.features import in_polygon, most_similar
+from helpers.review.features import cached_features, in_polygon, most_similar
 from helpers.review.logic import badge, filter_rows, order_rows, page, sample_for_review
+from helpers.run.parameters import train_config
 
 
 def _preds():
@@ -166,3 +168,19 @@ def test_a_test_row_relabeled_unsure_leaves_the_test_split(tiny_demo, scheme, tm
     assert row["annotation"] == 2.0 and row["split"] == "train"
     assert (after["split"] == "test").sum() == (before["split"] == "test").sum() - 1
 
+
+def test_features_are_cached_whole_and_reused(tmp_path, scheme, monkeypatch):
+    import helpers.review.features as features_module
+
+    rng = np.random.default_rng(0)
+    pair = write_set(tmp_path / "set", "set", rng.integers(0, 255, (40, 2, 9, 9)).astype(np.uint8),
+                     rng.integers(0, 2, 40).astype(float))
+    run = train_and_save(pair, scheme, train_config(arch="resnet10", width=8, epochs=1, progress=False),
+                         tmp_path / "run" / "ann_with_predictions.csv", tmp_path / "run" / "model_perf.zip")
+    cache = tmp_path / "run" / "ann_with_predictions_features.npy"
+    first = cached_features(run.bundle_path, run.image_set.images, cache)
+    assert first.shape == (40, run.fit.model.n_features)
+    assert sorted(p.name for p in cache.parent.iterdir() if "features" in p.name) == [
+        "ann_with_predictions_features.json", "ann_with_predictions_features.npy"]  # no temp file left beside it
+    monkeypatch.setattr(features_module, "load_bundle", lambda path: pytest.fail("the cache was not used"))
+    np.testing.assert_array_equal(cached_features(run.bundle_path, run.image_set.images, cache), first)

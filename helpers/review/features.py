@@ -48,7 +48,7 @@ def cached_features(bundle_path: Path, images: np.ndarray, cache_path: Path, bat
     if cache_path.is_file() and meta.is_file() and json.loads(meta.read_text()) == key:
         return np.load(cache_path)
     features = predict_features(load_bundle(bundle_path).model, images, "cpu", batch_size)
-    with OutputSet() as out:
-        np.save(out.path(cache_path), features)
+    with OutputSet() as out, open(out.path(cache_path), "wb") as f:
+        np.save(f, features)  # to a file object: given a temp path without .npy, np.save writes elsewhere
     write_json(key, meta)
     return features
