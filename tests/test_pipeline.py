@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from dask.distributed import LocalCluster
 from notebook_runs import read_metrics, run_notebook
 
 import helpers.run.runner as runner
@@ -21,9 +22,12 @@ def _params(tiny_demo, base, **extra):
             "overrides_path": str(base / "overrides.csv"), **extra}
 
 
-def test_whole_dag_with_reports_then_a_second_run_skips_everything(tiny_demo, tmp_path, monkeypatch):
+def test_whole_dag_with_reports_then_a_rerun_skips_it_and_changed_steps_run_on_dask(tiny_demo, tmp_path, monkeypatch):
+    """One pipeline, three runs: all of it locally; again, where nothing executes; and once more on a
+    Dask cluster with one strategy's threshold changed, where only what that change touches executes."""
     base = tmp_path / "runs"
-    results, the_plan = run_pipeline(_params(tiny_demo, base, wrong_from="out_of_fold", folds=2), jobs=2)
+    params = _params(tiny_demo, base, wrong_from="out_of_fold", folds=2)
+    results, the_plan = run_pipeline(params, jobs=2)
     assert len(results) == 22
     assert all(r.status in ("ok", "not applicable") for r in results), [(r.step, r.status, r.error) for r in results]
     reports = base / "reports"
@@ -46,20 +50,23 @@ def test_whole_dag_with_reports_then_a_second_run_skips_everything(tiny_demo, tm
     assert methods == {(b, m) for b in ("s_a", "s_b") for m in ("in_sample", "out_of_fold", "cleanlab")}
     assert compare["verdict"]["best"] in runs
 
+    execute, executed = runner.execute, []
     monkeypatch.setattr(runner, "execute", lambda *a, **k: pytest.fail("an unchanged step was executed again"))
-    again, _ = run_pipeline(_params(tiny_demo, base, wrong_from="out_of_fold", folds=2), jobs=2)
+    again, _ = run_pipeline(params, jobs=2)
     assert {r.status for r in again} == {"unchanged"}
 
-
-def test_dag_on_a_dask_local_cluster(tiny_demo, tmp_path):
-    from dask.distributed import LocalCluster
-
-    base = tmp_path / "runs"
+    monkeypatch.setattr(runner, "execute", lambda step, *a, **k: executed.append(step.name) or execute(step, *a, **k))
+    changed = {**params, "per_strategy": {"s_2b": {"relabel_thresh": 0.8}}}
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
-        results, _ = run_pipeline(_params(tiny_demo, base), strategies=["s_2b"], scheduler=cluster.scheduler_address)
-    assert [r.step for r in results][-1] == "06_compare"
-    assert all(r.status in ("ok", "not applicable") for r in results), [(r.step, r.status, r.error) for r in results]
-    assert (base / "reports" / "05_relabel_and_classify_s_2b_nocode.html").is_file()
+        on_dask, _ = run_pipeline(changed, strategies=["s_2b"], scheduler=cluster.scheduler_address)
+    assert [r.step for r in on_dask][-1] == "06_compare"
+    assert sorted(executed) == ["05_relabel_and_classify_s_2b", "06_compare"]
+    assert {r.step: r.status for r in on_dask if r.step not in executed} == {
+        name: "unchanged" for name in ("01_combine", "02_split", "03_baselines_SA_SB", "04_differentiator_s_2b")}
+    assert all(r.succeeded for r in on_dask), [(r.step, r.status, r.error) for r in on_dask]
+    assert read_metrics(base, "06_compare")["table"][-1]["run"] == "s_2b"  # 06 compared the one strategy asked for
+
+
 
 
 def test_not_applicable_strategy_is_reported_and_the_run_goes_on(tiny_demo, tmp_path):
