@@ -11,7 +11,7 @@ figure it has not got), and a `then` that runs the next step only when this one 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import pandas as pd
 from matplotlib.figure import Figure
@@ -19,11 +19,14 @@ from matplotlib.figure import Figure
 from .. import plots
 from ..curation.training_run import TrainedRun, headline
 
-TRAINED, PROPOSED, BUILT, NOT_APPLICABLE = "trained", "proposed", "built", "not applicable"
-
 
 @dataclass
 class Outcome:
+    TRAINED: ClassVar[str] = "trained"
+    PROPOSED: ClassVar[str] = "proposed"
+    BUILT: ClassVar[str] = "built"
+    NOT_APPLICABLE: ClassVar[str] = "not applicable"
+
     kind: str
     reason: str = ""  # not applicable: why; proposed or built: what was done instead of training
     run: TrainedRun | None = None
@@ -34,16 +37,16 @@ class Outcome:
     @classmethod
     def not_applicable(cls, reason: str) -> "Outcome":
         print(f"NOT APPLICABLE: {reason}")
-        return cls(NOT_APPLICABLE, reason)
+        return cls(cls.NOT_APPLICABLE, reason)
 
     @property
     def applies(self) -> bool:
-        return self.kind != NOT_APPLICABLE
+        return self.kind != self.NOT_APPLICABLE
 
     @property
     def status(self) -> str:
         """The status metrics.json and the runner read: ok, or not applicable."""
-        return "ok" if self.applies else NOT_APPLICABLE
+        return "ok" if self.applies else self.NOT_APPLICABLE
 
     def then(self, step: Callable[[], "Outcome"]) -> "Outcome":
         """The next step's outcome, or this one, passed on unchanged, when it did not apply."""

@@ -21,32 +21,32 @@ from ..data.describe import class_counts
 from ..data.layout import Layout
 from ..data.sets import Pair, read_annotations
 from ..metrics import own_class_scores
-from .outcome import BUILT, TRAINED, Outcome
-from .outcome import PROPOSED as PROPOSED_KIND
+from .outcome import Outcome
 from .parameters import Config
 
 # ---------------------------------------------------------------- training
 
-def train(pair: Pair, cfg: Config, run: str, tag: str = "", title: str = "", upstream: Outcome | None = None,
-          **out_of_fold) -> Outcome:
+def train(pair: Pair, cfg: Config, run: str, tag: str = "", title: str = "", upstream: Outcome | None = None) -> Outcome:
     """Train on `pair` into run folder `run` (files tagged `tag`); not applicable when the set cannot
     train a classifier or `upstream` did not apply, and then this step's stale outputs are removed."""
-    layout = cfg.layout
-    predictions, bundle = layout.predictions(run, tag), layout.model_perf(run, tag)
-    if upstream is not None and not upstream.applies:
-        outcome = upstream
-    else:
+    if upstream is None or upstream.applies:
         try:
-            trained = train_and_save(pair, cfg.scheme, cfg.train_config(run_name=f"{run}_{tag}" if tag else run,
-                                                                        bundle_path=bundle),
-                                     predictions, bundle, params=cfg.values, precision_target=cfg.precision_target,
-                                     recall_target=cfg.recall_target, **out_of_fold)
-            return Outcome(TRAINED, run=trained, figures=training_figures(trained, title or run))
+            trained = train_run(pair, cfg, run, tag)
+            return Outcome(Outcome.TRAINED, run=trained, figures=training_figures(trained, title or run))
         except NotTrainable as exc:
-            outcome = Outcome.not_applicable(str(exc))
-    for stale in (predictions, bundle):
+            upstream = Outcome.not_applicable(str(exc))
+    for stale in (cfg.layout.predictions(run, tag), cfg.layout.model_perf(run, tag)):
         stale.unlink(missing_ok=True)
-    return outcome
+    return upstream
+
+
+def train_run(pair: Pair, cfg: Config, run: str, tag: str = "", **out_of_fold) -> TrainedRun:
+    """train_and_save with the config's parameters, into run folder `run` (files tagged `tag`)."""
+    layout = cfg.layout
+    bundle = layout.model_perf(run, tag)
+    return train_and_save(pair, cfg.scheme, cfg.train_config(run_name=f"{run}_{tag}" if tag else run, bundle_path=bundle),
+                          layout.predictions(run, tag), bundle, params=cfg.values, precision_target=cfg.precision_target,
+                          recall_target=cfg.recall_target, **out_of_fold)
 
 
 def training_figures(run: TrainedRun, title: str) -> dict[str, Figure]:
@@ -57,9 +57,11 @@ def training_figures(run: TrainedRun, title: str) -> dict[str, Figure]:
 
 
 def baseline(name: str, pair: Pair, cfg: Config) -> Outcome:
-    """03: one baseline (SA or SB), with out-of-fold outputs when `wrong_from` asks for them."""
-    outcome = train(pair, cfg, name, wrong_from=cfg.wrong_from, folds=cfg.folds, fold_jobs=cfg.fold_jobs)
-    run, scheme, k = outcome.run, cfg.scheme, cfg.n_examples
+    """03: one baseline (SA or SB), with out-of-fold outputs when `wrong_from` asks for them. A baseline
+    that cannot train stops 03 with the reason: every strategy needs both."""
+    run = train_run(pair, cfg, name, wrong_from=cfg.wrong_from, folds=cfg.folds, fold_jobs=cfg.fold_jobs)
+    outcome = Outcome(Outcome.TRAINED, run=run, figures=training_figures(run, name))
+    scheme, k = cfg.scheme, cfg.n_examples
     classes = pd.Series(scheme.class_names(run.predictions["annotation"]), index=run.predictions.index)
     own = own_class_scores(run.predictions, run.fit.spec.class_names, run.fit.spec.class_values)
     outcome.figures["scores"] = plots.score_histograms(run.predictions, output_column(scheme.positive), classes,
@@ -85,13 +87,13 @@ def right_wrong_sets(name: str, run: TrainedRun, cfg: Config) -> dict[str, Pair]
 
 def build_set(inputs: dict[str, Pair], out: Pair, scheme: LabelScheme) -> Outcome:
     """Combine the inputs (empty ones allowed) into `out`, tagging each row's `origin` (its input)."""
-    return Outcome(BUILT, table=combine(list(inputs.values()), out, scheme, origins=list(inputs), allow_empty=True))
+    return Outcome(Outcome.BUILT, table=combine(list(inputs.values()), out, scheme, origins=list(inputs), allow_empty=True))
 
 
 def differentiator_set(strategy: Strategy, inputs: dict[str, Pair], layout: Layout) -> Outcome:
     """Build `s_XY/combined_{images,ann}_diff` for a differentiator; nothing for a proposal strategy."""
     if not strategy.trains_differentiator:
-        return Outcome(BUILT, "none: this strategy trains no differentiator")
+        return Outcome(Outcome.BUILT, "none: this strategy trains no differentiator")
     return build_set(inputs, layout.run_set(strategy.name, "diff"), layout.scheme)
 
 
@@ -118,7 +120,7 @@ def differentiator(strategy: Strategy, cfg: Config) -> Outcome:
     group = "proposed " + label_names(predictions[PROPOSED], scheme)
     scores = plots.score_histograms(predictions, output_column(scheme.positive), group,
                                     title=f"{name}: {scheme.positive} output by input")
-    return Outcome(PROPOSED_KIND, f"No differentiator trained: the {strategy.method} strategy proposes labels "
+    return Outcome(Outcome.PROPOSED, f"No differentiator trained: the {strategy.method} strategy proposes labels "
                                   "from SB's predictions.", table=predictions,
                    details={"method": strategy.method, "predictions": str(predictions_path),
                             "proposal": proposal.details},
@@ -142,7 +144,7 @@ def relabel(strategy: Strategy, layout: Layout, thresh: float) -> Outcome:
     sweep = relabel_sweep(relabeled["relabel_score"].to_numpy())
     figure = plots.class_counts_bar(sweep[["to positive", "to negative"]],
                                     f"{strategy.name}: unsures relabeled per threshold (used: {thresh:g})")
-    return Outcome(BUILT, table=relabeled, figures={"relabel_sweep": figure})
+    return Outcome(Outcome.BUILT, table=relabeled, figures={"relabel_sweep": figure})
 
 
 def final_set(strategy: Strategy, layout: Layout, thresh: float, relabeled: Outcome,
