@@ -46,11 +46,26 @@ def classification_metrics(true_values: np.ndarray, probs: np.ndarray, class_val
         "confusion_matrix": {"labels": names,
                              "counts": confusion_matrix(true_values, pred_values, labels=labels).tolist()},
     }
+    trained = np.isin(true_values, class_values)
+    if trained.any():
+        index = np.searchsorted(np.asarray(class_values), true_values[trained])
+        metrics["ece"] = expected_calibration_error(index, probs[trained])
     if positive_value is not None and positive_value in class_values:
         is_pos = true_values == positive_value
         if 0 < is_pos.sum() < len(is_pos):
             metrics["roc_auc"] = float(roc_auc_score(is_pos, probs[:, list(class_values).index(positive_value)]))
     return metrics
+
+
+def expected_calibration_error(true_index: np.ndarray, probs: np.ndarray, bins: int = 15) -> float:
+    """Top-label ECE: over equal-width bins of the highest output, the row-weighted gap between that
+    output's mean and the share of rows where it names the true class."""
+    confidence, predicted = probs.max(axis=1), probs.argmax(axis=1)
+    correct = predicted == np.asarray(true_index)
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    gaps = [abs(confidence[which == b].mean() - correct[which == b].mean()) * (which == b).mean()
+            for b in range(bins) if (which == b).any()]
+    return float(sum(gaps))
 
 
 def threshold_table(is_positive: np.ndarray, scores: np.ndarray, thresholds: Sequence[float] | None = None) -> pd.DataFrame:

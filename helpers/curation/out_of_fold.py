@@ -18,7 +18,7 @@ from sklearn.model_selection import StratifiedKFold
 from ..core.errors import NotTrainable, ParameterError
 from ..core.labels import LabelScheme
 from ..data.sets import ImageSet, Pair, open_image_set
-from ..model.inference import inference_copy, predict_logits
+from ..model.inference import predict_probabilities
 from ..model.training import TrainConfig, TrainingData, fit, prepare_training_data
 
 
@@ -49,8 +49,7 @@ def _fold_outputs(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig, ho
     """Train without the held-out rows, predict them; probabilities in `class_values` order."""
     result = fit(image_set, scheme, cfg, holdout=holdout)
     rows = np.flatnonzero(holdout)
-    logits = predict_logits(inference_copy(result.model), image_set.images, rows, cfg.torch_device, cfg.eval_batch_size)
-    fold_probs = torch.softmax(logits, 1).numpy()
+    fold_probs = predict_probabilities(result.model, image_set.images, cfg.torch_device, cfg.eval_batch_size, rows)
     probs = np.zeros((len(rows), len(class_values)), np.float32)
     for j, value in enumerate(result.spec.class_values):  # a fold missing a class gives it probability 0
         probs[:, class_values.index(value)] = fold_probs[:, j]

@@ -4,14 +4,17 @@ channels-last batches read straight from the (memory-mapped) image array; measur
 from __future__ import annotations
 
 import copy
+import math
 
 import numpy as np
 import pandas as pd
 import torch
+from scipy.optimize import minimize_scalar
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..core.columns import output_column
+from .augment import symmetries, symmetry
 from .networks import ResNet
 
 EVAL_BATCH_SIZE = 512  # measured faster and lighter than 1024-2048 on CPU (benchmarks/train_speed.py)
@@ -52,8 +55,9 @@ def inference_copy(model: ResNet) -> ResNet:
 
 
 def predict_logits(model: nn.Module, images: np.ndarray, rows: np.ndarray | None, device: torch.device,
-                   batch_size: int = EVAL_BATCH_SIZE, features: bool = False) -> torch.Tensor:
-    """Logits (or penultimate features) of the given rows (all rows when None), in row order."""
+                   batch_size: int = EVAL_BATCH_SIZE, features: bool = False, view: int = 0) -> torch.Tensor:
+    """Logits (or penultimate features) of the given rows (all rows when None), in row order, of
+    the images under symmetry `view` (0: as they are)."""
     model = model.to(device, memory_format=torch.channels_last).eval()
     n = len(images) if rows is None else len(rows)
     out = []
@@ -61,16 +65,44 @@ def predict_logits(model: nn.Module, images: np.ndarray, rows: np.ndarray | None
         for start in range(0, n, batch_size):
             batch = images[start:start + batch_size] if rows is None else images[rows[start:start + batch_size]]
             x = to_tensor(batch, device, channels_last=True)
+            if view:
+                x = symmetry(x, view).contiguous(memory_format=torch.channels_last)
             out.append((model.features(x) if features else model(x)).float().cpu())
     width = model.n_features if features else model.fc.out_features
     return torch.cat(out) if out else torch.zeros(0, width)
 
 
+def view_logits(model: ResNet, images: np.ndarray, rows: np.ndarray | None, device: torch.device | str = "cpu",
+                batch_size: int = EVAL_BATCH_SIZE) -> torch.Tensor:
+    """Logits of every view the model predicts from, (views, N, classes): the image itself, or with
+    test-time augmentation every symmetry of it. `model` should be an inference copy."""
+    views = symmetries(*images.shape[2:]) if model.spec.tta else [0]
+    return torch.stack([predict_logits(model, images, rows, torch.device(device), batch_size, view=v) for v in views])
+
+
+def probabilities_of(logits: torch.Tensor, temperature: float = 1.0) -> np.ndarray:
+    """Softmax outputs from view_logits: the mean over the views, at a temperature."""
+    return torch.softmax(logits / temperature, dim=-1).mean(dim=0).numpy()
+
+
+def best_temperature(logits: torch.Tensor, targets: np.ndarray) -> float:
+    """The softmax temperature minimising the negative log-likelihood of `targets` (class indices)
+    under `logits` (views, N, classes): temperature scaling (Guo et al. 2017)."""
+    rows = np.arange(len(targets))
+
+    def nll(log_t: float) -> float:
+        probs = probabilities_of(logits, math.exp(log_t))
+        return float(-np.log(np.clip(probs[rows, targets], 1e-12, 1)).mean())
+
+    return math.exp(minimize_scalar(nll, bounds=(math.log(0.05), math.log(20.0)), method="bounded").x)
+
+
 def predict_probabilities(model: ResNet, images: np.ndarray, device: torch.device | str = "cpu",
-                          batch_size: int = EVAL_BATCH_SIZE) -> np.ndarray:
-    """Softmax outputs of every image, (N, classes)."""
-    logits = predict_logits(inference_copy(model), images, None, torch.device(device), batch_size)
-    return torch.softmax(logits, 1).numpy()
+                          batch_size: int = EVAL_BATCH_SIZE, rows: np.ndarray | None = None) -> np.ndarray:
+    """Softmax outputs (N, classes) of every image (or of `rows`), as the model's spec says:
+    its temperature, and the mean over the symmetries with test-time augmentation."""
+    logits = view_logits(inference_copy(model), images, rows, device, batch_size)
+    return probabilities_of(logits, model.spec.temperature)
 
 
 def predict_features(model: ResNet, images: np.ndarray, device: torch.device | str = "cpu",

@@ -79,6 +79,8 @@ class ModelSpec:
     class_values: list[int]
     width: int = 64
     image_size: list[int] = field(default_factory=list)
+    tta: bool = False  # predict as the mean output over the image's symmetries
+    temperature: float = 1.0  # logits are divided by it before the softmax (fitted on validation rows)
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -99,13 +101,16 @@ class ModelSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelSpec":
-        return cls(**{k: data[k] for k in ("arch", "in_channels", "class_names", "class_values", "width", "image_size")})
+        optional = {k: data[k] for k in ("tta", "temperature") if k in data}  # bundles before these fields lack them
+        return cls(**{k: data[k] for k in ("arch", "in_channels", "class_names", "class_values", "width", "image_size")},
+                   **optional)
 
 
 class ResNet(nn.Module):
     def __init__(self, spec: ModelSpec):
         super().__init__()
         block, layers = ARCHS[spec.arch]
+        self.spec = spec  # how it predicts: test-time augmentation, temperature
         w = spec.width
         self.register_buffer("mean", torch.zeros(1, spec.in_channels, 1, 1))
         self.register_buffer("std", torch.ones(1, spec.in_channels, 1, 1))

@@ -6,6 +6,7 @@ from the memory-mapped uint8 array and converted per batch. Checkpoints let a ru
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,22 +16,29 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 from torch import nn
+from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
 from tqdm import tqdm
 
 from ..core.columns import flag_column
 from ..core.errors import InputError, NotTrainable, ParameterError
 from ..core.io import OutputSet
-from ..core.labels import LabelScheme, round_annotations
+from ..core.labels import POSITIVE_VALUE, LabelScheme, round_annotations
 from ..data.sets import ImageSet
-from .inference import EVAL_BATCH_SIZE, inference_copy, predict_logits, to_tensor
+from .augment import AUGMENTS, augment_batch
+from .inference import EVAL_BATCH_SIZE, best_temperature, inference_copy, predict_logits, to_tensor, view_logits
 from .networks import ARCHS, ModelSpec, ResNet, build_model
 
 LOSSES = ("cross_entropy", "focal")
 CLASS_WEIGHTS = ("none", "balanced")
 SAMPLE_WEIGHTS = ("none", "label_quality")
 KEEP_WEIGHTS = ("best", "last")
+SELECT_BY = {"val_loss": ("val_loss", -1), "val_accuracy": ("val_accuracy_certain", 1),
+             "val_roc_auc": ("val_roc_auc_certain", 1)}  # -> (history column, +1 higher is better / -1 lower)
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULES = ("constant", "onecycle", "cosine")
 
 
 @dataclass
@@ -51,8 +59,15 @@ class TrainConfig:
     class_weights: str
     sample_weights: str  # label_quality: each row's loss weighted by its `label_quality` column
     keep_weights: str  # best: the epoch with the lowest validation loss; last: the final epoch
-    patience: int  # epochs without a better validation loss before stopping; 0 = never stop early
+    patience: int  # epochs without a better validation score before stopping; 0 = never stop early
     device: str
+    augment: str  # none, flips_rot90 (the square's 8 symmetries) or flips_rot90_shift
+    tta: bool  # predict as the mean over the image's symmetries
+    select_by: str  # which validation score picks the best epoch (and drives patience)
+    optimizer: str  # adam or adamw
+    weight_decay: float
+    schedule: str  # constant, onecycle or cosine (with one epoch of warm-up)
+    calibrate: bool  # fit a softmax temperature on the validation rows
     normalize: bool = True
     run_name: str = ""
     resume_from: Path | None = None  # a checkpoint.pt to continue from
@@ -76,6 +91,14 @@ class TrainConfig:
             ("focal_gamma", isinstance(self.focal_gamma, (int, float)) and self.focal_gamma >= 0, "must be >= 0"),
             ("patience", _is_int(self.patience) and self.patience >= 0, "must be an integer >= 0"),
             ("device", self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda"), "must be auto, cpu or cuda[:N]"),
+            ("augment", self.augment in AUGMENTS, f"must be one of {list(AUGMENTS)}"),
+            ("tta", isinstance(self.tta, bool), "must be True or False"),
+            ("select_by", self.select_by in SELECT_BY, f"must be one of {list(SELECT_BY)}"),
+            ("optimizer", self.optimizer in OPTIMIZERS, f"must be one of {list(OPTIMIZERS)}"),
+            ("weight_decay", isinstance(self.weight_decay, (int, float)) and 0 <= self.weight_decay < 1,
+             "must be a number in [0, 1)"),
+            ("schedule", self.schedule in SCHEDULES, f"must be one of {list(SCHEDULES)}"),
+            ("calibrate", isinstance(self.calibrate, bool), "must be True or False"),
         ]
         for name, ok, problem in checks:
             if not ok:
@@ -109,6 +132,7 @@ class TrainingData:
     train_rows: np.ndarray
     val_rows: np.ndarray
     split: np.ndarray  # train / val / test per row, as written to the predictions
+    certain: np.ndarray  # per row: annotated with a whole class value, not a relabeled unsure (0.8, 0.2)
 
 
 def prepare_training_data(image_set: ImageSet, scheme: LabelScheme, val_frac: float, seed: int,
@@ -141,8 +165,9 @@ def prepare_training_data(image_set: ImageSet, scheme: LabelScheme, val_frac: fl
     val_rows = np.concatenate([val_rows, forced_val])
     split = np.where(split_in == "test", "test", "train").astype(object)
     split[val_rows] = "val"
+    certain = np.isclose(ann["annotation"].to_numpy(dtype=float), rounded)
     return TrainingData(class_values, [scheme.name_of(v) for v in class_values], targets,
-                        np.sort(train_rows), np.sort(val_rows), split)
+                        np.sort(train_rows), np.sort(val_rows), split, certain)
 
 
 def channel_stats(images: np.ndarray, rows: np.ndarray, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
@@ -205,16 +230,18 @@ def sample_weights(image_set: ImageSet, cfg: TrainConfig) -> np.ndarray | None:
 
 def train_one_epoch(model: nn.Module, images: np.ndarray, rows: np.ndarray, targets: np.ndarray,
                     optimizer: torch.optim.Optimizer, criterion: nn.Module, cfg: TrainConfig, epoch: int,
-                    weights: np.ndarray | None = None) -> dict:
-    """One pass over `rows`; with `weights` the criterion must give per-row losses (reduction "none")."""
+                    weights: np.ndarray | None = None, scheduler: LRScheduler | None = None) -> dict:
+    """One pass over `rows`; with `weights` the criterion must give per-row losses (reduction "none").
+    The scheduler, if any, steps after every batch."""
     device = cfg.torch_device
     model.train()
     order = np.random.default_rng([cfg.seed, epoch]).permutation(rows)  # resumable: depends on (seed, epoch) only
+    augmentation = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)  # likewise
     total_loss, seen, start = 0.0, 0, time.perf_counter()
     batches = range(0, len(order), cfg.batch_size)
     for b in tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not cfg.progress, mininterval=2):
         idx = np.sort(order[b:b + cfg.batch_size])  # sorted reads are faster on a memmap; order within a batch is irrelevant
-        x = to_tensor(images[idx], device, channels_last=True)
+        x = augment_batch(to_tensor(images[idx], device, channels_last=True), cfg.augment, augmentation)
         y = torch.from_numpy(targets[idx]).to(device)
         loss = criterion(model(x), y)
         if weights is not None:
@@ -223,6 +250,8 @@ def train_one_epoch(model: nn.Module, images: np.ndarray, rows: np.ndarray, targ
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
         total_loss += loss.item() * len(idx)
         seen += len(idx)
     seconds = time.perf_counter() - start
@@ -230,14 +259,26 @@ def train_one_epoch(model: nn.Module, images: np.ndarray, rows: np.ndarray, targ
 
 
 def evaluate(model: nn.Module, images: np.ndarray, rows: np.ndarray, targets: np.ndarray,
-             criterion: nn.Module, cfg: TrainConfig) -> dict:
-    """Validation loss and accuracy; `criterion` must live on the CPU, where the logits are gathered."""
+             criterion: nn.Module, cfg: TrainConfig, certain: np.ndarray | None = None,
+             positive: int | None = None) -> dict:
+    """Validation loss and accuracy; `criterion` must live on the CPU, where the logits are gathered.
+    With `certain` (a mask per row), also accuracy and ROC AUC (class index `positive` against the
+    rest) on the certain validation rows: scores that relabeled unsures cannot sway."""
     logits = predict_logits(inference_copy(model), images, rows, cfg.torch_device, cfg.eval_batch_size)
     y = torch.from_numpy(targets[rows])
     with torch.inference_mode():
         loss = float(criterion(logits, y)) if len(rows) else float("nan")
     accuracy = float((logits.argmax(1) == y).float().mean()) if len(rows) else float("nan")
-    return {"val_loss": loss, "val_accuracy": accuracy}
+    scores = {"val_loss": loss, "val_accuracy": accuracy}
+    if certain is not None:
+        keep = certain[rows]
+        hits = (logits.argmax(1) == y).numpy()[keep]
+        scores["val_accuracy_certain"] = float(hits.mean()) if len(hits) else float("nan")
+        is_pos = (y.numpy() == positive)[keep]
+        scores["val_roc_auc_certain"] = (
+            float(roc_auc_score(is_pos, torch.softmax(logits, 1)[:, positive].numpy()[keep]))
+            if positive is not None and 0 < is_pos.sum() < len(is_pos) else float("nan"))
+    return scores
 
 
 @dataclass
@@ -255,46 +296,51 @@ class FitResult:
 def fit(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig, checkpoint_path: Path | None = None,
         holdout: np.ndarray | None = None) -> FitResult:
     """Train on the image set's trainable rows (minus `holdout`); keep the weights of the best
-    validation loss (or of the last epoch, as the origin did, with keep_weights="last")."""
+    validation score (`select_by`; or of the last epoch, as the origin did, with keep_weights="last"),
+    then fit the softmax temperature on the validation rows when `calibrate` asks for it."""
     torch.manual_seed(cfg.seed)
     data = prepare_training_data(image_set, scheme, cfg.val_frac, cfg.seed, holdout)
     weights = sample_weights(image_set, cfg)
     images, device = image_set.images, cfg.torch_device
     spec = ModelSpec(cfg.arch, int(images.shape[1]), data.class_names, data.class_values, cfg.width,
-                     list(images.shape[2:]))
+                     list(images.shape[2:]), tta=cfg.tta)
     model = build_model(spec)
     if cfg.normalize:
         model.set_normalization(*map(torch.from_numpy, channel_stats(images, data.train_rows)))
     model = model.to(device, memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)
+    optimizer = make_optimizer(model, cfg)
+    scheduler = make_scheduler(optimizer, cfg, steps_per_epoch=-(-len(data.train_rows) // cfg.batch_size))
     train_targets = data.targets[data.train_rows]
     # Two loss modules: the training one lives on the model's device, the validation one on the CPU
     # where evaluate() gathers the logits. Sharing one and moving it would leave class weights behind.
     train_criterion = make_criterion(cfg, train_targets, spec.n_classes,
                                      reduction="mean" if weights is None else "none").to(device)
     val_criterion = make_criterion(cfg, train_targets, spec.n_classes)
+    column, sign = SELECT_BY[cfg.select_by]
+    on_certain = ({"certain": data.certain, "positive": _index_or_none(data.class_values, POSITIVE_VALUE)}
+                  if cfg.select_by != "val_loss" else {})
 
     history: list[dict] = []
-    best = {"val_loss": float("inf"), "epoch": -1, "state": None}
+    best = {"score": float("-inf"), "epoch": -1, "state": None}
     start_epoch = 0
     if cfg.resume_from is not None:
-        start_epoch, history, best = load_checkpoint(Path(cfg.resume_from), model, optimizer, spec)
+        start_epoch, history, best = load_checkpoint(Path(cfg.resume_from), model, optimizer, scheduler)
 
     stopped_early = False
     for epoch in range(start_epoch, cfg.epochs):
         row = {"epoch": epoch + 1,
                **train_one_epoch(model, images, data.train_rows, data.targets, optimizer, train_criterion, cfg, epoch,
-                                 weights),
-               **evaluate(model, images, data.val_rows, data.targets, val_criterion, cfg)}
+                                 weights, scheduler),
+               **evaluate(model, images, data.val_rows, data.targets, val_criterion, cfg, **on_certain)}
         history.append(row)
         if cfg.progress:
             print(f"epoch {row['epoch']:>3}/{cfg.epochs}  train loss {row['train_loss']:.4f}  "
                   f"val loss {row['val_loss']:.4f}  val acc {row['val_accuracy']:.3f}  "
                   f"{row['images'] / row['seconds']:.0f} img/s", flush=True)
-        if row["val_loss"] < best["val_loss"]:
-            best = {"val_loss": row["val_loss"], "epoch": epoch, "state": _cpu_state(model)}
+        if sign * row[column] > best["score"]:
+            best = {"score": sign * row[column], "epoch": epoch, "state": _cpu_state(model)}
         if checkpoint_path is not None:
-            save_checkpoint(checkpoint_path, model, optimizer, epoch, history, best)
+            save_checkpoint(checkpoint_path, model, optimizer, scheduler, epoch, history, best)
         if cfg.patience and epoch - best["epoch"] >= cfg.patience:
             stopped_early = True
             break
@@ -303,11 +349,45 @@ def fit(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig, checkpoint_p
     if cfg.keep_weights == "best" and best["state"] is not None:
         model.load_state_dict(best["state"])
         kept_epoch = best["epoch"] + 1
+    if cfg.calibrate:
+        spec.temperature = fit_temperature(model, images, data.val_rows, data.targets, cfg)
     frame = pd.DataFrame(history)
     seconds = float(frame["seconds"].sum()) if len(frame) else 0.0
     images_seen = float(frame["images"].sum()) if len(frame) else 0.0
     return FitResult(model.cpu(), spec, data, frame, kept_epoch, seconds,
                      images_seen / seconds if seconds else 0.0, stopped_early)
+
+
+def _index_or_none(values: list[int], value: int) -> int | None:
+    return values.index(value) if value in values else None
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int) -> LRScheduler | None:
+    """The learning rate per batch: constant (None); one-cycle (up to `lr` over the first 30%, then
+    down); or cosine to zero after one epoch of linear warm-up."""
+    total = cfg.epochs * steps_per_epoch
+    if cfg.schedule == "onecycle":
+        return OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total, pct_start=0.3)
+    if cfg.schedule == "cosine":
+        warm = steps_per_epoch
+        return LambdaLR(optimizer, lambda step: (step + 1) / warm if step < warm
+                        else 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm))))
+    return None
+
+
+def fit_temperature(model: ResNet, images: np.ndarray, rows: np.ndarray, targets: np.ndarray,
+                    cfg: TrainConfig) -> float:
+    """The softmax temperature that best fits the validation rows, over the views the model predicts from."""
+    if not len(rows):
+        return 1.0
+    logits = view_logits(inference_copy(model), images, rows, cfg.torch_device, cfg.eval_batch_size)
+    return best_temperature(logits, targets[rows])
 
 
 def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -322,16 +402,17 @@ def checkpoint_path(bundle_path: Path) -> Path:
     return bundle_path.with_name(bundle_path.stem.replace("model_perf", "checkpoint") + ".pt")
 
 
-def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int,
-                    history: list[dict], best: dict) -> None:
+def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: LRScheduler | None,
+                    epoch: int, history: list[dict], best: dict) -> None:
     with OutputSet() as out:
         torch.save({"epoch": epoch, "model": _cpu_state(model), "optimizer": optimizer.state_dict(),
-                    "history": history, "best_val_loss": best["val_loss"], "best_epoch": best["epoch"],
+                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                    "history": history, "best_score": best["score"], "best_epoch": best["epoch"],
                     "best_state": best["state"]}, out.path(path))
 
 
 def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
-                    spec: ModelSpec) -> tuple[int, list[dict], dict]:
+                    scheduler: LRScheduler | None) -> tuple[int, list[dict], dict]:
     """Restore a checkpoint; returns (next epoch, history so far, best so far)."""
     if not path.is_file():
         raise InputError(path, "checkpoint to resume from not found")
@@ -339,9 +420,11 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
         state = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(state["scheduler"])
     except Exception as exc:
         raise InputError(path, f"not a checkpoint of this model ({type(exc).__name__}: {str(exc)[:200]})") from None
-    best = {"val_loss": state["best_val_loss"], "epoch": state["best_epoch"], "state": state["best_state"]}
+    # checkpoints written before `select_by` kept the best validation loss
+    score = state["best_score"] if "best_score" in state else -state["best_val_loss"]
+    best = {"score": score, "epoch": state["best_epoch"], "state": state["best_state"]}
     return state["epoch"] + 1, list(state["history"]), best
-
-

@@ -138,9 +138,20 @@ class Parameters:
     focal_gamma: float = param(2.0, "focusing parameter of the focal loss")
     label_smoothing: float = param(0.0, "label smoothing in [0, 1)")
     class_weights: str = param("none", "none, or balanced: each class's loss weighted by n / (classes x count)")
-    keep_weights: str = param("best", "best: weights of the epoch with the lowest validation loss; last: of the final "
-                              "epoch (as the origin)")
-    patience: int = param(0, "stop after this many epochs without a better validation loss; 0 = never")
+    keep_weights: str = param("best", "best: weights of the epoch with the best validation score (select_by); last: of "
+                              "the final epoch (as the origin)")
+    select_by: str = param("val_loss", "the validation score that picks the best epoch: val_loss (all validation rows), "
+                           "val_accuracy or val_roc_auc (on the certain validation rows, not relabeled unsures)")
+    patience: int = param(0, "stop after this many epochs without a better validation score; 0 = never")
+    optimizer: str = param("adam", "adam, or adamw (decoupled weight decay)")
+    weight_decay: float = param(0.0, "weight decay of the optimizer")
+    schedule: str = param("constant", "learning rate per batch: constant, onecycle (up to lr over the first 30%, then "
+                          "down) or cosine (one epoch of warm-up, then down to 0)")
+    augment: str = param("none", "none, flips_rot90 (the 8 symmetries of the square, for crops with no up or down) "
+                         "or flips_rot90_shift (also shifts of up to 2 pixels)")
+    tta: bool = param(False, "test-time augmentation: predict the mean output over the image's symmetries")
+    calibrate: bool = param(False, "fit a softmax temperature on the validation rows, so outputs such as 0.9 mean "
+                            "what they say")
     device: str = param("auto", "auto (CUDA when present), cpu or cuda[:N]")
     resume: bool = param(False, "continue each run from its checkpoint.pt when one exists", _bool)
     sample_weights: str = param("none", "none, or label_quality: each image's loss weighted by the baseline's "
@@ -205,7 +216,8 @@ def _rows() -> dict[str, Parameter]:
 PARAMETERS: dict[str, Parameter] = _rows()
 
 TRAIN_PARAMETERS = ("arch", "width", "epochs", "batch_size", "lr", "val_frac", "loss", "focal_gamma",
-                    "label_smoothing", "class_weights", "keep_weights", "patience", "device", "seed")
+                    "label_smoothing", "class_weights", "keep_weights", "select_by", "patience", "optimizer",
+                    "weight_decay", "schedule", "augment", "tta", "calibrate", "device", "seed")
 DIRS = ("data_dir", "data_dir_n", "data_dir_base", "ann_dict")
 
 NOTEBOOK_PARAMETERS: dict[str, tuple[str, ...]] = {

@@ -1,0 +1,49 @@
+"""Augmentation for crops with no up or down: the 8 symmetries of the square (4 rotations by 90
+degrees, each optionally mirrored), and small shifts. Done per batch on tensors, on the batch's
+device, so it costs little next to the forward pass."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+AUGMENTS = ("none", "flips_rot90", "flips_rot90_shift")
+MAX_SHIFT = 2  # pixels; a 31-pixel crop's cell stays in view
+
+
+def symmetries(height: int, width: int) -> list[int]:
+    """The symmetry codes that keep an image's shape: all 8 for a square, else the 4 without a quarter turn."""
+    return list(range(8)) if height == width else [0, 2, 4, 6]
+
+
+def symmetry(x: torch.Tensor, code: int) -> torch.Tensor:
+    """Symmetry `code` (0-7) of a batch (N, C, H, W): `code % 4` quarter turns, mirrored when code >= 4."""
+    y = torch.rot90(x, code % 4, dims=(2, 3)) if code % 4 else x
+    return y.flip(3) if code >= 4 else y
+
+
+def augment_batch(x: torch.Tensor, mode: str, generator: torch.Generator) -> torch.Tensor:
+    """Each image of the batch under a random symmetry (and with `..._shift`, a shift of up to
+    MAX_SHIFT pixels, edges replicated). `generator` (on the CPU) makes it reproducible."""
+    if mode == "none":
+        return x
+    allowed = torch.tensor(symmetries(*x.shape[2:]))
+    codes = allowed[torch.randint(0, len(allowed), (len(x),), generator=generator)]
+    out = torch.empty_like(x)
+    for code in codes.unique().tolist():
+        rows = (codes == code).nonzero().squeeze(1).to(x.device)
+        out[rows] = symmetry(x[rows], code)
+    if mode == "flips_rot90_shift":
+        out = random_shift(out, MAX_SHIFT, generator)
+    return out.contiguous(memory_format=torch.channels_last)
+
+
+def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Each image moved by up to `max_shift` pixels in each direction, the border replicated."""
+    h, w = x.shape[2:]
+    padded = F.pad(x, (max_shift,) * 4, mode="replicate")
+    offsets = torch.randint(0, 2 * max_shift + 1, (len(x), 2), generator=generator)
+    out = torch.empty_like(x)
+    for dy, dx in offsets.unique(dim=0).tolist():
+        rows = ((offsets[:, 0] == dy) & (offsets[:, 1] == dx)).nonzero().squeeze(1).to(x.device)
+        out[rows] = padded[rows, :, dy:dy + h, dx:dx + w]
+    return out
