@@ -1,0 +1,173 @@
+"""Training recipes on the demo: SB on the noisy labels against the clean-label oracle, over seeds.
+
+    .venv/bin/python benchmarks/recipe.py [--seeds 0,1,2] [--recipes seed,recommended,...] [--work DIR]
+                                          [--out FILE] [--n-patient 4000 --n-neg 2000]
+
+Per seed: fresh demo data (that seed), combined and split as notebooks 01 and 02 do (test_frac 0.2:
+every run is scored on the same test images). Per recipe, two runs:
+- `noisy`: SB, the certain images with the labels a person gave them (flips included);
+- `oracle`: every non-test image, the unsures included, with its true class from truth.csv: what a
+  perfect curation could give the same recipe.
+Both are scored on the test rows against the truth: accuracy, ROC AUC, ECE; `gap` is oracle minus
+noisy. Each run also records its training time, its epochs, and the training seconds until its
+validation accuracy first reached the `seed` recipe's best (time to accuracy).
+
+Resumable: one JSON line per (seed, recipe, labels) goes to --out as soon as it is measured, and a
+rerun skips what is there. The summary (means and spreads over the seeds) is printed at the end.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from helpers.core.io import OutputSet  # noqa: E402
+from helpers.core.labels import DEFAULT_ANN_DICT, LabelScheme  # noqa: E402
+from helpers.curation.training_run import train_and_save  # noqa: E402
+from helpers.data.combine_split import combine, split_by_class  # noqa: E402
+from helpers.data.demo import DemoSpec, make_demo  # noqa: E402
+from helpers.data.layout import Layout  # noqa: E402
+from helpers.data.sets import Pair, read_annotations  # noqa: E402
+from helpers.metrics import expected_calibration_error  # noqa: E402
+from helpers.run.parameters import train_config  # noqa: E402
+
+SEED_RECIPE = dict(arch="resnet18", width=16, batch_size=128, epochs=8)  # SB as parameters/demo.yaml trains it today
+RECOMMENDED = dict(arch="resnet10", width=16, batch_size=64, epochs=15, lr=3e-3, optimizer="adamw", weight_decay=0.05,
+                   schedule="onecycle", augment="flips_rot90", tta=True, select_by="val_accuracy", calibrate=True)
+RECIPES: dict[str, dict] = {
+    "seed": SEED_RECIPE,
+    "recommended": RECOMMENDED,
+    # the ablation: the recommended recipe with one part switched back
+    "recommended-augment": {**RECOMMENDED, "augment": "none"},
+    "recommended-tta": {**RECOMMENDED, "tta": False},
+    "recommended-select_by": {**RECOMMENDED, "select_by": "val_loss"},
+    "recommended-adamw_onecycle": {**RECOMMENDED, "optimizer": "adam", "weight_decay": 0.0, "schedule": "constant",
+                                   "lr": 1e-3},
+    "recommended-resnet10": {**RECOMMENDED, "arch": "resnet18"},
+    "recommended-calibrate": {**RECOMMENDED, "calibrate": False},
+    "recommended+shift": {**RECOMMENDED, "augment": "flips_rot90_shift"},
+}
+SCHEME = LabelScheme.from_dict(DEFAULT_ANN_DICT)
+
+
+def demo_layout(seed: int, work: Path, spec: DemoSpec) -> tuple[Layout, pd.DataFrame]:
+    """Demo data for `seed`, combined and split (once; reused by every recipe), and its truth."""
+    data = work / f"seed_{seed}"
+    if not (data / "truth.csv").is_file():
+        make_demo(data, spec)
+    layout = Layout.from_params(str(data / "patient"), str(data / "neg"), str(data / "runs"), SCHEME)
+    if not layout.certain.ann.is_file():
+        combine(layout.default_sources, layout.combined, SCHEME, test_frac=0.2, seed=0)
+        split_by_class(layout.combined, SCHEME)
+    return layout, pd.read_csv(data / "truth.csv")
+
+
+def oracle_set(layout: Layout, truth: pd.DataFrame) -> Pair:
+    """The combined images with every annotation replaced by its true class (split kept)."""
+    pair = Pair(layout.combined.images, layout.combined.ann.with_name("combined_ann_truth.csv"))
+    if not pair.ann.is_file():
+        ann = read_annotations(layout.combined.ann)
+        true_class = truth.set_index("image_id")["truth"].reindex(ann["image_id"]).to_numpy()
+        ann["annotation"] = np.where(true_class == SCHEME.positive, 1.0, 0.0)
+        with OutputSet() as out:
+            out.csv(ann, pair.ann)
+    return pair
+
+
+def score(predictions: pd.DataFrame, truth: pd.DataFrame) -> dict[str, float]:
+    """Accuracy, ROC AUC and ECE of the positive output on the test rows, against the truth."""
+    test = predictions[predictions["split"] == "test"]
+    is_pos = (truth.set_index("image_id")["truth"].reindex(test["image_id"]) == SCHEME.positive).to_numpy()
+    positive = test[f"{SCHEME.positive} output"].to_numpy()
+    probs = np.stack([1 - positive, positive], axis=1)
+    return {"test_rows": int(len(test)), "accuracy": float(((positive > 0.5) == is_pos).mean()),
+            "roc_auc": float(roc_auc_score(is_pos, positive)),
+            "ece": expected_calibration_error(is_pos.astype(int), probs)}
+
+
+def seconds_to_reach(history: pd.DataFrame, target: float) -> float | None:
+    """Training seconds until the validation accuracy first reached `target` (None: never)."""
+    reached = np.flatnonzero(history["val_accuracy"].to_numpy() >= target)
+    return float(history["seconds"].cumsum().iloc[reached[0]]) if len(reached) else None
+
+
+def measure(seed: int, recipe: str, labels: str, layout: Layout, truth: pd.DataFrame, target: float | None,
+            work: Path) -> dict:
+    pair = layout.certain if labels == "noisy" else oracle_set(layout, truth)
+    out = work / f"seed_{seed}" / "recipes" / f"{recipe}_{labels}"
+    cfg = train_config(**{**RECIPES[recipe], "seed": seed, "progress": False})
+    start = time.perf_counter()
+    run = train_and_save(pair, SCHEME, cfg, out / "ann_with_predictions.csv", out / "model_perf.zip")
+    history = run.fit.history
+    if recipe == "seed" and labels == "noisy":  # the target is this run's own best
+        target = float(history["val_accuracy"].max())
+    return {"seed": seed, "recipe": recipe, "labels": labels, **score(run.predictions, truth),
+            "best_val_accuracy": float(history["val_accuracy"].max()), "epochs_run": int(len(history)),
+            "kept_epoch": run.fit.best_epoch, "train_seconds": round(run.fit.train_seconds, 2),
+            "wall_seconds": round(time.perf_counter() - start, 2),
+            "seconds_to_seed_best_val_accuracy": seconds_to_reach(history, target) if target is not None else None}
+
+
+def summarise(rows: list[dict]) -> pd.DataFrame:
+    """Per recipe: noisy and oracle test accuracy vs truth (mean, spread over seeds), the gap, ECE, times."""
+    frame = pd.DataFrame(rows)
+    wide = frame.pivot_table(index=["recipe", "seed"], columns="labels", values="accuracy").dropna()
+    wide["gap"] = wide["oracle"] - wide["noisy"]
+    noisy = frame[frame["labels"] == "noisy"].set_index(["recipe", "seed"])
+    per_recipe = wide.groupby("recipe").agg(noisy_mean=("noisy", "mean"), noisy_spread=("noisy", np.ptp),
+                                            oracle_mean=("oracle", "mean"), gap_mean=("gap", "mean"),
+                                            seeds=("noisy", "size"))
+    per_recipe["noisy_ece"] = noisy.groupby("recipe")["ece"].mean()
+    per_recipe["noisy_train_s"] = noisy.groupby("recipe")["train_seconds"].mean()
+    per_recipe["noisy_s_to_seed_best"] = noisy.groupby("recipe")["seconds_to_seed_best_val_accuracy"].mean()
+    return per_recipe.round(4)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--recipes", default=",".join(RECIPES), help=f"comma-separated, from {list(RECIPES)}")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/recipe_benchmark"))
+    parser.add_argument("--out", type=Path, default=None, help="JSON lines (default: <work>/recipe.jsonl)")
+    parser.add_argument("--n-patient", type=int, default=4000)
+    parser.add_argument("--n-neg", type=int, default=2000)
+    args = parser.parse_args()
+    recipes = [r for r in args.recipes.split(",") if r]
+    unknown = [r for r in recipes if r not in RECIPES]
+    if unknown:
+        parser.error(f"unknown recipe(s) {unknown}; known: {list(RECIPES)}")
+    if "seed" not in recipes:
+        recipes.insert(0, "seed")  # its best validation accuracy is the time-to-accuracy target
+    out = args.out or args.work / "recipe.jsonl"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows = [json.loads(line) for line in out.read_text().splitlines()] if out.is_file() else []
+    done = {(r["seed"], r["recipe"], r["labels"]) for r in rows}
+    for seed in (int(s) for s in args.seeds.split(",")):
+        layout, truth = demo_layout(seed, args.work, DemoSpec(n_patient=args.n_patient, n_neg=args.n_neg, seed=seed))
+        for recipe in recipes:
+            for labels in ("noisy", "oracle"):
+                if (seed, recipe, labels) in done:
+                    continue
+                target = next((r["best_val_accuracy"] for r in rows
+                               if (r["seed"], r["recipe"], r["labels"]) == (seed, "seed", "noisy")), None)
+                row = measure(seed, recipe, labels, layout, truth, target, args.work)
+                rows.append(row)
+                with out.open("a") as f:  # one finished run at a time: a stopped benchmark keeps it
+                    f.write(json.dumps(row) + "\n")
+                print(json.dumps(row), flush=True)
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(summarise(rows).to_string())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
