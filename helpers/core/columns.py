@@ -12,7 +12,6 @@ import pandas as pd
 
 from .errors import InputError
 
-SPLITS = ("train", "val", "test")
 WRONG_FROM = ("in_sample", "out_of_fold")  # which outputs decide whether an image is "wrong"
 PROPOSED = "proposed_annotation"
 OUTPUT_SUFFIX = " output"
