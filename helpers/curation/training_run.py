@@ -42,8 +42,9 @@ class TrainedRun:
 def train_and_save(input_pair: Pair, scheme: LabelScheme, cfg: TrainConfig, predictions_path: Path,
                    bundle_path: Path, params: dict[str, Any] | None = None,
                    precision_target: float = 0.95, recall_target: float = 0.95,
-                   wrong_from: str = "in_sample", folds: int = 5, fold_jobs: int = 1) -> TrainedRun:
-    """Fit, predict every image, score, write predictions + bundle together.
+                   wrong_from: str = "in_sample", folds: int = 5, fold_jobs: int = 1, title: str = "") -> TrainedRun:
+    """Fit, predict every image, score, write predictions + bundle together. `title` names the run in
+    its figures (loss curves, confusion matrices), which the bundle and the notebooks both show.
 
     With wrong_from="out_of_fold" the predictions also get `folds`-fold out-of-fold outputs (`<class> out-of-fold`; rows no
     fold held out, such as test rows, take the final model's outputs, which never saw them either)
@@ -70,8 +71,10 @@ def train_and_save(input_pair: Pair, scheme: LabelScheme, cfg: TrainConfig, pred
     }
     if oof_metrics:
         metrics["out_of_fold"] = oof_metrics
-    figures = {"loss_curve": plots.loss_curves(result.history),
-               "confusion_matrix": plots.confusion_matrices({"val": metrics["val"], "test": metrics["test"]})}
+    figures = {"loss_curve": plots.loss_curves(result.history, title=f"{title}: loss per epoch" if title else
+                                               "Loss per epoch"),
+               "confusion_matrix": plots.confusion_matrices({"val": metrics["val"], "test": metrics["test"]},
+                                                            title=title or "Confusion matrix")}
     all_params = {**(params or {}), "train": cfg.to_dict(),
                   "inputs": {str(p): file_checksum(p) for p in input_pair}}
     with OutputSet(inputs=list(input_pair)) as out:

@@ -4,7 +4,6 @@ every later step, so a strategy that cannot apply says why in every cell and the
 from __future__ import annotations
 
 import pandas as pd
-from matplotlib.figure import Figure
 
 from .. import plots
 from ..core.columns import PROPOSED, output_column
@@ -31,8 +30,8 @@ def train(pair: Pair, cfg: Config, run: str, tag: str = "", title: str = "", ups
     train a classifier or `upstream` did not apply, and then this step's stale outputs are removed."""
     if upstream is None or upstream.applies:
         try:
-            trained = train_run(pair, cfg, run, tag)
-            return Outcome(Outcome.TRAINED, run=trained, figures=training_figures(trained, title or run))
+            trained = train_run(pair, cfg, run, tag, title=title or run)
+            return Outcome(Outcome.TRAINED, run=trained, figures=dict(trained.figures))
         except NotTrainable as exc:
             upstream = Outcome.not_applicable(str(exc))
     for stale in (cfg.layout.predictions(run, tag), cfg.layout.model_perf(run, tag)):
@@ -40,27 +39,21 @@ def train(pair: Pair, cfg: Config, run: str, tag: str = "", title: str = "", ups
     return upstream
 
 
-def train_run(pair: Pair, cfg: Config, run: str, tag: str = "", **out_of_fold) -> TrainedRun:
-    """train_and_save with the config's parameters, into run folder `run` (files tagged `tag`)."""
+def train_run(pair: Pair, cfg: Config, run: str, tag: str = "", **options) -> TrainedRun:
+    """train_and_save with the config's parameters, into run folder `run` (files tagged `tag`);
+    `options` go to train_and_save (its title, out-of-fold settings)."""
     layout = cfg.layout
     bundle = layout.model_perf(run, tag)
     return train_and_save(pair, cfg.scheme, cfg.train_config(run_name=f"{run}_{tag}" if tag else run, bundle_path=bundle),
                           layout.predictions(run, tag), bundle, params=cfg.values, precision_target=cfg.precision_target,
-                          recall_target=cfg.recall_target, **out_of_fold)
-
-
-def training_figures(run: TrainedRun, title: str) -> dict[str, Figure]:
-    """Loss curves and confusion matrices (validation and the shared test rows) of a run."""
-    return {"loss_curve": plots.loss_curves(run.fit.history, title=f"{title}: loss per epoch"),
-            "confusion_matrix": plots.confusion_matrices({"val": run.metrics["val"], "test": run.metrics["test"]},
-                                                         title=title)}
+                          recall_target=cfg.recall_target, **options)
 
 
 def baseline(name: str, pair: Pair, cfg: Config) -> Outcome:
     """03: one baseline (SA or SB), with out-of-fold outputs when `wrong_from` asks for them. A baseline
     that cannot train stops 03 with the reason: every strategy needs both."""
-    run = train_run(pair, cfg, name, wrong_from=cfg.wrong_from, folds=cfg.folds, fold_jobs=cfg.fold_jobs)
-    outcome = Outcome(Outcome.TRAINED, run=run, figures=training_figures(run, name))
+    run = train_run(pair, cfg, name, title=name, wrong_from=cfg.wrong_from, folds=cfg.folds, fold_jobs=cfg.fold_jobs)
+    outcome = Outcome(Outcome.TRAINED, run=run, figures=dict(run.figures))
     scheme, k = cfg.scheme, cfg.n_examples
     classes = pd.Series(scheme.class_names(run.predictions["annotation"]), index=run.predictions.index)
     own = own_class_scores(run.predictions, run.fit.spec.class_names, run.fit.spec.class_values)
