@@ -38,9 +38,9 @@ from helpers.data.demo import DemoSpec, make_demo  # noqa: E402
 from helpers.data.layout import Layout  # noqa: E402
 from helpers.data.sets import Pair, read_annotations  # noqa: E402
 from helpers.metrics import expected_calibration_error  # noqa: E402
-from helpers.run.parameters import train_config  # noqa: E402
+from helpers.run.parameters import TRAIN_PARAMETERS, load_parameters, train_config  # noqa: E402
 
-SEED_RECIPE = dict(arch="resnet18", width=16, batch_size=128, epochs=8)  # SB as parameters/demo.yaml trains it today
+SEED_RECIPE = dict(arch="resnet18", width=16, batch_size=128, epochs=8)  # SB as parameters/demo.yaml trained it before issue 13
 RECOMMENDED = dict(arch="resnet10", width=16, batch_size=64, epochs=15, lr=3e-3, optimizer="adamw", weight_decay=0.05,
                    schedule="onecycle", augment="flips_rot90", tta=True, select_by="val_accuracy", calibrate=True)
 RECIPES: dict[str, dict] = {
@@ -59,6 +59,18 @@ RECIPES: dict[str, dict] = {
     "recommended_8ep": {**RECOMMENDED, "epochs": 8},
     "recommended_cosine": {**RECOMMENDED, "schedule": "cosine"},
 }
+# what parameters/recommended.yaml holds now, and two neighbours of it
+RECOMMENDED_FILE = {name: value for name, value in load_parameters(ROOT / "parameters" / "recommended.yaml").items()
+                    if name in TRAIN_PARAMETERS}
+RECIPES.update({
+    "recommended.yaml": RECOMMENDED_FILE,
+    "recommended.yaml_8ep": {**RECOMMENDED_FILE, "epochs": 8},
+    "recommended.yaml_onecycle": {**RECOMMENDED_FILE, "schedule": "onecycle"},
+    # the final model's outputs on the test rows, or the mean of 5 out-of-fold models'
+    "recommended.yaml+fold_ensemble": {**RECOMMENDED_FILE, "wrong_from": "out_of_fold", "folds": 5,
+                                       "fold_ensemble": True},
+})
+RUN_OPTIONS = ("wrong_from", "folds", "fold_ensemble")  # recipe keys for train_and_save, not the TrainConfig
 SCHEME = LabelScheme.from_dict(DEFAULT_ANN_DICT)
 
 
@@ -107,9 +119,11 @@ def measure(seed: int, recipe: str, labels: str, layout: Layout, truth: pd.DataF
             work: Path) -> dict:
     pair = layout.certain if labels == "noisy" else oracle_set(layout, truth)
     out = work / f"seed_{seed}" / "recipes" / f"{recipe}_{labels}"
-    cfg = train_config(**{**RECIPES[recipe], "seed": seed, "progress": False})
+    recipe_cfg = {k: v for k, v in RECIPES[recipe].items() if k not in RUN_OPTIONS}
+    options = {k: v for k, v in RECIPES[recipe].items() if k in RUN_OPTIONS}
+    cfg = train_config(**recipe_cfg, seed=seed, progress=False)
     start = time.perf_counter()
-    run = train_and_save(pair, SCHEME, cfg, out / "ann_with_predictions.csv", out / "model_perf.zip")
+    run = train_and_save(pair, SCHEME, cfg, out / "ann_with_predictions.csv", out / "model_perf.zip", **options)
     history = run.fit.history
     if recipe == "seed" and labels == "noisy":  # the target is this run's own best
         target = float(history["val_accuracy"].max())

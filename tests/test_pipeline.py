@@ -1,5 +1,6 @@
 """The whole DAG through the runner, with real notebooks on tiny data (the smoke parameters)."""
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ from notebook_runs import read_metrics, run_notebook
 import helpers.run.runner as runner
 from helpers.core.paths import PROJECT_ROOT
 from helpers.run.parameters import load_parameters
+from helpers.run.reports import StepResult
 from helpers.run.runner import run_pipeline
 
 SMOKE = PROJECT_ROOT / "parameters" / "smoke.yaml"
@@ -65,6 +67,24 @@ def test_whole_dag_with_reports_then_a_rerun_skips_it_and_changed_steps_run_on_d
         name: "unchanged" for name in ("01_combine", "02_split", "03_baselines_SA_SB", "04_differentiator_s_2b")}
     assert all(r.succeeded for r in on_dask), [(r.step, r.status, r.error) for r in on_dask]
     assert read_metrics(base, "06_compare")["table"][-1]["run"] == "s_2b"  # 06 compared the one strategy asked for
+
+    # issue 15, case 5: an output deleted, or a source's annotations edited in place (same size, same
+    # modification time), makes the steps that wrote it (and what follows) run again
+    def steps_run(params) -> list[str]:
+        ran = []
+        monkeypatch.setattr(runner, "execute", lambda step, *a, **k: ran.append(step.name) or StepResult(step.name, "ok"))
+        run_pipeline(params, strategies=["s_2b"])
+        return ran
+
+    (base / "s_b" / "model_perf.zip").unlink()
+    assert steps_run(changed)[:2] == ["03_baselines_SA_SB", "04_differentiator_s_2b"]
+    ann = Path(tiny_demo["data_dir"]) / "patient_combined_ann.csv"
+    stat, text = ann.stat(), ann.read_text()
+    edited = text.replace(",1.0,", ",0.0,", 1) if ",1.0," in text else text.replace(",0.0,", ",1.0,", 1)
+    assert edited != text and len(edited) == len(text)
+    ann.write_text(edited)
+    os.utime(ann, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert steps_run(changed)[0] == "01_combine"
 
 
 

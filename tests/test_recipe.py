@@ -1,10 +1,12 @@
 """The training recipe's parts, each a parameter: augmentation, test-time augmentation, optimizer and
 schedule, model selection, calibration. With their defaults training is the origin's."""
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from conftest import write_set
 
+from helpers.core.errors import ParameterError
 from helpers.curation.training_run import train_and_save
 from helpers.data.sets import open_image_set
 from helpers.metrics import expected_calibration_error
@@ -145,8 +147,9 @@ def test_resume_continues_the_schedule_and_the_augmentation(tmp_path, scheme, mo
     full = fit(image_set, scheme, cfg)
     checkpoint, save = tmp_path / "checkpoint.pt", training.save_checkpoint
 
-    def save_then_stop(path, model, optimizer, scheduler, epoch, history, best):
-        save(path, model, optimizer, scheduler, epoch, history, best)
+    def save_then_stop(*args):
+        save(*args)
+        epoch = args[4]
         if epoch == 1:
             raise KeyboardInterrupt  # the run is stopped after its second epoch
 
@@ -157,3 +160,35 @@ def test_resume_continues_the_schedule_and_the_augmentation(tmp_path, scheme, mo
     resumed = fit(image_set, scheme, train_config(**{**cfg.to_dict(), "resume_from": checkpoint}))
     assert resumed.history["epoch"].tolist() == [1, 2, 3, 4]
     np.testing.assert_allclose(resumed.history["train_loss"], full.history["train_loss"], rtol=1e-4)
+
+
+def test_fold_ensemble_predicts_unseen_rows_with_the_fold_models_mean_and_keeps_them(tmp_path, scheme):
+    pair = _spot_set(tmp_path, n=240)
+    split = np.where(np.arange(240) < 40, "test", "")
+    pd.read_csv(pair.ann).assign(split=split).to_csv(pair.ann, index=False)
+    cfg = train_config(**{**FAST, "epochs": 2, "tta": True})
+    single = train_and_save(pair, scheme, cfg, tmp_path / "a.csv", tmp_path / "a.zip", wrong_from="out_of_fold",
+                            folds=3)
+    run = train_and_save(pair, scheme, cfg, tmp_path / "b.csv", tmp_path / "b.zip", wrong_from="out_of_fold",
+                         folds=3, fold_ensemble=True)
+    bundle = load_bundle(tmp_path / "b.zip")
+    assert len(bundle.fold_models) == 3 and all(m.spec.tta for m in bundle.fold_models)
+    assert load_bundle(tmp_path / "a.zip").fold_models == []
+    images = np.load(pair.images)
+    mean = np.mean([predict_probabilities(m, images) for m in bundle.fold_models], axis=0)
+    np.testing.assert_allclose(predict_with_bundle(bundle, images), mean, atol=1e-5)
+    test = run.predictions["split"].eq("test").to_numpy()
+    np.testing.assert_allclose(run.predictions.loc[test, "parasite output"], mean[test, 1], atol=1e-5)
+    # the trainable rows keep the final model's own outputs; only the unseen rows changed
+    np.testing.assert_allclose(run.predictions.loc[~test, "parasite output"],
+                               single.predictions.loc[~test, "parasite output"], atol=1e-5)
+    assert not np.allclose(run.predictions.loc[test, "parasite output"],
+                           single.predictions.loc[test, "parasite output"], atol=1e-3)
+    assert run.metrics["out_of_fold"]["fold_ensemble"] is True
+
+
+def test_fold_ensemble_without_out_of_fold_is_refused_before_training(tmp_path, scheme):
+    pair = _spot_set(tmp_path, n=40)
+    with pytest.raises(ParameterError, match="fold_ensemble.*out_of_fold"):
+        train_and_save(pair, scheme, train_config(**FAST), tmp_path / "p.csv", tmp_path / "m.zip", fold_ensemble=True)
+    assert not (tmp_path / "p.csv").exists() and not (tmp_path / "m.zip").exists()

@@ -90,7 +90,7 @@ def test_bad_overrides_are_named(tiny_demo, scheme, tmp_path):
     layout = Layout(tiny_demo["data_dir"], tiny_demo["data_dir_n"], tmp_path / "runs", scheme)
     store = OverrideStore(tmp_path / "overrides.csv")
     store.add(["nowhere:1"], ["x"], "parasite")
-    with pytest.raises(InputError, match="overrides.csv: 1 override"):
+    with pytest.raises(InputError, match="overrides.csv: line 2: 1 override"):
         combine(layout.default_sources, layout.combined, scheme, overrides=store.path)
     assert not layout.combined.images.exists()
     store.undo()

@@ -5,6 +5,7 @@ import pytest
 
 import helpers.run.runner as runner
 from helpers.core.errors import ParameterError
+from helpers.core.paths import PROJECT_ROOT
 from helpers.run.cli import main
 from helpers.run.parameters import load_parameters
 from helpers.run.reports import StepResult
@@ -132,3 +133,31 @@ def test_a_change_in_the_helpers_code_reruns_the_steps(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "code_hash", lambda: "edited")
     results, _ = run_pipeline(params)
     assert {r.status for r in results} == {"ok"}
+
+
+def test_a_file_extends_the_files_it_builds_on(tmp_path):
+    (tmp_path / "profiles").mkdir()
+    _yaml(tmp_path / "profiles", "epochs: 5\nlr: 0.01\naugment: flips_rot90\n", "recipe.yaml")
+    mine = _yaml(tmp_path, "extends: profiles/recipe.yaml\nepochs: 7\n", "mine.yaml")
+    params = load_parameters([mine], ["lr=0.02"])
+    assert (params["epochs"], params["lr"], params["augment"]) == (7, 0.02, "flips_rot90") and "extends" not in params
+
+
+def test_extends_a_missing_file_or_in_a_circle_is_refused_by_name(tmp_path):
+    missing = _yaml(tmp_path, "extends: nowhere.yaml\n", "a.yaml")
+    with pytest.raises(ParameterError, match=r"nowhere\.yaml.*not found.*extended by .*a\.yaml"):
+        load_parameters(missing)
+    _yaml(tmp_path, "extends: c.yaml\n", "b.yaml")
+    circle = _yaml(tmp_path, "extends: b.yaml\n", "c.yaml")
+    with pytest.raises(ParameterError, match="extends itself"):
+        load_parameters(circle)
+    with pytest.raises(ParameterError, match="extends must be"):
+        load_parameters(_yaml(tmp_path, "extends: {a: 1}\n", "d.yaml"))
+
+
+def test_the_demo_profile_is_the_recommended_recipe_on_the_demo_data():
+    recommended = load_parameters(PROJECT_ROOT / "parameters" / "recommended.yaml")
+    demo = load_parameters(PROJECT_ROOT / "parameters" / "demo.yaml")
+    assert {k: demo[k] for k in recommended} == recommended
+    steps = {s.name: s.parameters for s in plan(demo).steps}
+    assert steps["03_baselines_SA_SB"]["augment"] == "flips_rot90" and steps["03_baselines_SA_SB"]["tta"] is True

@@ -2,9 +2,11 @@
 `os.replace` only when the whole step succeeded, so a failure leaves nothing half-written."""
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -12,17 +14,45 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .errors import InputError
+
 CHUNK_BYTES = 64 * 2**20  # streaming copies move this much per step: memory stays flat
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+_OWNER = f"{socket.gethostname()}-"  # temp names carry host and process: `.<name>.<host>-<pid>.<random>.tmp`
+
+
 def _temp_beside(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temps(path)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.{_OWNER}{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     os.chmod(name, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
     return Path(name)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_temps(path: Path) -> list[Path]:
+    """Remove the temp files of `path` left by killed processes of this host (a kill skips the
+    cleanup of OutputSet); returns what was removed."""
+    removed = []
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.{glob.escape(_OWNER)}*.tmp"):
+        pid = tmp.name[len(path.name) + len(_OWNER) + 2:].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
 
 
 class NpyWriter:
@@ -47,6 +77,18 @@ class NpyWriter:
     def close(self) -> None:
         if not self._file.closed:
             self._file.close()
+
+
+OUTPUT_LOG_ENV = "HELPERS_OUTPUT_LOG"  # set by the runner: every committed output is listed there
+
+
+def log_outputs(paths: list[Path]) -> None:
+    """Append committed outputs to the runner's log, when a runner asked for one (checkpoints aside:
+    they are a run's scratch, not its result)."""
+    log = os.environ.get(OUTPUT_LOG_ENV)
+    if log:
+        with open(log, "a") as f:
+            f.writelines(f"{Path(p).resolve()}\n" for p in paths if not Path(p).name.startswith("checkpoint"))
 
 
 class OutputSet:
@@ -107,6 +149,7 @@ class OutputSet:
                 raise RuntimeError(f"{short[0].final}: wrote {short[0].rows} rows, declared {short[0].shape[0]}")
             for tmp, final in self._pending:
                 os.replace(tmp, final)
+            log_outputs([final for _, final in self._pending])
         else:
             self._discard()
 
@@ -150,10 +193,44 @@ def write_json(data: Any, path: str | Path) -> Path:
     return Path(path)
 
 
+def read_csv_file(path: str | Path, missing: str = "file not found") -> pd.DataFrame:
+    """A CSV file as a DataFrame; a missing or unreadable file raises InputError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, missing)
+    try:
+        return pd.read_csv(path)
+    except Exception as exc:
+        raise InputError(path, f"not a readable CSV file ({exc})") from None
+
+
 def read_json_status(path: str | Path) -> dict[str, Any]:
     """A step's metrics.json, or a status saying it has not run."""
     path = Path(path)
     return json.loads(path.read_text()) if path.is_file() else {"status": "missing", "reason": f"{path} not found"}
+
+
+HELPERS_DIR = Path(__file__).resolve().parents[1]
+
+
+def code_hash() -> str:
+    """Hash of the helpers package's sources: what made a result, as far as code goes."""
+    h = hashlib.sha256()
+    for path in sorted(HELPERS_DIR.rglob("*.py")):
+        h.update(path.relative_to(HELPERS_DIR).as_posix().encode() + path.read_bytes())
+    return h.hexdigest()
+
+
+def file_identity(path: str | Path, content_below: int = 16 * 2**20) -> str:
+    """What a file is, cheaply: its checksum when small (annotation CSVs: an edit is seen even when
+    size and modification time are kept), else size and modification time (large `.npy` files)."""
+    path = Path(path)
+    if not path.exists():
+        return f"{path}:missing"
+    st = path.stat()
+    if st.st_size < content_below:
+        return f"{path}:{file_checksum(path)}"
+    return f"{path}:{st.st_size}:{st.st_mtime_ns}"
 
 
 def file_checksum(path: str | Path, algorithm: str = "sha256") -> str:

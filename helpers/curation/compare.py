@@ -11,7 +11,8 @@ import pandas as pd
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
 from ..core.columns import output_column, output_columns
-from ..core.io import read_json_status
+from ..core.errors import InputError
+from ..core.io import read_csv_file, read_json_status
 from ..core.labels import POSITIVE_VALUE, LabelScheme, round_annotations
 from ..core.paths import resolve
 from ..data.layout import Layout
@@ -175,6 +176,12 @@ def verdict(table: pd.DataFrame, samples: dict[str, np.ndarray], primary: str) -
     ok = table[table["status"] == "ok"]
     if ok.empty:
         return {"best": None, "text": "No run produced predictions to compare."}
+    defined = ok[column].notna()
+    if not defined.any():
+        return {"best": None, "primary_metric": primary,
+                "text": f"No winner: the test {column} is undefined for every run (it needs test rows of both classes; "
+                        f"choose another primary_metric or a larger test_frac)."}
+    ok = ok[defined]  # a run whose score is undefined can be neither best nor runner-up
     ranked = ok[column].sort_values(ascending=False)
     best = ranked.index[0]
     out: dict[str, Any] = {"primary_metric": primary, "best": best, "best_value": float(ranked.iloc[0])}
@@ -202,9 +209,31 @@ def verdict(table: pd.DataFrame, samples: dict[str, np.ndarray], primary: str) -
     return out
 
 
-def read_truth(path: str) -> pd.DataFrame | None:
-    """The hidden truth CSV when the path is set and exists (demo data), else None."""
+MIN_TRUTH_AGREEMENT = 0.9  # of the labels a truth file says were not flipped; another data set's file agrees ~50%
+
+
+def read_truth(path: str, layout: Layout) -> pd.DataFrame | None:
+    """The hidden truth of the combined images (demo data), None when `path` is ''. A truth file
+    that is missing, lacks an image, or describes other images is an error naming it."""
     if not path:
         return None
-    resolved = resolve(path)
-    return pd.read_csv(resolved) if Path(resolved).is_file() else None
+    resolved = Path(resolve(path))
+    truth = read_csv_file(resolved, missing="truth file not found (truth_path; '' for none)")
+    missing_columns = {"image_id", "truth"} - set(truth.columns)
+    if missing_columns:
+        raise InputError(resolved, f"not a truth file: missing columns {sorted(missing_columns)}")
+    ann = read_annotations(layout.combined.ann)
+    known = ann["image_id"].isin(truth["image_id"])
+    if not known.all():
+        raise InputError(resolved, f"covers {int(known.sum())} of the {len(ann)} images of {layout.combined.ann} "
+                                   f"(first missing: {ann['image_id'][~known].iloc[0]}); it belongs to other data")
+    if "label_flipped" in truth.columns:
+        by_id = truth.set_index("image_id").loc[ann["image_id"]]
+        values = round_annotations(ann["annotation"])
+        kept = np.isin(values, [0, 1]) & ~by_id["label_flipped"].astype(bool).to_numpy()
+        given = np.where(values[kept] == POSITIVE_VALUE, layout.scheme.positive, layout.scheme.negative)
+        agreement = float((given == by_id["truth"].to_numpy()[kept]).mean()) if kept.any() else 1.0
+        if agreement < MIN_TRUTH_AGREEMENT:
+            raise InputError(resolved, f"describes other images: only {agreement:.0%} of the labels it says were kept "
+                                       f"agree with {layout.combined.ann}")
+    return truth

@@ -19,6 +19,7 @@ from ..core.errors import NotTrainable, ParameterError
 from ..core.labels import LabelScheme
 from ..data.sets import ImageSet, Pair, open_image_set
 from ..model.inference import predict_probabilities
+from ..model.networks import ResNet
 from ..model.training import TrainConfig, TrainingData, fit, prepare_training_data
 
 
@@ -37,31 +38,45 @@ def fold_assignment(targets: np.ndarray, folds: int, seed: int, path: str = "ann
 
 
 @dataclass
+class FoldResult:
+    """One fold model, its outputs on the rows it held out and on the rows no fold trained on."""
+
+    model: ResNet
+    train_rows: np.ndarray
+    held_probs: np.ndarray  # (held-out rows, classes)
+    unseen_probs: np.ndarray  # (rows no fold held out, classes): test, excluded, unlabeled
+
+
+@dataclass
 class OutOfFold:
     probs: np.ndarray  # (rows, classes) in the full model's class order; NaN where a row has no fold
     fold: np.ndarray  # fold per row, -1 for rows no fold held out (test, unlabeled, excluded)
     train_rows: list[np.ndarray]  # the rows each fold model trained on
     seconds: float
+    models: list[ResNet]  # the fold models (on the CPU)
+    ensemble_probs: np.ndarray  # (rows, classes): the fold models' mean where fold == -1; NaN elsewhere
 
 
 def _fold_outputs(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig, holdout: np.ndarray,
-                  class_values: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Train without the held-out rows, predict them; probabilities in `class_values` order."""
+                  unseen: np.ndarray, class_values: list[int]) -> FoldResult:
+    """Train without the held-out rows, predict them and the `unseen` rows; probabilities in
+    `class_values` order."""
     result = fit(image_set, scheme, cfg, holdout=holdout)
-    rows = np.flatnonzero(holdout)
+    rows = np.flatnonzero(holdout | unseen)
     fold_probs = predict_probabilities(result.model, image_set.images, cfg.torch_device, cfg.eval_batch_size, rows)
     probs = np.zeros((len(rows), len(class_values)), np.float32)
     for j, value in enumerate(result.spec.class_values):  # a fold missing a class gives it probability 0
         probs[:, class_values.index(value)] = fold_probs[:, j]
-    return probs, result.data.train_rows
+    is_held = holdout[rows]
+    return FoldResult(result.model.cpu(), result.data.train_rows, probs[is_held], probs[~is_held])
 
 
-def _fold_in_process(pair: Pair, ann_dict: dict, cfg: TrainConfig, holdout: np.ndarray, class_values: list[int],
-                     threads: int) -> tuple[np.ndarray, np.ndarray]:
+def _fold_in_process(pair: Pair, ann_dict: dict, cfg: TrainConfig, holdout: np.ndarray, unseen: np.ndarray,
+                     class_values: list[int], threads: int) -> FoldResult:
     """_fold_outputs in a worker process, which opens the image set itself."""
     torch.set_num_threads(threads)
     scheme = LabelScheme.from_dict(ann_dict)
-    return _fold_outputs(open_image_set(pair, scheme), scheme, cfg, holdout, class_values)
+    return _fold_outputs(open_image_set(pair, scheme), scheme, cfg, holdout, unseen, class_values)
 
 
 def out_of_fold_probabilities(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig, folds: int = 5,
@@ -77,18 +92,23 @@ def out_of_fold_probabilities(image_set: ImageSet, scheme: LabelScheme, cfg: Tra
     fold = fold_assignment(data.targets, folds, cfg.seed, str(image_set.pair.ann))
     fold_cfg = replace(cfg, resume_from=None, progress=False)
     holdouts = [fold == k for k in range(folds)]
+    unseen = fold < 0
     if jobs > 1:
         threads = max(1, torch.get_num_threads() // jobs)
         with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
             results = list(pool.map(_fold_in_process, [image_set.pair] * folds, [dict(scheme.ann_dict)] * folds,
-                                    [fold_cfg] * folds, holdouts, [data.class_values] * folds, [threads] * folds))
+                                    [fold_cfg] * folds, holdouts, [unseen] * folds, [data.class_values] * folds,
+                                    [threads] * folds))
     else:
         results = []
         for k, holdout in enumerate(holdouts):
             if cfg.progress:
                 print(f"fold {k + 1}/{folds}: training on {int((fold >= 0).sum() - holdout.sum())} images", flush=True)
-            results.append(_fold_outputs(image_set, scheme, fold_cfg, holdout, data.class_values))
+            results.append(_fold_outputs(image_set, scheme, fold_cfg, holdout, unseen, data.class_values))
     probs = np.full((len(image_set), len(data.class_values)), np.nan, np.float32)
-    for k, (fold_probs, _) in enumerate(results):
-        probs[fold == k] = fold_probs
-    return OutOfFold(probs, fold, [train_rows for _, train_rows in results], time.perf_counter() - start)
+    ensemble = np.full_like(probs, np.nan)
+    for k, result in enumerate(results):
+        probs[fold == k] = result.held_probs
+    ensemble[unseen] = np.mean([result.unseen_probs for result in results], axis=0)
+    return OutOfFold(probs, fold, [result.train_rows for result in results], time.perf_counter() - start,
+                     [result.model for result in results], ensemble)

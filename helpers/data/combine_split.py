@@ -14,6 +14,7 @@ from .overrides import apply_overrides
 from .sets import (
     Pair,
     check_compatible,
+    check_pixel_values,
     iter_chunks,
     open_image_set,
     suffixed,
@@ -75,6 +76,8 @@ def combine(
         raise ValueError(f"{len(origins)} origins for {len(sources)} sources")
     sets = [open_image_set(p, scheme, allow_empty) for p in sources]  # validate everything before any work
     check_compatible(sets)
+    for image_set in sets:
+        check_pixel_values(image_set)
     parts = [_traceable(s.ann, s.pair.images) for s in sets]
     if origins is not None:  # which input each row came from, e.g. "unsure" / "wrong parasite"
         parts = [p.assign(origin=tag) for p, tag in zip(parts, origins)]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from ..core.labels import LabelScheme
 from ..core.paths import resolve
@@ -55,6 +56,27 @@ class Layout:
     @property
     def certain(self) -> Pair:
         return self.class_set(f"{self.scheme.positive}_and_{self.scheme.negative}")
+
+    def prepared_files(self) -> dict[Path, str]:
+        """Every file steps 01 and 02 write, with the step that writes it."""
+        files = {path: "01_combine" for path in self.combined}
+        for name in (*self.scheme.ann_dict, f"{self.scheme.positive}_and_{self.scheme.negative}"):
+            files.update({path: "02_split" for path in self.class_set(name)})
+        for target in self.scheme.unsure_targets:
+            files[self.unsure_relabeled(target).ann] = "02_split"
+        return files
+
+    def input_collision(self, path: Path, runs: Sequence[str]) -> str | None:
+        """Why the pipeline would overwrite `path` if it were an input, or None. `runs`: the run
+        folders' names (s_a, s_b, the strategies), whose files steps 03-05 write."""
+        path = Path(path).resolve()
+        step = {p.resolve(): s for p, s in self.prepared_files().items()}.get(path)
+        if step:
+            return f"is also an output of {step}, which would overwrite it"
+        for folder in (self.run_dir(r) for r in runs):
+            if path.is_relative_to(folder.resolve()):
+                return f"lies in {folder}, where the pipeline writes its results"
+        return None
 
     # later steps: one folder per run (s_a, s_b, s_1a, ...)
     def run_dir(self, name: str) -> Path:

@@ -12,12 +12,24 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..core.columns import flag_values
 from ..core.errors import InputError
 from ..core.io import OutputSet
 from ..core.labels import LabelScheme
 
 OVERRIDE_FIELDS = ("label", "validation", "exclude")
+LABEL_FIELDS = ("label", "annotation")  # `annotation` reads as `label`: both set the image's class
+FLAG_WORDS = {"true": True, "1": True, "1.0": True, "false": False, "0": False, "0.0": False}
+
+
+def _row_problem(field, image_id, new) -> str | None:
+    """What is wrong with one override row (None: nothing), before any of it is applied."""
+    if not isinstance(image_id, str) or not image_id.strip():
+        return "empty image_id"
+    if field not in (*OVERRIDE_FIELDS, *LABEL_FIELDS):
+        return f"field {field!r} is not one of {[*OVERRIDE_FIELDS, 'annotation']}"
+    if field not in LABEL_FIELDS and str(new).strip().lower() not in FLAG_WORDS:
+        return f"{field} of {image_id} must be true or false, got {new!r}"
+    return None
 OVERRIDE_COLUMNS = ["batch", "image_id", "field", "old", "new", "time", "source_file"]
 
 
@@ -33,12 +45,22 @@ class OverrideStore:
         self.path, self.source_file = Path(path), str(source_file)
 
     def read(self) -> pd.DataFrame:
+        """The override rows, each checked; an error names the file and the line."""
         if not self.path.is_file():
             return pd.DataFrame(columns=OVERRIDE_COLUMNS)
-        table = pd.read_csv(self.path)
+        try:
+            table = pd.read_csv(self.path, dtype={"image_id": str, "field": str, "new": str, "old": str})
+        except pd.errors.EmptyDataError:
+            raise InputError(self.path, "not a label-override file: it is empty (no header line)") from None
+        except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+            raise InputError(self.path, f"not a label-override file: unreadable CSV ({str(exc).strip()[:200]})") from None
         missing = [c for c in OVERRIDE_COLUMNS if c not in table.columns]
         if missing:
             raise InputError(self.path, f"not a label-override file: missing columns {missing}")
+        for position, row in enumerate(table.itertuples(index=False)):
+            problem = _row_problem(row.field, row.image_id, row.new)
+            if problem:
+                raise InputError(self.path, f"line {position + 2}: {problem}")
         return table
 
     def _write(self, table: pd.DataFrame) -> None:
@@ -67,8 +89,9 @@ class OverrideStore:
         return int(last.sum())
 
     def latest(self) -> pd.DataFrame:
-        """The value in force per image and field."""
+        """The value in force per image and field (`annotation` rows count as `label`)."""
         table = self.read()
+        table["field"] = table["field"].replace({name: "label" for name in LABEL_FIELDS})
         return table.drop_duplicates(["image_id", "field"], keep="last")
 
 
@@ -83,18 +106,19 @@ def apply_overrides(ann: pd.DataFrame, overrides_path: str | Path, scheme: Label
     position = pd.Series(np.arange(len(ann)), index=ann["image_id"])
     unknown = latest.loc[~latest["image_id"].isin(position.index), "image_id"]
     if len(unknown):
-        raise InputError(overrides_path, f"{len(unknown)} override(s) name images not in the combined set "
-                                         f"(first: {unknown.iloc[0]})")
+        raise InputError(overrides_path, f"line {int(unknown.index[0]) + 2}: {len(unknown)} override(s) name images not "
+                                         f"in the combined set (first: {unknown.iloc[0]})")
     for field, rows in latest.groupby("field"):
         at = position.loc[rows["image_id"]].to_numpy()
         if field == "label":
             values = rows["new"].map(lambda name: scheme.ann_dict.get(str(name)))
             if values.isna().any():
-                raise InputError(overrides_path, f"label {rows['new'][values.isna()].iloc[0]!r} is not in the scheme "
-                                                 f"{list(scheme.ann_dict)}")
+                line = int(rows.index[values.isna()][0]) + 2
+                raise InputError(overrides_path, f"line {line}: label {rows['new'][values.isna()].iloc[0]!r} is not "
+                                                 f"in the scheme {list(scheme.ann_dict)}")
             ann.loc[ann.index[at], "annotation"] = values.astype(float).to_numpy()
         else:
             if field not in ann.columns:
                 ann[field] = False
-            ann.loc[ann.index[at], field] = flag_values(rows["new"])
+            ann.loc[ann.index[at], field] = rows["new"].str.strip().str.lower().map(FLAG_WORDS).to_numpy(dtype=bool)
     return ann, len(latest)

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.errors import InputError
-from ..core.io import CHUNK_BYTES, OutputSet
+from ..core.io import CHUNK_BYTES, OutputSet, read_csv_file
 from ..core.labels import LabelScheme
 
 IMAGE_DTYPES = (np.dtype(np.uint8), np.dtype(np.float32))
@@ -73,12 +73,7 @@ def open_images(path: str | Path) -> np.ndarray:
 def read_annotations(path: str | Path, n_rows: int | None = None, scheme: LabelScheme | None = None) -> pd.DataFrame:
     """Read an annotation CSV and check it: `annotation` present, numeric, finite, in the scheme."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "file not found")
-    try:
-        ann = pd.read_csv(path)
-    except Exception as exc:
-        raise InputError(path, f"not a readable CSV file ({exc})") from None
+    ann = read_csv_file(path)
     if "Unnamed: 0" in ann.columns and "index" not in ann.columns:
         ann = ann.rename(columns={"Unnamed: 0": "index"})
     if "index" in ann.columns:
@@ -139,6 +134,27 @@ def iter_chunks(images: np.ndarray) -> Iterable[tuple[int, np.ndarray]]:
     step = chunk_rows(images)
     for start in range(0, len(images), step):
         yield start, images[start : start + step]
+
+
+def check_pixel_values(image_set: ImageSet) -> None:
+    """Float images must be finite and in [0, 1] (uint8 images are 0-255 by their type); checked
+    streaming, the error naming the file and the first bad row."""
+    images = image_set.images
+    if images.dtype == np.uint8:
+        return
+    for start, chunk in iter_chunks(images):
+        flat = np.asarray(chunk).reshape(len(chunk), -1)
+        finite = np.isfinite(flat).all(axis=1)
+        if not finite.all():
+            row = start + int(np.argmin(finite))
+            raise InputError(image_set.pair.images, f"row {row}: NaN or infinite pixel values")
+        low, high = flat.min(axis=1), flat.max(axis=1)
+        outside = (low < 0) | (high > 1)
+        if outside.any():
+            at = int(np.argmax(outside))
+            raise InputError(image_set.pair.images,
+                             f"row {start + at}: float pixels must lie in [0, 1], found {low[at]:g} to {high[at]:g} "
+                             "(0-255 images: store them as uint8, or divide by 255)")
 
 
 def write_subsets(source: ImageSet, subsets: Mapping[Pair, np.ndarray], outputs: OutputSet,

@@ -34,7 +34,8 @@ def augment_batch(x: torch.Tensor, mode: str, generator: torch.Generator) -> tor
         out[rows] = symmetry(x[rows], code)
     if mode == "flips_rot90_shift":
         out = random_shift(out, MAX_SHIFT, generator)
-    return out.contiguous(memory_format=torch.channels_last)
+    return out.contiguous(memory_format=torch.channels_last if x.is_contiguous(memory_format=torch.channels_last)
+                          and not x.is_contiguous() else torch.contiguous_format)  # as the input came
 
 
 def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:

@@ -15,18 +15,18 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..core.columns import output_column
 from .augment import symmetries, symmetry
-from .networks import ResNet
+from .networks import ResNet, memory_format
 
 EVAL_BATCH_SIZE = 512  # measured faster and lighter than 1024-2048 on CPU (benchmarks/train_speed.py)
 
 
-def to_tensor(batch: np.ndarray, device: torch.device, channels_last: bool) -> torch.Tensor:
-    """uint8 (0-255) or float32 (0-1) images -> float32 0-1 tensor on `device`."""
+def to_tensor(batch: np.ndarray, device: torch.device, fmt: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
+    """uint8 (0-255) or float32 (0-1) images -> float32 0-1 tensor on `device`, in memory format `fmt`."""
     if not batch.flags.writeable:  # a slice of a read-only memmap: copy this one batch
         batch = np.array(batch)
     x = torch.from_numpy(np.ascontiguousarray(batch)).to(device, non_blocking=True)
     x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+    return x.contiguous(memory_format=fmt)
 
 
 def inference_copy(model: ResNet) -> ResNet:
@@ -58,15 +58,16 @@ def predict_logits(model: nn.Module, images: np.ndarray, rows: np.ndarray | None
                    batch_size: int = EVAL_BATCH_SIZE, features: bool = False, view: int = 0) -> torch.Tensor:
     """Logits (or penultimate features) of the given rows (all rows when None), in row order, of
     the images under symmetry `view` (0: as they are)."""
-    model = model.to(device, memory_format=torch.channels_last).eval()
+    fmt = memory_format(model.spec.width, device)
+    model = model.to(device, memory_format=fmt).eval()
     n = len(images) if rows is None else len(rows)
     out = []
     with torch.inference_mode():
         for start in range(0, n, batch_size):
             batch = images[start:start + batch_size] if rows is None else images[rows[start:start + batch_size]]
-            x = to_tensor(batch, device, channels_last=True)
+            x = to_tensor(batch, device, fmt)
             if view:
-                x = symmetry(x, view).contiguous(memory_format=torch.channels_last)
+                x = symmetry(x, view).contiguous(memory_format=fmt)
             out.append((model.features(x) if features else model(x)).float().cpu())
     width = model.n_features if features else model.fc.out_features
     return torch.cat(out) if out else torch.zeros(0, width)
@@ -103,6 +104,12 @@ def predict_probabilities(model: ResNet, images: np.ndarray, device: torch.devic
     its temperature, and the mean over the symmetries with test-time augmentation."""
     logits = view_logits(inference_copy(model), images, rows, device, batch_size)
     return probabilities_of(logits, model.spec.temperature)
+
+
+def ensemble_probabilities(models: list[ResNet], images: np.ndarray, device: torch.device | str = "cpu",
+                           batch_size: int = EVAL_BATCH_SIZE, rows: np.ndarray | None = None) -> np.ndarray:
+    """The mean of predict_probabilities over `models` (one model: its own outputs)."""
+    return np.mean([predict_probabilities(m, images, device, batch_size, rows) for m in models], axis=0)
 
 
 def predict_features(model: ResNet, images: np.ndarray, device: torch.device | str = "cpu",

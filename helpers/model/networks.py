@@ -69,6 +69,13 @@ ARCHS: dict[str, tuple[type[nn.Module], list[int]]] = {
 }
 
 
+def memory_format(width: int, device: torch.device) -> torch.memory_format:
+    """channels_last (measured faster), except where oneDNN's CPU convolution backward crashes the
+    process: networks narrower than 16 channels on 31x31 crops with 2 threads (torch 2.13; odd batch
+    sizes; tests/test_reliability.py reproduces it in a subprocess)."""
+    return torch.channels_last if device.type == "cuda" or width >= 16 else torch.contiguous_format
+
+
 @dataclass
 class ModelSpec:
     """Everything needed to rebuild a model (saved as model_spec.json)."""

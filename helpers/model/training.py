@@ -6,6 +6,8 @@ from the memory-mapped uint8 array and converted per batch. Checkpoints let a ru
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -24,12 +26,12 @@ from tqdm import tqdm
 
 from ..core.columns import flag_column
 from ..core.errors import InputError, NotTrainable, ParameterError
-from ..core.io import OutputSet
+from ..core.io import OutputSet, code_hash, file_identity
 from ..core.labels import POSITIVE_VALUE, LabelScheme, round_annotations
 from ..data.sets import ImageSet
 from .augment import AUGMENTS, augment_batch
 from .inference import EVAL_BATCH_SIZE, best_temperature, inference_copy, predict_logits, to_tensor, view_logits
-from .networks import ARCHS, ModelSpec, ResNet, build_model
+from .networks import ARCHS, ModelSpec, ResNet, build_model, memory_format
 
 LOSSES = ("cross_entropy", "focal")
 CLASS_WEIGHTS = ("none", "balanced")
@@ -84,18 +86,18 @@ class TrainConfig:
             ("width", _is_int(self.width) and self.width >= 4, "must be an integer >= 4"),
             ("epochs", _is_int(self.epochs) and self.epochs >= 1, "must be an integer >= 1"),
             ("batch_size", _is_int(self.batch_size) and self.batch_size >= 1, "must be an integer >= 1"),
-            ("lr", isinstance(self.lr, (int, float)) and 0 < self.lr < 10, "must be a number in (0, 10)"),
-            ("val_frac", isinstance(self.val_frac, (int, float)) and 0 < self.val_frac < 1, "must be in (0, 1)"),
-            ("label_smoothing", isinstance(self.label_smoothing, (int, float)) and 0 <= self.label_smoothing < 1,
+            ("lr", _is_number(self.lr) and 0 < self.lr < 10, "must be a number in (0, 10)"),
+            ("val_frac", _is_number(self.val_frac) and 0 < self.val_frac < 1, "must be in (0, 1)"),
+            ("label_smoothing", _is_number(self.label_smoothing) and 0 <= self.label_smoothing < 1,
              "must be in [0, 1)"),
-            ("focal_gamma", isinstance(self.focal_gamma, (int, float)) and self.focal_gamma >= 0, "must be >= 0"),
+            ("focal_gamma", _is_number(self.focal_gamma) and 0 <= self.focal_gamma < 100, "must be a number in [0, 100)"),
             ("patience", _is_int(self.patience) and self.patience >= 0, "must be an integer >= 0"),
             ("device", self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda"), "must be auto, cpu or cuda[:N]"),
             ("augment", self.augment in AUGMENTS, f"must be one of {list(AUGMENTS)}"),
             ("tta", isinstance(self.tta, bool), "must be True or False"),
             ("select_by", self.select_by in SELECT_BY, f"must be one of {list(SELECT_BY)}"),
             ("optimizer", self.optimizer in OPTIMIZERS, f"must be one of {list(OPTIMIZERS)}"),
-            ("weight_decay", isinstance(self.weight_decay, (int, float)) and 0 <= self.weight_decay < 1,
+            ("weight_decay", _is_number(self.weight_decay) and 0 <= self.weight_decay < 1,
              "must be a number in [0, 1)"),
             ("schedule", self.schedule in SCHEDULES, f"must be one of {list(SCHEDULES)}"),
             ("calibrate", isinstance(self.calibrate, bool), "must be True or False"),
@@ -118,6 +120,11 @@ class TrainConfig:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    """A finite int or float (not a bool, NaN or inf)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 # ---------------------------------------------------------------- data
@@ -234,6 +241,7 @@ def train_one_epoch(model: nn.Module, images: np.ndarray, rows: np.ndarray, targ
     """One pass over `rows`; with `weights` the criterion must give per-row losses (reduction "none").
     The scheduler, if any, steps after every batch."""
     device = cfg.torch_device
+    fmt = memory_format(cfg.width, device)
     model.train()
     order = np.random.default_rng([cfg.seed, epoch]).permutation(rows)  # resumable: depends on (seed, epoch) only
     augmentation = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)  # likewise
@@ -241,7 +249,7 @@ def train_one_epoch(model: nn.Module, images: np.ndarray, rows: np.ndarray, targ
     batches = range(0, len(order), cfg.batch_size)
     for b in tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not cfg.progress, mininterval=2):
         idx = np.sort(order[b:b + cfg.batch_size])  # sorted reads are faster on a memmap; order within a batch is irrelevant
-        x = augment_batch(to_tensor(images[idx], device, channels_last=True), cfg.augment, augmentation)
+        x = augment_batch(to_tensor(images[idx], device, fmt), cfg.augment, augmentation)
         y = torch.from_numpy(targets[idx]).to(device)
         loss = criterion(model(x), y)
         if weights is not None:
@@ -291,6 +299,7 @@ class FitResult:
     train_seconds: float
     train_images_per_second: float
     stopped_early: bool = False
+    resumed_from: Path | None = None  # the checkpoint training continued from, if any
 
 
 def fit(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig, checkpoint_path: Path | None = None,
@@ -307,7 +316,7 @@ def fit(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig, checkpoint_p
     model = build_model(spec)
     if cfg.normalize:
         model.set_normalization(*map(torch.from_numpy, channel_stats(images, data.train_rows)))
-    model = model.to(device, memory_format=torch.channels_last)
+    model = model.to(device, memory_format=memory_format(cfg.width, device))
     optimizer = make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg, steps_per_epoch=-(-len(data.train_rows) // cfg.batch_size))
     train_targets = data.targets[data.train_rows]
@@ -323,8 +332,10 @@ def fit(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig, checkpoint_p
     history: list[dict] = []
     best = {"score": float("-inf"), "epoch": -1, "state": None}
     start_epoch = 0
-    if cfg.resume_from is not None:
-        start_epoch, history, best = load_checkpoint(Path(cfg.resume_from), model, optimizer, scheduler)
+    fingerprint = training_fingerprint(image_set, cfg, holdout)
+    resume_from = usable_checkpoint(cfg.resume_from, fingerprint)
+    if resume_from is not None:
+        start_epoch, history, best = load_checkpoint(resume_from, model, optimizer, scheduler)
 
     stopped_early = False
     for epoch in range(start_epoch, cfg.epochs):
@@ -332,6 +343,9 @@ def fit(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig, checkpoint_p
                **train_one_epoch(model, images, data.train_rows, data.targets, optimizer, train_criterion, cfg, epoch,
                                  weights, scheduler),
                **evaluate(model, images, data.val_rows, data.targets, val_criterion, cfg, **on_certain)}
+        if not math.isfinite(row["train_loss"]):  # stop before a NaN checkpoint replaces a good one
+            raise NotTrainable(image_set.pair.ann, f"training loss became {row['train_loss']} in epoch {epoch + 1} "
+                                                   f"(lr {cfg.lr:g}); lower lr or check the images")
         history.append(row)
         if cfg.progress:
             print(f"epoch {row['epoch']:>3}/{cfg.epochs}  train loss {row['train_loss']:.4f}  "
@@ -340,7 +354,7 @@ def fit(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig, checkpoint_p
         if sign * row[column] > best["score"]:
             best = {"score": sign * row[column], "epoch": epoch, "state": _cpu_state(model)}
         if checkpoint_path is not None:
-            save_checkpoint(checkpoint_path, model, optimizer, scheduler, epoch, history, best)
+            save_checkpoint(checkpoint_path, model, optimizer, scheduler, epoch, history, best, fingerprint)
         if cfg.patience and epoch - best["epoch"] >= cfg.patience:
             stopped_early = True
             break
@@ -355,7 +369,7 @@ def fit(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig, checkpoint_p
     seconds = float(frame["seconds"].sum()) if len(frame) else 0.0
     images_seen = float(frame["images"].sum()) if len(frame) else 0.0
     return FitResult(model.cpu(), spec, data, frame, kept_epoch, seconds,
-                     images_seen / seconds if seconds else 0.0, stopped_early)
+                     images_seen / seconds if seconds else 0.0, stopped_early, resume_from)
 
 
 def _index_or_none(values: list[int], value: int) -> int | None:
@@ -402,10 +416,45 @@ def checkpoint_path(bundle_path: Path) -> Path:
     return bundle_path.with_name(bundle_path.stem.replace("model_perf", "checkpoint") + ".pt")
 
 
+# What a checkpoint's run may differ in and still resume: where it runs and how it reports.
+_NOT_FINGERPRINTED = ("resume_from", "progress", "run_name", "device")
+
+
+def training_fingerprint(image_set: ImageSet, cfg: TrainConfig, holdout: np.ndarray | None = None) -> str:
+    """Hash of what makes a training run: its input files, its parameters, the code (and a holdout)."""
+    h = hashlib.sha256(code_hash().encode())
+    for path in image_set.pair:
+        h.update(file_identity(path).encode())
+    params = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_FINGERPRINTED}
+    h.update(json.dumps(params, sort_keys=True, default=str).encode())
+    if holdout is not None:
+        h.update(np.packbits(np.asarray(holdout, bool)).tobytes())
+    return h.hexdigest()
+
+
+def usable_checkpoint(path: Path | str | None, fingerprint: str) -> Path | None:
+    """`path` when it holds a checkpoint of this very run (same inputs, parameters and code), else
+    None, saying why: a checkpoint of anything else would be continued as if it were this run."""
+    if path is None:
+        return None
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "checkpoint to resume from not found")
+    try:
+        made_from = torch.load(path, map_location="cpu", weights_only=True).get("fingerprint")
+    except Exception:  # damaged: load_checkpoint would fail; start over instead
+        made_from = None
+    if made_from != fingerprint:
+        print(f"{path}: made from other inputs, parameters or code than this run (or damaged); not resuming, "
+              "training from scratch", flush=True)
+        return None
+    return path
+
+
 def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: LRScheduler | None,
-                    epoch: int, history: list[dict], best: dict) -> None:
+                    epoch: int, history: list[dict], best: dict, fingerprint: str = "") -> None:
     with OutputSet() as out:
-        torch.save({"epoch": epoch, "model": _cpu_state(model), "optimizer": optimizer.state_dict(),
+        torch.save({"fingerprint": fingerprint, "epoch": epoch, "model": _cpu_state(model), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict() if scheduler is not None else None,
                     "history": history, "best_score": best["score"], "best_epoch": best["epoch"],
                     "best_state": best["state"]}, out.path(path))

@@ -9,6 +9,7 @@ from pathlib import Path
 from ..core.errors import InputError, ParameterError
 from ..data.demo import DemoSpec, make_demo
 from .generated import sync_generated
+from .lock import RunLocked
 from .parameters import load_parameters
 from .reports import comparison_text, summary_table
 from .runner import run_pipeline
@@ -82,7 +83,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         results, plan = run_pipeline(load_parameters(args.params, args.parameter), strategies, jobs=args.jobs,
                             force=args.force, scheduler=args.scheduler, on_result=progress)
-    except (ParameterError, InputError) as exc:
+    except (ParameterError, InputError, RunLocked) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print()

@@ -11,6 +11,8 @@ returns a typed `Config`: the checked parameters plus the label scheme and the p
 from __future__ import annotations
 
 import copy
+import math
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -59,8 +61,8 @@ def _int(lo: int | None = None, hi: int | None = None) -> Check:
 
 def _float(lo: float, hi: float, hi_open: bool = False) -> Check:
     def check(value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"must be a number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"must be a finite number, got {value!r}")
         if value < lo or value > hi or (hi_open and value == hi):
             raise ValueError(f"must be in [{lo}, {hi}{')' if hi_open else ']'}, got {value}")
         return float(value)
@@ -153,7 +155,8 @@ class Parameters:
     calibrate: bool = param(False, "fit a softmax temperature on the validation rows, so outputs such as 0.9 mean "
                             "what they say")
     device: str = param("auto", "auto (CUDA when present), cpu or cuda[:N]")
-    resume: bool = param(False, "continue each run from its checkpoint.pt when one exists", _bool)
+    resume: bool = param(False, "continue each run from its checkpoint.pt when one exists and was made from the same "
+                         "inputs, parameters and code", _bool)
     sample_weights: str = param("none", "none, or label_quality: each image's loss weighted by the baseline's "
                                 "label quality (needs 03 with wrong_from='out_of_fold')")
     # which images are wrong (03)
@@ -162,6 +165,8 @@ class Parameters:
     folds: int = param(5, "out_of_fold: cross-validation folds", _int(2, 50))
     fold_jobs: int = param(1, "out_of_fold: folds trained at once in separate processes (sharing the CPU threads)",
                            _int(1, 64))
+    fold_ensemble: bool = param(False, "out_of_fold: predict the test rows, and SB the unsures, with the fold models' "
+                                "mean (kept in the bundle) instead of the final model alone", _bool)
     precision_target: float = param(0.95, "upper operating threshold: the lowest score with precision >= this",
                                     _float(0.0, 1.0))
     recall_target: float = param(0.95, "lower operating threshold: the highest score with recall >= this",
@@ -177,8 +182,8 @@ class Parameters:
                                   _float(0.0, 1.0, hi_open=True))
     strategies: list = param(list(STRATEGIES), "the strategies to run and compare", _strategy_list)
     # 06 compare
-    truth_path: str = param("data/demo/truth.csv", "CSV of hidden true classes by image_id (demo data only); "
-                            "'' = none", _opt_str)
+    truth_path: str = param("", "CSV of the hidden true class of every image_id (demo data: data/demo/truth.csv, "
+                            "as demo.yaml sets); '' = none", _opt_str)
     primary_metric: str = param("roc_auc", "test metric that decides the best strategy: roc_auc, accuracy or f1",
                                 _choice("roc_auc", "accuracy", "f1"))
     n_bootstrap: int = param(1000, "bootstrap resamples of the test rows for confidence intervals", _int(0, 100_000))
@@ -224,7 +229,7 @@ NOTEBOOK_PARAMETERS: dict[str, tuple[str, ...]] = {
     "01_combine": (*DIRS, "sources", "test_frac", "seed", "overrides_path", "n_examples"),
     "02_split": (*DIRS, "seed", "n_examples"),
     "03_baselines_SA_SB": (*DIRS, "which", *TRAIN_PARAMETERS, "resume", "wrong_from", "folds", "fold_jobs",
-                           "precision_target", "recall_target", "n_examples"),
+                           "fold_ensemble", "precision_target", "recall_target", "n_examples"),
     "04_differentiator": (*DIRS, "strategy", *TRAIN_PARAMETERS, "resume", "delta", "n_neighbors",
                           "precision_target", "recall_target"),
     "05_relabel_and_classify": (*DIRS, "strategy", "relabel_thresh", *TRAIN_PARAMETERS, "resume", "sample_weights",
@@ -307,7 +312,21 @@ def check_parameters(notebook: str, values: Mapping[str, Any]) -> Config:
     cfg = Config(**checked, notebook=notebook)
     if any(k in known for k in TRAIN_PARAMETERS if k != "seed"):
         cfg.train_config()  # malformed training parameters fail here, before any work
+    if notebook == "01_combine":
+        _check_inputs_are_not_outputs(cfg)
     return cfg
+
+
+def _check_inputs_are_not_outputs(cfg: Config) -> None:
+    """01's inputs (sources, override file) must not be files a step writes: a later step would
+    destroy them. The runner checks this for every plan, and 01 on its own."""
+    inputs = [("sources", path) for pair in cfg.layout.sources(cfg.sources) for path in pair]
+    if cfg.overrides_path:
+        inputs.append(("overrides_path", cfg.layout.overrides(cfg.overrides_path)))
+    for name, path in inputs:
+        problem = cfg.layout.input_collision(path, ("s_a", "s_b", *STRATEGIES))
+        if problem:
+            raise ParameterError(name, f"{path} {problem}; move or rename it", where=cfg.notebook)
 
 
 # ---------------------------------------------------------------- parameter files for the runner
@@ -317,28 +336,64 @@ def parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise ParameterError(text, "override must look like key=value")
     key, value = text.split("=", 1)
-    return key.strip(), yaml.safe_load(value) if value.strip() else ""  # `key=` means an empty string, not null
+    return key.strip(), read_yaml(value) if value.strip() else ""  # `key=` means an empty string, not null
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML as people write numbers: `1e-3` and `5E6` are floats (YAML 1.2), not strings."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                 |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                 |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                 |[-+]?\.(?:inf|Inf|INF)
+                 |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+def read_yaml(text: str) -> Any:
+    """safe_load with YAML 1.2's floats (`1e-3`)."""
+    return yaml.load(text, Loader=_Loader)
 
 
 def load_parameters(paths: list[str | Path] | str | Path, overrides: list[str] = ()) -> dict[str, Any]:  # type: ignore[assignment]
-    """Layer YAML files (later ones win, per-notebook/per-strategy sections merged) and overrides."""
+    """Layer YAML files (later ones win, per-notebook/per-strategy sections merged) and overrides.
+
+    A file may name the files it builds on with `extends: other.yaml` (or a list; paths relative to
+    the file): they are layered first, then the file itself.
+    """
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     merged: dict[str, Any] = {}
-    for path in map(Path, paths):
-        if not path.is_file():
-            raise ParameterError(str(path), "parameters file not found")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ParameterError(str(path), f"not valid YAML ({exc})") from None
-        if not isinstance(data, dict):
-            raise ParameterError(str(path), "must be a YAML mapping of parameter: value")
-        for key, value in data.items():
-            if key in ("per_notebook", "per_strategy") and isinstance(value, dict):
-                section = merged.setdefault(key, {})
-                for name, params in value.items():
-                    section.setdefault(name, {}).update(params or {})
-            else:
-                merged[key] = value
+    for path in paths:
+        _layer_file(merged, Path(path), ())
     merged.update(dict(parse_override(o) for o in overrides))
     return merged
+
+
+def _layer_file(merged: dict[str, Any], path: Path, chain: tuple[Path, ...]) -> None:
+    """Layer one parameters file (after the files it extends) onto `merged`."""
+    if not path.is_file():
+        raise ParameterError(str(path), "parameters file not found" + (f" (extended by {chain[-1]})" if chain else ""))
+    if path.resolve() in chain:
+        raise ParameterError(str(path), "extends itself through " + " -> ".join(map(str, chain)))
+    try:
+        data = read_yaml(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ParameterError(str(path), f"not valid YAML ({exc})") from None
+    if not isinstance(data, dict):
+        raise ParameterError(str(path), "must be a YAML mapping of parameter: value")
+    bases = data.pop("extends", [])
+    bases = [bases] if isinstance(bases, str) else bases
+    if not isinstance(bases, list) or not all(isinstance(b, str) and b for b in bases):
+        raise ParameterError(str(path), f"extends must be a file name or a list of them, got {bases!r}")
+    for base in bases:
+        _layer_file(merged, path.parent / base, (*chain, path.resolve()))
+    for key, value in data.items():
+        if key in ("per_notebook", "per_strategy") and isinstance(value, dict):
+            section = merged.setdefault(key, {})
+            for name, params in value.items():
+                section.setdefault(name, {}).update(params or {})
+        else:
+            merged[key] = value

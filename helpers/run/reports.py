@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
@@ -26,6 +26,7 @@ class StepResult:
     error: str = ""
     attempts: int = 0
     headline: str = ""
+    outputs: dict[str, str] = field(default_factory=dict)  # path -> file_identity of every file the step wrote
 
     @property
     def succeeded(self) -> bool:
@@ -37,9 +38,10 @@ def render_html(notebook_path: Path) -> tuple[Path, Path]:
     nb = nbformat.read(notebook_path, as_version=4)
     with_code = notebook_path.with_suffix(".html")
     no_code = notebook_path.with_name(notebook_path.stem + "_nocode.html")
-    with_code.write_text(HTMLExporter(embed_images=True).from_notebook_node(nb)[0])
-    no_code.write_text(HTMLExporter(embed_images=True, exclude_input=True, exclude_input_prompt=True,
-                                    exclude_output_prompt=True).from_notebook_node(nb)[0])
+    with OutputSet() as out:  # both appear together, or neither changes
+        out.path(with_code).write_text(HTMLExporter(embed_images=True).from_notebook_node(nb)[0])
+        out.path(no_code).write_text(HTMLExporter(embed_images=True, exclude_input=True, exclude_input_prompt=True,
+                                                  exclude_output_prompt=True).from_notebook_node(nb)[0])
     return with_code, no_code
 
 

@@ -14,12 +14,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -27,10 +28,11 @@ from typing import Any, Callable
 import yaml
 
 from ..core.errors import ParameterError
-from ..core.io import write_json
+from ..core.io import OUTPUT_LOG_ENV, code_hash, file_identity, write_json
 from ..core.paths import PROJECT_ROOT, resolve
 from ..curation.strategies import STRATEGIES
 from ..data.layout import step_name
+from .lock import run_lock
 from .parameters import (
     DAG_NOTEBOOKS,
     NOTEBOOK_PARAMETERS,
@@ -41,7 +43,6 @@ from .parameters import (
 from .reports import OK_STATUSES, StepResult, read_headline, render_html, write_index
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
-HELPERS_DIR = Path(__file__).resolve().parents[1]
 STRUCTURAL_KEYS = ("per_notebook", "per_strategy", "strategies")
 
 
@@ -66,6 +67,7 @@ class Plan:
     reports_dir: Path
     metrics_dir: Path
     strategies: list[str] = field(default_factory=list)
+    write_dirs: list[Path] = field(default_factory=list)  # the folders the steps write: one run at a time in each
 
 
 # ---------------------------------------------------------------- the plan
@@ -130,19 +132,12 @@ def plan(params: dict[str, Any], strategies: list[str] | None = None) -> Plan:
     if cfg.overrides_path:  # corrections from the review widget: a change reruns 01 and what follows
         steps[0].inputs += (str(resolve(cfg.overrides_path)),)
     _fingerprint(steps)
-    return Plan(steps, cfg.layout.reports_dir, cfg.layout.metrics_dir, chosen)
-
-
-def code_hash() -> str:
-    """Hash of the helpers package's sources: a change in the code reruns the steps."""
-    h = hashlib.sha256()
-    for path in sorted(HELPERS_DIR.rglob("*.py")):
-        h.update(path.relative_to(HELPERS_DIR).as_posix().encode() + path.read_bytes())
-    return h.hexdigest()
+    return Plan(steps, cfg.layout.reports_dir, cfg.layout.metrics_dir, chosen,
+                [cfg.layout.data_dir, cfg.layout.data_dir_base])
 
 
 def _fingerprint(steps: list[Step]) -> None:
-    """Hash of the code, the notebook, its parameters, its outside inputs (size, mtime) and its upstream hashes."""
+    """Hash of the code, the notebook, its parameters, its outside inputs and its upstream hashes."""
     by_name = {s.name: s for s in steps}
     code = code_hash()
     for step in steps:  # steps are in dependency order
@@ -150,8 +145,7 @@ def _fingerprint(steps: list[Step]) -> None:
         h.update((NOTEBOOK_DIR / f"{step.notebook}.ipynb").read_bytes())
         h.update(json.dumps(step.parameters, sort_keys=True, default=str).encode())
         for path in step.inputs:
-            st = os.stat(path) if os.path.exists(path) else None
-            h.update(f"{path}:{st.st_size if st else -1}:{st.st_mtime_ns if st else -1}".encode())
+            h.update(file_identity(path).encode())
         for dep in step.deps:
             h.update(by_name[dep].fingerprint.encode())
         step.fingerprint = h.hexdigest()
@@ -159,34 +153,73 @@ def _fingerprint(steps: list[Step]) -> None:
 
 # ---------------------------------------------------------------- executing one step
 
+# A killed runner must not leave its papermill process (and through ipykernel's parent poller, the
+# kernel) running: the child asks the kernel (prctl PR_SET_PDEATHSIG) to kill it when its parent dies,
+# then becomes papermill. Linux only; elsewhere papermill runs directly.
+_DIE_WITH_PARENT = ("import ctypes, os, signal, sys\n"
+                    "parent = int(sys.argv[1])\n"
+                    "ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)\n"
+                    "if os.getppid() != parent: sys.exit(1)\n"
+                    "os.execv(sys.executable, [sys.executable, '-m', 'papermill', *sys.argv[2:]])\n")
+
+
+def _papermill_command(args: list[str]) -> list[str]:
+    if sys.platform.startswith("linux"):
+        return [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *args]
+    return [sys.executable, "-m", "papermill", *args]
+
+
 def execute(step: Step, reports_dir: Path, threads: int = 0) -> StepResult:
-    """Run one notebook with papermill in its own process, then render its HTML reports."""
+    """Run one notebook with papermill in its own process, then render its HTML reports.
+
+    The notebook executes into a hidden partial file that replaces the report only when papermill
+    has finished (a killed run leaves the last report as it was); the parameters file and the
+    kernel's connection file live in the reports folder and are replaced by the next run.
+    """
     reports_dir.mkdir(parents=True, exist_ok=True)
     output = reports_dir / f"{step.name}.ipynb"
-    env = dict(os.environ)
+    partial = reports_dir / f".{step.name}.partial.ipynb"
+    params_file = reports_dir / f".{step.name}.parameters.yaml"
+    runtime = reports_dir / ".runtime" / step.name
+    shutil.rmtree(runtime, ignore_errors=True)  # a killed run's kernel connection file
+    runtime.mkdir(parents=True)
+    params_file.write_text(yaml.safe_dump(step.parameters))
+    output_log = runtime / "outputs.txt"
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime), OUTPUT_LOG_ENV: str(output_log)}
     if threads:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
     start = time.perf_counter()
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-        yaml.safe_dump(step.parameters, f)
-        params_file = f.name
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "papermill", str(NOTEBOOK_DIR / f"{step.notebook}.ipynb"), str(output),
-             "-f", params_file, "-k", "python3", "--cwd", str(NOTEBOOK_DIR), "--no-progress-bar"],
+            _papermill_command([str(NOTEBOOK_DIR / f"{step.notebook}.ipynb"), str(partial), "-f", str(params_file),
+                                "-k", "python3", "--cwd", str(NOTEBOOK_DIR), "--no-progress-bar"]),
             capture_output=True, text=True, env=env)
+        written = output_log.read_text().splitlines() if output_log.is_file() else []
     finally:
-        os.unlink(params_file)
+        params_file.unlink(missing_ok=True)
+        shutil.rmtree(runtime, ignore_errors=True)
+        with suppress(OSError):  # other steps may still use it
+            runtime.parent.rmdir()
     seconds = time.perf_counter() - start
-    if output.is_file():
+    if partial.is_file() and proc.returncode >= 0:  # papermill finished (a failing cell is a finished report)
+        os.replace(partial, output)
         render_html(output)
+    partial.unlink(missing_ok=True)
     if proc.returncode != 0:
-        return StepResult(step.name, "failed", seconds, str(output), _last_error(proc.stderr))
-    return StepResult(step.name, "ok", seconds, str(output))
+        return StepResult(step.name, "failed", seconds, str(output), notebook_error(output, proc.stderr))
+    return StepResult(step.name, "ok", seconds, str(output), outputs={p: file_identity(p) for p in dict.fromkeys(written)})
 
 
-def _last_error(stderr: str) -> str:
-    """The notebook's own exception line from papermill's output."""
+def notebook_error(notebook: Path, stderr: str) -> str:
+    """The notebook's own exception (`Name: message`) from its error output, else from papermill's log."""
+    try:
+        cells = json.loads(notebook.read_text())["cells"]
+        for cell in cells:
+            for out in cell.get("outputs", []):
+                if out.get("output_type") == "error":
+                    return f"{out.get('ename', 'Error')}: {out.get('evalue', '')}"[:500]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
     errors = [ln for ln in lines if "Error" in ln and not ln.startswith(("File ", "Traceback"))]
     return (errors[-1] if errors else (lines[-1] if lines else "failed"))[:500]
@@ -222,15 +255,18 @@ class State:
         self.data: dict[str, dict] = json.loads(path.read_text()) if path.is_file() else {}
 
     def unchanged(self, step: Step, reports_dir: Path, metrics_dir: Path) -> bool:
+        """The step's last success had the same fingerprint, and everything it wrote is still as it wrote it."""
         last = self.data.get(step.name, {})
         return (last.get("fingerprint") == step.fingerprint and last.get("status") in OK_STATUSES
-                and (reports_dir / f"{step.name}.ipynb").is_file() and (metrics_dir / f"{step.name}.json").is_file())
+                and (reports_dir / f"{step.name}.ipynb").is_file() and (metrics_dir / f"{step.name}.json").is_file()
+                and all(file_identity(path) == identity for path, identity in last.get("outputs", {}).items()))
 
     def record(self, step: Step, result: StepResult) -> None:
         with self._lock:
             if result.succeeded and result.status != "unchanged":
                 self.data[step.name] = {"fingerprint": step.fingerprint, "status": result.status,
-                                        "seconds": round(result.seconds, 2), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+                                        "seconds": round(result.seconds, 2), "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+                                        "outputs": result.outputs}
             elif not result.succeeded:
                 self.data.pop(step.name, None)
             write_json(self.data, self.path)
@@ -239,8 +275,18 @@ class State:
 def run_pipeline(params: dict[str, Any], strategies: list[str] | None = None, jobs: int = 1, force: bool = False,
                  scheduler: str | None = None,
                  on_result: Callable[[StepResult, int, int], None] | None = None) -> tuple[list[StepResult], Plan]:
-    """Run the DAG; returns every step's result in plan order."""
+    """Run the DAG; returns every step's result in plan order. RunLocked when another run is using
+    one of the folders the steps write."""
     the_plan = plan(params, strategies)
+    with run_lock(the_plan.write_dirs):
+        if force:  # a forced run starts every training from scratch
+            for checkpoint in the_plan.reports_dir.parent.glob("*/checkpoint*.pt"):
+                checkpoint.unlink()
+        return _run_plan(the_plan, jobs, force, scheduler, on_result), the_plan
+
+
+def _run_plan(the_plan: Plan, jobs: int, force: bool, scheduler: str | None,
+              on_result: Callable[[StepResult, int, int], None] | None) -> list[StepResult]:
     the_plan.reports_dir.mkdir(parents=True, exist_ok=True)
     state = State(the_plan.reports_dir / "runner_state.json")
     unchanged = set() if force else {s.name for s in the_plan.steps
@@ -263,7 +309,7 @@ def run_pipeline(params: dict[str, Any], strategies: list[str] | None = None, jo
         _run_local(the_plan, unchanged, jobs, threads, finished)
     ordered = [results[s.name] for s in the_plan.steps]
     write_index(the_plan.reports_dir, the_plan.strategies, ordered)
-    return ordered, the_plan
+    return ordered
 
 
 def _threads_for(step: Step, parallel_threads: int) -> int:

@@ -52,7 +52,8 @@ def train_run(pair: Pair, cfg: Config, run: str, tag: str = "", **options) -> Tr
 def baseline(name: str, pair: Pair, cfg: Config) -> Outcome:
     """03: one baseline (SA or SB), with out-of-fold outputs when `wrong_from` asks for them. A baseline
     that cannot train stops 03 with the reason: every strategy needs both."""
-    run = train_run(pair, cfg, name, title=name, wrong_from=cfg.wrong_from, folds=cfg.folds, fold_jobs=cfg.fold_jobs)
+    run = train_run(pair, cfg, name, title=name, wrong_from=cfg.wrong_from, folds=cfg.folds, fold_jobs=cfg.fold_jobs,
+                    fold_ensemble=cfg.fold_ensemble)
     outcome = Outcome(Outcome.TRAINED, run=run, figures=dict(run.figures))
     scheme, k = cfg.scheme, cfg.n_examples
     classes = pd.Series(scheme.class_names(run.predictions["annotation"]), index=run.predictions.index)
