@@ -3,8 +3,11 @@
 Each crop shows a cell body in the last channel (DPC-like). True parasites carry a small spot in
 the first two (fluorescence) channels; some non-parasites carry a dimmer, more diffuse
 "distractor" spot that is mostly in the first channel. Weak parasites and strong distractors are
-the hard, ambiguous images: those are the ones mostly labelled "unsure". A few percent of the
-certain labels are flipped. `truth.csv` records the true class of every image.
+the hard, ambiguous images: those are the ones mostly labelled "unsure". A share `flip_frac` of
+the certain labels is flipped: `uniform` noise flips any of them at random; `systematic` noise
+flips as people err on these crops, faint parasites called non-parasite and bright distractors
+called parasite, more often the harder the image. `truth.csv` records the true class of every
+image, which labels were flipped, and the noise kind.
 """
 from __future__ import annotations
 
@@ -27,8 +30,18 @@ class DemoSpec:
     size: int = 31
     parasite_frac: float = 0.3
     flip_frac: float = 0.03
+    noise: str = "uniform"  # or "systematic"
     max_unsure_prob: float = 0.7
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.noise not in NOISE_KINDS:
+            raise ValueError(f"noise must be one of {list(NOISE_KINDS)}, got {self.noise!r}")
+        if not 0 <= self.flip_frac <= 0.5:
+            raise ValueError(f"flip_frac must be in [0, 0.5], got {self.flip_frac!r}")
+
+
+NOISE_KINDS = ("uniform", "systematic")
 
 
 def _spots(rng: np.random.Generator, n: int, size: int, radius: np.ndarray, sigma: float) -> np.ndarray:
@@ -74,10 +87,27 @@ def noisy_labels(rng: np.random.Generator, truth_parasite: np.ndarray, hardness:
     labels = truth_parasite.astype(np.float64)  # 1 parasite, 0 non-parasite
     p_unsure = np.clip((hardness - 0.45) / 0.55, 0, 1) * spec.max_unsure_prob
     unsure = rng.random(len(labels)) < p_unsure
-    flipped = (rng.random(len(labels)) < spec.flip_frac) & ~unsure
+    draw = rng.random(len(labels))  # one draw per image whatever the noise kind: uniform stays as it was
+    flip_prob = spec.flip_frac if spec.noise == "uniform" else systematic_flip_prob(hardness, ~unsure, spec.flip_frac)
+    flipped = (draw < flip_prob) & ~unsure
     labels[flipped] = 1 - labels[flipped]
     labels[unsure] = DEFAULT_ANN_DICT["unsure"]
     return labels, flipped
+
+
+def systematic_flip_prob(hardness: np.ndarray, certain: np.ndarray, flip_frac: float) -> np.ndarray:
+    """Per-image flip probability proportional to hardness (zero for easy images: a non-parasite with
+    no distractor is never called parasite), scaled so the certain images' mean is `flip_frac`."""
+    if flip_frac == 0 or not certain.any() or hardness[certain].sum() == 0:
+        return np.zeros(len(hardness))
+    scale = flip_frac / hardness[certain].mean()
+    for _ in range(50):  # probabilities are capped at 1: raise the scale until the mean is met
+        prob = np.minimum(1.0, scale * hardness)
+        mean = prob[certain].mean()
+        if mean >= flip_frac * 0.999 or (prob[certain] == 1).all():
+            break
+        scale *= flip_frac / mean
+    return prob
 
 
 def _write_source(out: OutputSet, pair: Pair, rng: np.random.Generator, n: int, parasite_frac: float,
@@ -98,6 +128,7 @@ def _write_source(out: OutputSet, pair: Pair, rng: np.random.Generator, n: int, 
         "truth": [names[int(t)] for t in truth],
         "label_flipped": flipped,
         "hardness": hardness.round(3),
+        "noise": spec.noise,
     })
 
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..core.errors import InputError, ParameterError
-from ..data.demo import DemoSpec, make_demo
+from ..data.demo import NOISE_KINDS, DemoSpec, make_demo
 from .generated import sync_generated
 from .lock import RunLocked
 from .parameters import load_parameters
@@ -26,6 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--channels", type=int, default=4)
     demo.add_argument("--size", type=int, default=31)
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--flip-frac", type=float, default=DemoSpec.flip_frac,
+                      help=f"share of the certain labels flipped (default {DemoSpec.flip_frac})")
+    demo.add_argument("--noise", choices=NOISE_KINDS, default=DemoSpec.noise,
+                      help="uniform: any certain label flipped at random; systematic: faint parasites and bright "
+                           "distractors mislabelled, more often the harder they are")
     demo.add_argument("--if-missing", action="store_true", help="do nothing when the demo data already exists")
 
     run = sub.add_parser("run", help="run the pipeline's notebooks as a DAG from parameters YAML file(s)")
@@ -64,7 +69,12 @@ def _demo(args: argparse.Namespace) -> int:
         if getattr(args, name) < 1:
             print(f"error: --{name.replace('_', '-')} must be at least 1", file=sys.stderr)
             return 2
-    spec = DemoSpec(n_patient=args.n_patient, n_neg=args.n_neg, channels=args.channels, size=args.size, seed=args.seed)
+    try:
+        spec = DemoSpec(n_patient=args.n_patient, n_neg=args.n_neg, channels=args.channels, size=args.size,
+                        seed=args.seed, flip_frac=args.flip_frac, noise=args.noise)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     paths = make_demo(args.out_dir, spec)
     print(f"demo data written: data_dir={paths['data_dir']} data_dir_n={paths['data_dir_n']} truth={paths['truth']}")
     return 0

@@ -1,0 +1,57 @@
+"""Demo data with the noise asked for (issue 17, part 1): --flip-frac and --noise uniform|systematic."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers.data.demo import DemoSpec, make_demo, systematic_flip_prob
+from helpers.run.cli import main
+
+
+def _flips(folder, **spec) -> pd.DataFrame:
+    make_demo(folder, DemoSpec(n_patient=3000, n_neg=200, size=15, seed=1, **spec))
+    truth = pd.read_csv(folder / "truth.csv")
+    ann = pd.read_csv(folder / "patient" / "patient_combined_ann.csv")
+    patient = truth[truth["image_id"].str.startswith("patient")].reset_index(drop=True)
+    return patient.assign(annotation=ann["annotation"], certain=ann["annotation"] != 2)
+
+
+@pytest.mark.parametrize("noise", ["uniform", "systematic"])
+def test_the_flip_fraction_asked_for_is_the_share_of_certain_labels_flipped(tmp_path, noise):
+    rows = _flips(tmp_path / noise, flip_frac=0.2, noise=noise)
+    certain = rows[rows["certain"]]
+    assert certain["label_flipped"].mean() == pytest.approx(0.2, abs=0.025)
+    assert (rows["noise"] == noise).all() and not rows.loc[~rows["certain"], "label_flipped"].any()
+    flipped = certain[certain["label_flipped"]]
+    given_parasite = flipped["annotation"] == 1
+    assert (given_parasite == (flipped["truth"] == "non-parasite")).all()  # a flip is the other class
+
+
+def test_systematic_noise_flips_hard_images_and_never_easy_ones(tmp_path):
+    uniform = _flips(tmp_path / "u", flip_frac=0.1, noise="uniform")
+    systematic = _flips(tmp_path / "s", flip_frac=0.1, noise="systematic")
+    hard = lambda rows: rows.loc[rows["certain"] & rows["label_flipped"], "hardness"].mean()  # noqa: E731
+    assert hard(systematic) > hard(uniform) + 0.15
+    easy = systematic["certain"] & (systematic["hardness"] == 0)  # non-parasites without a distractor
+    assert easy.sum() > 100 and not systematic.loc[easy, "label_flipped"].any()
+
+
+def test_systematic_probabilities_meet_the_mean_even_when_capped():
+    hardness = np.r_[np.zeros(50), np.linspace(0.01, 1, 50)]
+    prob = systematic_flip_prob(hardness, np.ones(100, bool), 0.4)
+    assert prob.mean() == pytest.approx(0.4, rel=0.01) and prob.max() <= 1 and (prob[:50] == 0).all()
+
+
+def test_default_demo_is_unchanged_uniform_3_percent(tmp_path):
+    default = _flips(tmp_path / "d")
+    explicit = _flips(tmp_path / "e", flip_frac=0.03, noise="uniform")
+    assert default.equals(explicit)
+
+
+def test_cli_takes_flip_frac_and_noise_and_refuses_bad_values(tmp_path, capsys):
+    assert main(["demo", str(tmp_path / "x"), "--n-patient", "200", "--n-neg", "20", "--size", "9",
+                 "--flip-frac", "0.2", "--noise", "systematic"]) == 0
+    assert (pd.read_csv(tmp_path / "x" / "truth.csv")["noise"] == "systematic").all()
+    assert main(["demo", str(tmp_path / "y"), "--flip-frac", "0.7"]) == 2
+    assert "flip_frac must be in [0, 0.5]" in capsys.readouterr().err and not (tmp_path / "y").exists()
+    with pytest.raises(SystemExit):
+        main(["demo", str(tmp_path / "z"), "--noise", "gaussian"])
