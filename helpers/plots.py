@@ -6,7 +6,7 @@ nothing accumulates in pyplot's global state across a long notebook.
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -197,15 +197,16 @@ def lowest_scores_grid(images: np.ndarray, predictions: pd.DataFrame, scores: np
     return labelled_grid(np.asarray(images[rows]), captions(predictions, rows), title=title)
 
 
-def comparison_chart(table: pd.DataFrame, column: str, ci_prefix: str) -> Figure:
+def comparison_chart(table: pd.DataFrame, column: str, ci_prefix: str,
+                     baselines: Sequence[str] = ("s_a", "s_b")) -> Figure:
     """`column` of every run with its bootstrap interval (`<ci_prefix> CI low/high`); runs that did not
-    apply are labelled. Baselines are drawn blue, strategies orange."""
+    apply are labelled. The `baselines` are drawn blue, every strategy orange."""
     fig = Figure(figsize=(max(5, 0.8 * len(table) + 2), 3.4), layout="constrained")
     ax = fig.subplots()
     names = list(table.index)
     ok = table["status"] == "ok"
     values = table[column].where(ok).astype(float).fillna(0) if column in table else pd.Series(0.0, index=table.index)
-    colors = ["C1" if n.startswith("s_") and n[2].isdigit() else "C0" for n in names]
+    colors = ["C0" if n in baselines else "C1" for n in names]
     ax.bar(names, values, color=colors)
     if f"{ci_prefix} CI low" in table:
         lo, hi = table[f"{ci_prefix} CI low"].astype(float), table[f"{ci_prefix} CI high"].astype(float)

@@ -101,3 +101,17 @@ def test_verdict_says_when_a_difference_is_not_significant():
 def test_verdict_without_any_run_names_no_winner():
     table = pd.DataFrame({"status": ["missing", "not applicable"], "ROC AUC": [np.nan, np.nan]}, index=["s_a", "s_1a"])
     assert verdict(table, {}, "roc_auc") == {"best": None, "text": "No run produced predictions to compare."}
+
+
+def test_comparison_chart_draws_baselines_blue_and_every_strategy_orange():
+    from matplotlib.colors import to_hex
+
+    from helpers.plots import comparison_chart
+
+    names = ["s_a", "s_b", "s_1a", "s_ceal", "s_prop", "s_2thr"]
+    table = pd.DataFrame({"status": "ok", "ROC AUC": [0.9, 0.91, 0.92, 0.93, 0.94, 0.95]}, index=names)
+    bars = comparison_chart(table, "ROC AUC", "roc_auc").axes[0].patches
+    colours = {name: to_hex(bar.get_facecolor()) for name, bar in zip(names, bars)}
+    blue, orange = colours["s_a"], colours["s_1a"]
+    assert blue != orange and colours["s_b"] == blue
+    assert all(colours[n] == orange for n in ("s_ceal", "s_prop", "s_2thr"))

@@ -126,3 +126,4 @@ def test_not_applicable_strategy_is_reported_and_the_run_goes_on(tiny_demo, tmp_
     assert rows["s_1a"]["status"] == "not applicable"
     shown = json.dumps([c.get("outputs", []) for c in nb.cells])
     assert "Best by test ROC AUC" in shown and "not applicable" in shown
+    assert "PosixPath" not in shown  # no stray return values in the report

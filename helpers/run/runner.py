@@ -185,7 +185,9 @@ def execute(step: Step, reports_dir: Path, threads: int = 0) -> StepResult:
     runtime.mkdir(parents=True)
     params_file.write_text(yaml.safe_dump(step.parameters))
     output_log = runtime / "outputs.txt"
-    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime), OUTPUT_LOG_ENV: str(output_log)}
+    # The kernel's connection file (jupyter_client makes it with tempfile) and any other temp file of
+    # papermill or the kernel land in the step's runtime folder, which a killed run leaves to the next.
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime), "TMPDIR": str(runtime), OUTPUT_LOG_ENV: str(output_log)}
     if threads:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
     start = time.perf_counter()
