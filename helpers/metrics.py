@@ -17,6 +17,7 @@ from sklearn.metrics import (
     precision_recall_curve,
     precision_recall_fscore_support,
     roc_auc_score,
+    roc_curve,
 )
 
 from .core.columns import output_column, score_column
@@ -172,6 +173,18 @@ def threshold_summary(is_positive: np.ndarray, scores: np.ndarray, threshold: fl
     negatives = row["FP"] + row["TN"]
     row["false positives per µl"] = row["FP"] / negatives * rbc_per_ul if negatives else float("nan")
     return {"threshold": float(threshold), **row}
+
+
+def recall_at_fpr(is_positive: np.ndarray, scores: np.ndarray, max_fpr: float) -> dict[str, float]:
+    """The highest recall whose false-positive rate is at most `max_fpr` (a screening operating point),
+    with its threshold and actual rate; NaN without both classes."""
+    if not 0 < is_positive.sum() < len(is_positive):
+        return {"recall": float("nan"), "fpr": float("nan"), "threshold": float("nan")}
+    fpr, tpr, thresholds = roc_curve(is_positive, scores)
+    allowed = np.flatnonzero(fpr <= max_fpr)  # fpr[0] == 0: never empty
+    best = allowed[np.argmax(tpr[allowed])]
+    threshold = float(thresholds[best]) if np.isfinite(thresholds[best]) else float("nan")  # nan: nothing positive
+    return {"recall": float(tpr[best]), "fpr": float(fpr[best]), "threshold": threshold}
 
 
 def ranking_scores(is_target: np.ndarray, scores: np.ndarray) -> dict[str, float]:

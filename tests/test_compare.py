@@ -115,3 +115,24 @@ def test_comparison_chart_draws_baselines_blue_and_every_strategy_orange():
     blue, orange = colours["s_a"], colours["s_1a"]
     assert blue != orange and colours["s_b"] == blue
     assert all(colours[n] == orange for n in ("s_ceal", "s_prop", "s_2thr"))
+
+
+def test_recall_at_a_false_positive_rate_by_hand():
+    from helpers.metrics import recall_at_fpr
+
+    is_pos = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], bool)
+    scores = np.array([0.9, 0.8, 0.3, 0.2, 0.85, *np.linspace(0.0, 0.25, 15)])
+    # no false positive allowed: only the 0.9 parasite is above the best negative (0.85)
+    assert recall_at_fpr(is_pos, scores, 0.0) == {"recall": 0.25, "fpr": 0.0, "threshold": 0.9}
+    one_in_16 = recall_at_fpr(is_pos, scores, 1 / 16)  # the 0.85 negative may pass: 0.9, 0.8 and 0.3 are found
+    assert (one_in_16["recall"], one_in_16["fpr"]) == (0.75, 1 / 16)
+    assert np.isnan(recall_at_fpr(np.zeros(5, bool), np.ones(5), 0.01)["recall"])
+
+
+def test_comparison_reports_recall_at_max_fpr_and_false_positives_per_microlitre(layout, records):
+    table, _ = comparison_table(records, layout, truth=None, primary="roc_auc", n_bootstrap=0, max_fpr=0.5,
+                                rbc_per_ul=1000.0)
+    column = "parasite recall at FPR <= 0.5"
+    ok = table[table["status"] == "ok"]
+    assert ((ok[column] >= 0) & (ok[column] <= 1)).all()
+    assert (ok["false positives per µl"] <= 0.5 * 1000.0).all()

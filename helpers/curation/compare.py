@@ -17,7 +17,7 @@ from ..core.labels import POSITIVE_VALUE, LabelScheme, round_annotations
 from ..core.paths import resolve
 from ..data.layout import Layout
 from ..data.sets import read_annotations
-from ..metrics import operating_thresholds
+from ..metrics import operating_thresholds, recall_at_fpr
 from .label_issues import flip_finding
 from .relabel import relabel_accuracy, relabel_coverage
 
@@ -115,8 +115,11 @@ def flip_finding_table(layout: Layout, truth: pd.DataFrame | None) -> pd.DataFra
 
 
 def comparison_table(records: dict[str, RunRecord], layout: Layout, truth: pd.DataFrame | None,
-                     primary: str = "roc_auc", n_bootstrap: int = 1000, seed: int = 0) -> tuple[pd.DataFrame, dict]:
-    """One row per run: test metrics on the shared rows, CI of the primary metric, truth scores."""
+                     primary: str = "roc_auc", n_bootstrap: int = 1000, seed: int = 0, max_fpr: float = 0.01,
+                     rbc_per_ul: float = 5e6) -> tuple[pd.DataFrame, dict]:
+    """One row per run: test metrics on the shared rows, CI of the primary metric, the positive
+    class's recall at a false-positive rate of at most `max_fpr` (and the false positives per µl
+    that rate implies at `rbc_per_ul` red cells), truth scores."""
     scheme = layout.scheme
     test = test_rows(layout)
     is_pos = test["value"].to_numpy() == POSITIVE_VALUE
@@ -143,6 +146,9 @@ def comparison_table(records: dict[str, RunRecord], layout: Layout, truth: pd.Da
             "ROC AUC": _metric("roc_auc", is_pos, score, pred),
         })
         row.update({k: v for k, v in operating_thresholds(is_pos, score).items() if k.endswith("threshold")})
+        screening = recall_at_fpr(is_pos, score, max_fpr)
+        row[f"{scheme.positive} recall at FPR <= {max_fpr:g}"] = screening["recall"]
+        row["false positives per µl"] = screening["fpr"] * rbc_per_ul
         if name in samples:
             lo, hi = np.nanpercentile(samples[name], [2.5, 97.5])
             row[f"{primary} CI low"], row[f"{primary} CI high"] = float(lo), float(hi)
@@ -152,6 +158,7 @@ def comparison_table(records: dict[str, RunRecord], layout: Layout, truth: pd.Da
         if truth_pos is not None:
             row["accuracy vs truth"] = float((pred == truth_pos).mean())
             row["ROC AUC vs truth"] = _metric("roc_auc", truth_pos, score, pred)
+            row[f"{scheme.positive} recall at FPR <= {max_fpr:g} vs truth"] = recall_at_fpr(truth_pos, score, max_fpr)["recall"]
             if record.relabeled is not None:
                 row["unsure relabel accuracy vs truth"] = relabel_accuracy(record.relabeled, truth, scheme)
                 row["unsures labelled (share)"] = relabel_coverage(record.relabeled)

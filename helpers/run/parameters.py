@@ -184,6 +184,8 @@ class Parameters:
     # 06 compare
     truth_path: str = param("", "CSV of the hidden true class of every image_id (demo data: data/demo/truth.csv, "
                             "as demo.yaml sets); '' = none", _opt_str)
+    max_fpr: float = param(0.01, "the false-positive rate at which 06 reports the parasite recall (a screening "
+                           "operating point)", _float(1e-6, 1.0))
     primary_metric: str = param("roc_auc", "test metric that decides the best strategy: roc_auc, accuracy or f1",
                                 _choice("roc_auc", "accuracy", "f1"))
     n_bootstrap: int = param(1000, "bootstrap resamples of the test rows for confidence intervals", _int(0, 100_000))
@@ -234,7 +236,8 @@ NOTEBOOK_PARAMETERS: dict[str, tuple[str, ...]] = {
                           "precision_target", "recall_target"),
     "05_relabel_and_classify": (*DIRS, "strategy", "relabel_thresh", *TRAIN_PARAMETERS, "resume", "sample_weights",
                                 "precision_target", "recall_target"),
-    "06_compare": (*DIRS, "strategies", "relabel_thresh", "truth_path", "primary_metric", "n_bootstrap", "seed"),
+    "06_compare": (*DIRS, "strategies", "relabel_thresh", "truth_path", "primary_metric", "max_fpr", "rbc_per_ul",
+                   "n_bootstrap", "seed"),
     "07_review": (*DIRS, "run", "tag", "overrides_path", "per_page", "rbc_per_ul", "seed"),
 }
 STRATEGY_NOTEBOOKS = ("04_differentiator", "05_relabel_and_classify")
