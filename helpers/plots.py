@@ -237,3 +237,19 @@ def embedding_scatter(points: np.ndarray, labels: np.ndarray, order: list[str], 
         fig.colorbar(sc, ax=ax, label="score")
     ax.set(title=title, xticks=[], yticks=[])
     return fig
+
+
+def review_efficiency_curve(curve: pd.DataFrame, title: str = "Flipped labels found per share reviewed") -> Figure:
+    """Share of the flipped labels found against the share of images reviewed, one line per ranking,
+    with the perfect order and random as dashed bounds."""
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.subplots()
+    x = curve.index.to_numpy() * 100
+    for name in curve.columns:
+        bound = name in ("perfect", "random")
+        ax.plot(x, curve[name] * 100, linestyle="--" if bound else "-", color="grey" if bound else None,
+                linewidth=1 if bound else 1.8, label=name)
+    ax.set(xlabel="images reviewed, most suspect first (%)", ylabel="flipped labels found (%)", title=title,
+           xlim=(0, 100), ylim=(0, 101))
+    ax.legend(fontsize=8, loc="lower right")
+    return fig

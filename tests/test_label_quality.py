@@ -10,7 +10,7 @@ from helpers.core.errors import InputError, NotTrainable
 from helpers.core.io import OutputSet
 from helpers.core.labels import EXCLUDED_UNSURE_VALUE, round_annotations
 from helpers.curation.compare import flip_finding_table
-from helpers.curation.label_issues import flip_finding, label_issue_columns
+from helpers.curation.label_issues import flip_finding, label_issue_columns, review_efficiency, review_gain
 from helpers.curation.out_of_fold import fold_assignment, out_of_fold_probabilities
 from helpers.curation.proposals import (
     binary_entropy_bits,
@@ -255,3 +255,23 @@ def test_flip_finding_columns_appear_only_with_truth(trained_layout, tiny_demo, 
     table = flip_finding_table(trained_layout, truth)
     assert list(table.index) == [("s_b", "in_sample"), ("s_b", "out_of_fold"), ("s_b", "cleanlab")]
     assert {"precision", "recall", "roc_auc", "average_precision", "flipped", "flagged"} <= set(table.columns)
+
+
+def test_review_efficiency_counts_flips_found_per_share_reviewed_by_hand(scheme):
+    # 10 certain training rows, 2 of them flipped (rows 3 and 7); 2 test rows never counted
+    n = 12
+    parasite = np.array([0.9, 0.8, 0.7, 0.1, 0.6, 0.95, 0.85, 0.2, 0.9, 0.75, 0.1, 0.9])
+    preds = pd.DataFrame({"image_id": [f"s:{i}" for i in range(n)], "annotation": 1.0,
+                          "split": ["train"] * 10 + ["test"] * 2,
+                          "parasite output": parasite, "non-parasite output": 1 - parasite})
+    truth = pd.DataFrame({"image_id": preds["image_id"], "truth": "parasite",
+                          "label_flipped": np.isin(np.arange(n), [3, 7, 10])})
+    curve = review_efficiency(preds, truth, scheme, points=10)
+    assert curve.index.tolist() == pytest.approx([i / 10 for i in range(11)])
+    # most suspect first (lowest parasite output for a parasite label): rows 3 (0.1) and 7 (0.2)
+    assert curve["likely wrong (in-sample)"].tolist()[:3] == [0.0, 0.5, 1.0]
+    assert curve["perfect"].tolist()[:3] == [0.0, 0.5, 1.0] and curve["random"].iloc[2] == pytest.approx(0.2)
+    gain = review_gain(curve, at=(0.1, 0.2))
+    assert gain.loc["likely wrong (in-sample)", "x random at 20%"] == pytest.approx(5.0)
+    assert "random" not in gain.index and "entropy" in gain.index
+    assert review_efficiency(preds, truth.assign(label_flipped=False), scheme).empty

@@ -51,6 +51,9 @@ def test_whole_dag_with_reports_then_a_rerun_skips_it_and_changed_steps_run_on_d
     methods = {(row["baseline"], row["method"]) for row in compare["flip_finding"]}
     assert methods == {(b, m) for b in ("s_a", "s_b") for m in ("in_sample", "out_of_fold", "cleanlab")}
     assert compare["verdict"]["best"] in runs
+    gains = {row["ranking"]: row for row in compare["review_gain"]["s_b"]}  # the tiny demo has flips
+    assert {"perfect", "likely wrong (out-of-fold)", "label quality (cleanlab)", "entropy"} <= set(gains)
+    assert all(0 <= row["found at 5%"] <= row["found at 10%"] <= 1 for row in gains.values())
 
     execute, executed = runner.execute, []
     monkeypatch.setattr(runner, "execute", lambda *a, **k: pytest.fail("an unchanged step was executed again"))

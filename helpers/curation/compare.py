@@ -18,7 +18,7 @@ from ..core.paths import resolve
 from ..data.layout import Layout
 from ..data.sets import read_annotations
 from ..metrics import operating_thresholds, recall_at_fpr
-from .label_issues import flip_finding
+from .label_issues import flip_finding, review_efficiency
 from .relabel import relabel_accuracy, relabel_coverage
 
 BASELINES = ("s_a", "s_b")
@@ -112,6 +112,21 @@ def flip_finding_table(layout: Layout, truth: pd.DataFrame | None) -> pd.DataFra
     if not parts:
         return pd.DataFrame()
     return pd.concat(parts).reset_index().set_index(["baseline", "method"])
+
+
+def review_curves(layout: Layout, truth: pd.DataFrame | None) -> dict[str, pd.DataFrame]:
+    """Per baseline: the review-efficiency curve of every ranking of its predictions (see
+    label_issues.review_efficiency). Empty without truth or its `label_flipped`."""
+    if truth is None or "label_flipped" not in truth.columns:
+        return {}
+    curves = {}
+    for name in BASELINES:
+        path = layout.predictions(name)
+        if path.is_file():
+            curve = review_efficiency(read_annotations(path), truth, layout.scheme)
+            if not curve.empty:
+                curves[name] = curve
+    return curves
 
 
 def comparison_table(records: dict[str, RunRecord], layout: Layout, truth: pd.DataFrame | None,

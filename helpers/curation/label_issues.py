@@ -7,7 +7,7 @@ import pandas as pd
 from cleanlab.filter import find_label_issues
 from cleanlab.rank import get_label_quality_scores
 
-from ..core.columns import WRONG_FROM, flag_values, score_column
+from ..core.columns import WRONG_FROM, flag_values, output_probabilities, score_column
 from ..core.labels import LabelScheme, round_annotations
 from ..metrics import own_class_scores, ranking_scores
 
@@ -39,7 +39,26 @@ def flip_finding(predictions: pd.DataFrame, truth: pd.DataFrame, scheme: LabelSc
     out-of-fold own-class output < 0.5 (the origin's rule), and cleanlab's issue list / label quality.
     """
     rows, flipped = flip_rows(predictions, truth, scheme)
-    methods: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    out = []
+    for method, (flagged, suspicion) in suspicion_rankings(predictions, scheme, rows).items():
+        if flagged is None:  # a ranking with no flagged set of its own (entropy)
+            continue
+        f, y = flagged[rows], flipped[rows]
+        out.append({"method": method, "rows": int(rows.sum()), "flipped": int(y.sum()), "flagged": int(f.sum()),
+                    "precision": float((f & y).sum() / f.sum()) if f.sum() else float("nan"),
+                    "recall": float((f & y).sum() / y.sum()) if y.sum() else float("nan"),
+                    **ranking_scores(y, suspicion[rows])})
+    return pd.DataFrame(out).set_index("method") if out else pd.DataFrame(
+        columns=["rows", "flipped", "flagged", "precision", "recall", "roc_auc", "average_precision"])
+
+
+def suspicion_rankings(predictions: pd.DataFrame, scheme: LabelScheme,
+                       rows: np.ndarray) -> dict[str, tuple[np.ndarray | None, np.ndarray]]:
+    """Ways to rank rows by how likely their label is wrong (higher = more suspect), each with the
+    set it flags (None: a ranking only): in-sample and out-of-fold own-class output (flagged below
+    0.5, the origin's rule), cleanlab's label quality (its issue list), and the entropy of the
+    outputs (uncertainty, not disagreement). Only rankings defined on every row of `rows`."""
+    methods: dict[str, tuple[np.ndarray | None, np.ndarray]] = {}
     for wrong_from in WRONG_FROM:
         own = own_class_scores(predictions, scheme.certain_names,
                                [scheme.ann_dict[n] for n in scheme.certain_names], wrong_from)
@@ -49,15 +68,43 @@ def flip_finding(predictions: pd.DataFrame, truth: pd.DataFrame, scheme: LabelSc
         quality = pd.to_numeric(predictions["label_quality"], errors="coerce").to_numpy()
         if np.isfinite(quality[rows]).all():
             methods["cleanlab"] = (flag_values(predictions["is_label_issue"]), 1 - quality)
-    out = []
-    for method, (flagged, suspicion) in methods.items():
-        f, y = flagged[rows], flipped[rows]
-        out.append({"method": method, "rows": int(rows.sum()), "flipped": int(y.sum()), "flagged": int(f.sum()),
-                    "precision": float((f & y).sum() / f.sum()) if f.sum() else float("nan"),
-                    "recall": float((f & y).sum() / y.sum()) if y.sum() else float("nan"),
-                    **ranking_scores(y, suspicion[rows])})
-    return pd.DataFrame(out).set_index("method") if out else pd.DataFrame(
-        columns=["rows", "flipped", "flagged", "precision", "recall", "roc_auc", "average_precision"])
+    probs = np.clip(output_probabilities(predictions)[0], 1e-12, 1)
+    methods["entropy"] = (None, -(probs * np.log(probs)).sum(axis=1))
+    return methods
+
+
+REVIEW_RANKINGS = {"in_sample": "likely wrong (in-sample)", "out_of_fold": "likely wrong (out-of-fold)",
+                   "cleanlab": "label quality (cleanlab)", "entropy": "entropy"}
+
+
+def review_efficiency(predictions: pd.DataFrame, truth: pd.DataFrame, scheme: LabelScheme,
+                      points: int = 100) -> pd.DataFrame:
+    """Share of the flipped labels found (rows) when a person reviews the top share of the
+    certain, non-test images (index, 0-1) in each ranking's order; with the perfect order and the
+    expected random one as bounds. Empty when nothing was flipped."""
+    rows, flipped = flip_rows(predictions, truth, scheme)
+    y = flipped[rows]
+    n, total = int(rows.sum()), int(y.sum())
+    if not total:
+        return pd.DataFrame()
+    reviewed = np.unique(np.ceil(np.round(np.linspace(0, 1, points + 1) * n, 9)).astype(int))
+    curves = {"perfect": np.minimum(reviewed / total, 1.0), "random": reviewed / n}
+    for method, (_, suspicion) in suspicion_rankings(predictions, scheme, rows).items():
+        order = np.argsort(-suspicion[rows], kind="stable")
+        found = np.concatenate([[0], np.cumsum(y[order])])
+        curves[REVIEW_RANKINGS[method]] = found[reviewed] / total
+    return pd.DataFrame(curves, index=pd.Index(reviewed / n, name="share reviewed"))
+
+
+def review_gain(curve: pd.DataFrame, at: tuple[float, ...] = (0.05, 0.10)) -> pd.DataFrame:
+    """Per ranking: the share of flips found after reviewing each share in `at`, as a multiple of
+    what a random order finds there (the ratio a reviewer's time is worth)."""
+    out = {}
+    for share in at:
+        row = curve.iloc[int(np.searchsorted(curve.index.to_numpy(), share - 1e-12))]
+        out[f"found at {share:.0%}"] = row.drop("random")
+        out[f"x random at {share:.0%}"] = row.drop("random") / row["random"]
+    return pd.DataFrame(out)
 
 
 def flip_rows(predictions: pd.DataFrame, truth: pd.DataFrame, scheme: LabelScheme) -> tuple[np.ndarray, np.ndarray]:
