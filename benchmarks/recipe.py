@@ -30,13 +30,12 @@ from sklearn.metrics import roc_auc_score
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from helpers.core.io import OutputSet  # noqa: E402
 from helpers.core.labels import DEFAULT_ANN_DICT, LabelScheme  # noqa: E402
+from helpers.curation.oracle import oracle_pair  # noqa: E402
 from helpers.curation.training_run import train_and_save  # noqa: E402
 from helpers.data.combine_split import combine, split_by_class  # noqa: E402
 from helpers.data.demo import DemoSpec, make_demo  # noqa: E402
 from helpers.data.layout import Layout  # noqa: E402
-from helpers.data.sets import Pair, read_annotations  # noqa: E402
 from helpers.metrics import expected_calibration_error  # noqa: E402
 from helpers.run.parameters import TRAIN_PARAMETERS, load_parameters, train_config  # noqa: E402
 
@@ -86,18 +85,6 @@ def demo_layout(seed: int, work: Path, spec: DemoSpec) -> tuple[Layout, pd.DataF
     return layout, pd.read_csv(data / "truth.csv")
 
 
-def oracle_set(layout: Layout, truth: pd.DataFrame) -> Pair:
-    """The combined images with every annotation replaced by its true class (split kept)."""
-    pair = Pair(layout.combined.images, layout.combined.ann.with_name("combined_ann_truth.csv"))
-    if not pair.ann.is_file():
-        ann = read_annotations(layout.combined.ann)
-        true_class = truth.set_index("image_id")["truth"].reindex(ann["image_id"]).to_numpy()
-        ann["annotation"] = np.where(true_class == SCHEME.positive, 1.0, 0.0)
-        with OutputSet() as out:
-            out.csv(ann, pair.ann)
-    return pair
-
-
 def score(predictions: pd.DataFrame, truth: pd.DataFrame) -> dict[str, float]:
     """Accuracy, ROC AUC and ECE of the positive output on the test rows, against the truth."""
     test = predictions[predictions["split"] == "test"]
@@ -117,7 +104,7 @@ def seconds_to_reach(history: pd.DataFrame, target: float) -> float | None:
 
 def measure(seed: int, recipe: str, labels: str, layout: Layout, truth: pd.DataFrame, target: float | None,
             work: Path) -> dict:
-    pair = layout.certain if labels == "noisy" else oracle_set(layout, truth)
+    pair = layout.certain if labels == "noisy" else oracle_pair(layout, truth)
     out = work / f"seed_{seed}" / "recipes" / f"{recipe}_{labels}"
     recipe_cfg = {k: v for k, v in RECIPES[recipe].items() if k not in RUN_OPTIONS}
     options = {k: v for k, v in RECIPES[recipe].items() if k in RUN_OPTIONS}

@@ -198,15 +198,15 @@ def lowest_scores_grid(images: np.ndarray, predictions: pd.DataFrame, scores: np
 
 
 def comparison_chart(table: pd.DataFrame, column: str, ci_prefix: str,
-                     baselines: Sequence[str] = ("s_a", "s_b")) -> Figure:
+                     baselines: Sequence[str] = ("s_a", "s_b"), references: Sequence[str] = ("s_oracle",)) -> Figure:
     """`column` of every run with its bootstrap interval (`<ci_prefix> CI low/high`); runs that did not
-    apply are labelled. The `baselines` are drawn blue, every strategy orange."""
+    apply are labelled. The `baselines` are drawn blue, `references` (the oracle) grey, every strategy orange."""
     fig = Figure(figsize=(max(5, 0.8 * len(table) + 2), 3.4), layout="constrained")
     ax = fig.subplots()
     names = list(table.index)
     ok = table["status"] == "ok"
     values = table[column].where(ok).astype(float).fillna(0) if column in table else pd.Series(0.0, index=table.index)
-    colors = ["C0" if n in baselines else "C1" for n in names]
+    colors = ["C0" if n in baselines else "0.6" if n in references else "C1" for n in names]
     ax.bar(names, values, color=colors)
     if f"{ci_prefix} CI low" in table:
         lo, hi = table[f"{ci_prefix} CI low"].astype(float), table[f"{ci_prefix} CI high"].astype(float)
@@ -217,7 +217,7 @@ def comparison_chart(table: pd.DataFrame, column: str, ci_prefix: str,
             ax.text(i, 0.02, table.loc[n, "status"], rotation=90, ha="center", va="bottom", fontsize=8)
     finite = values[ok & (values > 0)]
     ax.set_ylim(max(0.0, float(finite.min()) - 0.1) if len(finite) else 0, 1.0)
-    ax.set(ylabel=f"test {column}", title=f"Test {column} per run (baselines blue, strategies orange; 95% bootstrap CI)")
+    ax.set(ylabel=f"test {column}", title=f"Test {column} per run (baselines blue, strategies orange, oracle grey; 95% bootstrap CI)")
     return fig
 
 

@@ -136,3 +136,32 @@ def test_comparison_reports_recall_at_max_fpr_and_false_positives_per_microlitre
     ok = table[table["status"] == "ok"]
     assert ((ok[column] >= 0) & (ok[column] <= 1)).all()
     assert (ok["false positives per µl"] <= 0.5 * 1000.0).all()
+
+
+def test_the_oracle_is_a_reference_row_and_runs_report_the_gap_they_close(layout, records):
+    # truth: rows 0-3 parasites (row 3 was annotated non-parasite: a flip)
+    truth = pd.DataFrame({"image_id": IDS, "truth": ["parasite"] * 4 + ["non-parasite"] * 2})
+    records["s_oracle"] = record("s_oracle", [0.9, 0.9, 0.9, 0.9, 0.1, 0.1])  # right on every true class
+    table, result = comparison_table(records, layout, truth, primary="accuracy", n_bootstrap=0)
+    # vs truth: s_b predicts rows 0-3 parasite -> 6/6; s_a rows 0-1 -> 4/6; s_1a rows 0-2 -> 5/6; oracle 6/6
+    assert table.loc["s_oracle", "accuracy vs truth"] == 1.0 and table.loc["s_b", "accuracy vs truth"] == 1.0
+    assert table["SB-to-oracle gap closed"].isna().all()  # SB already at the oracle: no gap to close
+    records["s_b"] = record("s_b", [0.6, 0.7, 0.8, 0.2, 0.2, 0.1])  # now 5/6 vs truth: a gap of 1/6
+    table, result = comparison_table(records, layout, truth, primary="accuracy", n_bootstrap=0)
+    gap = table["SB-to-oracle gap closed"]
+    assert gap["s_b"] == 0 and gap["s_oracle"] == 1 and gap["s_a"] == pytest.approx(-1.0)  # 4/6: a gap below SB
+    assert result["best"] != "s_oracle" and "s_oracle" not in result["text"]
+    # even when it scores best, the oracle is never the pick nor the runner-up
+    best_by_far = pd.DataFrame({"status": "ok", "accuracy": [0.8, 0.9, 0.99]}, index=["s_a", "s_b", "s_oracle"])
+    picked = verdict(best_by_far, {}, "accuracy")
+    assert (picked["best"], picked["runner-up"]["run"]) == ("s_b", "s_a")
+
+
+def test_oracle_annotations_are_the_truth_outside_the_test_rows(layout, scheme):
+    from helpers.curation.oracle import oracle_pair
+
+    truth = pd.DataFrame({"image_id": [*IDS, "train:0", "unsure:0"],
+                          "truth": ["non-parasite"] * 6 + ["non-parasite", "parasite"]})
+    ann = pd.read_csv(oracle_pair(layout, truth).ann)
+    assert ann["annotation"].tolist() == [*map(float, LABELS), 0.0, 1.0]  # test rows as annotated; the rest true
+    assert oracle_pair(layout, truth).ann.parent == layout.run_dir("s_oracle")

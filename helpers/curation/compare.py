@@ -19,6 +19,7 @@ from ..data.layout import Layout
 from ..data.sets import read_annotations
 from ..metrics import operating_thresholds, recall_at_fpr
 from .label_issues import flip_finding, review_efficiency
+from .oracle import ORACLE
 from .relabel import relabel_accuracy, relabel_coverage
 
 BASELINES = ("s_a", "s_b")
@@ -40,6 +41,9 @@ def collect_runs(layout: Layout, strategies: list[str], relabel_thresh: float) -
         path = layout.predictions(name)
         records[name] = (RunRecord(name, "ok", predictions=read_annotations(path)) if path.is_file()
                          else RunRecord(name, "missing", f"{path} not found"))
+    oracle_path = layout.predictions(ORACLE)
+    if oracle_path.is_file():  # 03 trained it (truth present): a reference row, never a pick
+        records[ORACLE] = RunRecord(ORACLE, "ok", predictions=read_annotations(oracle_path))
     for name in strategies:
         status = read_json_status(layout.metrics("05_relabel_and_classify", name))
         if status["status"] != "ok":
@@ -180,7 +184,20 @@ def comparison_table(records: dict[str, RunRecord], layout: Layout, truth: pd.Da
                 row["unsures relabeled positive"] = int((record.relabeled["annotation"] == POSITIVE_VALUE).sum())
         rows.append(row)
     table = pd.DataFrame(rows).set_index("run")
+    if "accuracy vs truth" in table.columns:
+        table["SB-to-oracle gap closed"] = gap_closed(table["accuracy vs truth"])
     return table, verdict(table, samples, primary)
+
+
+def gap_closed(accuracy_vs_truth: pd.Series) -> pd.Series:
+    """Each run's share of the gap between SB and the clean-label oracle it closes (1 = reached the
+    oracle, 0 = SB, negative = worse than SB); NaN without both, or when the oracle is not above SB."""
+    if ORACLE not in accuracy_vs_truth.index or "s_b" not in accuracy_vs_truth.index:
+        return pd.Series(np.nan, index=accuracy_vs_truth.index)
+    sb, oracle = accuracy_vs_truth["s_b"], accuracy_vs_truth[ORACLE]
+    if not np.isfinite(sb) or not np.isfinite(oracle) or oracle <= sb:
+        return pd.Series(np.nan, index=accuracy_vs_truth.index)
+    return (accuracy_vs_truth - sb) / (oracle - sb)
 
 
 PRIMARY_COLUMN = {"roc_auc": "ROC AUC", "accuracy": "accuracy", "f1": None}
@@ -195,7 +212,7 @@ def verdict(table: pd.DataFrame, samples: dict[str, np.ndarray], primary: str) -
     """The best run by the primary metric, and its margin over the runner-up and the best baseline,
     with paired bootstrap 95% intervals of the differences."""
     column = primary_column(table, primary)
-    ok = table[table["status"] == "ok"]
+    ok = table[(table["status"] == "ok") & (table.index != ORACLE)]  # the oracle is a reference, never a pick
     if ok.empty:
         return {"best": None, "text": "No run produced predictions to compare."}
     defined = ok[column].notna()

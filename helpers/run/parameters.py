@@ -183,7 +183,8 @@ class Parameters:
     strategies: list = param(list(STRATEGIES), "the strategies to run and compare", _strategy_list)
     # 06 compare
     truth_path: str = param("", "CSV of the hidden true class of every image_id (demo data: data/demo/truth.csv, "
-                            "as demo.yaml sets); '' = none", _opt_str)
+                            "as demo.yaml sets): 03 trains the clean-label oracle on it, 06 scores against it; "
+                            "'' = none", _opt_str)
     max_fpr: float = param(0.01, "the false-positive rate at which 06 reports the parasite recall (a screening "
                            "operating point)", _float(1e-6, 1.0))
     primary_metric: str = param("roc_auc", "test metric that decides the best strategy: roc_auc, accuracy or f1",
@@ -231,7 +232,7 @@ NOTEBOOK_PARAMETERS: dict[str, tuple[str, ...]] = {
     "01_combine": (*DIRS, "sources", "test_frac", "seed", "overrides_path", "n_examples"),
     "02_split": (*DIRS, "seed", "n_examples"),
     "03_baselines_SA_SB": (*DIRS, "which", *TRAIN_PARAMETERS, "resume", "wrong_from", "folds", "fold_jobs",
-                           "fold_ensemble", "precision_target", "recall_target", "n_examples"),
+                           "fold_ensemble", "truth_path", "precision_target", "recall_target", "n_examples"),
     "04_differentiator": (*DIRS, "strategy", *TRAIN_PARAMETERS, "resume", "delta", "n_neighbors",
                           "precision_target", "recall_target"),
     "05_relabel_and_classify": (*DIRS, "strategy", "relabel_thresh", *TRAIN_PARAMETERS, "resume", "sample_weights",

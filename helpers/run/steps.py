@@ -10,6 +10,8 @@ from ..core.columns import PROPOSED, output_column
 from ..core.errors import InputError, NotTrainable
 from ..core.io import OutputSet, read_json_status
 from ..core.labels import LabelScheme
+from ..curation.compare import read_truth
+from ..curation.oracle import ORACLE, oracle_pair
 from ..curation.proposals import propose
 from ..curation.relabel import label_names, relabel_sweep, relabel_unsure
 from ..curation.right_wrong import split_right_wrong
@@ -69,6 +71,17 @@ def baseline(name: str, pair: Pair, cfg: Config) -> Outcome:
         if "label_quality" in run.predictions.columns else
         plots.message("No label_quality: run 03 with wrong_from='out_of_fold' for cleanlab's ranking."))
     return outcome
+
+
+def oracle(cfg: Config) -> Outcome:
+    """03: the clean-label oracle (the recipe on every non-test image's true class), when
+    `truth_path` names the data's hidden truth; not applicable otherwise."""
+    truth = read_truth(cfg.truth_path, cfg.layout)
+    if truth is None:
+        for stale in (cfg.layout.predictions(ORACLE), cfg.layout.model_perf(ORACLE)):
+            stale.unlink(missing_ok=True)
+        return Outcome.not_applicable("no truth_path: the oracle trains on the true labels (demo data)")
+    return train(oracle_pair(cfg.layout, truth), cfg, ORACLE, title="oracle (true labels)")
 
 
 def right_wrong_sets(name: str, run: TrainedRun, cfg: Config) -> dict[str, Pair]:
