@@ -6,6 +6,7 @@ nothing accumulates in pyplot's global state across a long notebook.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -13,6 +14,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .core.columns import output_probabilities
+from .core.io import OutputSet
 
 
 def message(text: str) -> Figure:
@@ -253,3 +255,10 @@ def review_efficiency_curve(curve: pd.DataFrame, title: str = "Flipped labels fo
            xlim=(0, 100), ylim=(0, 101))
     ax.legend(fontsize=8, loc="lower right")
     return fig
+
+
+def save_png(fig: Figure, path: Path) -> Path:
+    """Write a figure as a PNG, atomically."""
+    with OutputSet() as out:
+        fig.savefig(out.path(path), format="png", dpi=110, bbox_inches="tight")
+    return path

@@ -165,3 +165,27 @@ def test_oracle_annotations_are_the_truth_outside_the_test_rows(layout, scheme):
     ann = pd.read_csv(oracle_pair(layout, truth).ann)
     assert ann["annotation"].tolist() == [*map(float, LABELS), 0.0, 1.0]  # test rows as annotated; the rest true
     assert oracle_pair(layout, truth).ann.parent == layout.run_dir("s_oracle")
+
+
+def test_comparison_reports_calibration_of_each_run(layout, records):
+    truth = pd.DataFrame({"image_id": IDS, "truth": ["parasite"] * 3 + ["non-parasite"] * 3})
+    table, _ = comparison_table(records, layout, truth, primary="accuracy", n_bootstrap=0)
+    # s_1a: outputs 0.9, 0.9, 0.6 for parasites, 0.45, 0.1, 0.1 for the rest; all right, so the ECE is
+    # the mean gap between confidence and 1: (0.1 + 0.1 + 0.4 + 0.45 + 0.1 + 0.1) / 6 by bins
+    expected = (2 * 0.1 + 0.4 + 0.45 + 2 * 0.1) / 6
+    assert table.loc["s_1a", "ECE"] == pytest.approx(expected) and table.loc["s_1a", "ECE vs truth"] == pytest.approx(expected)
+
+
+def test_the_table_is_shown_in_three_narrow_views_that_keep_every_column(layout, records):
+    from helpers.curation.compare import table_views
+
+    truth = pd.DataFrame({"image_id": IDS, "truth": ["parasite"] * 3 + ["non-parasite"] * 3})
+    table, _ = comparison_table(records, layout, truth, primary="roc_auc", n_bootstrap=50)
+    views = table_views(table)
+    assert list(views) == ["Test metrics against the annotations", "Operating points", "Against the hidden truth"]
+    shown = [c for view in views.values() for c in view.columns if c != "status"]
+    assert len(shown) == len(set(shown)) == len(table.columns) - 1  # every column once
+    assert all("truth" in c or "unsure" in c or "gap" in c for c in views["Against the hidden truth"].columns[1:])
+    assert "threshold: precision target" in views["Operating points"].columns
+    widest = max(len(line) for v in views.values() for line in v.round(3).to_string().splitlines())
+    assert widest < 0.6 * max(len(line) for line in table.round(3).to_string().splitlines())

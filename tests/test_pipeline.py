@@ -40,6 +40,8 @@ def test_whole_dag_with_reports_then_a_rerun_skips_it_and_changed_steps_run_on_d
         assert "check_parameters" not in no_code  # outputs only
     assert "check_parameters" in (reports / "03_baselines_SA_SB.html").read_text()
     index = (reports / "index.html").read_text()
+    assert index.index("Which strategy gives the best classifier") < index.index("<h2>Steps")  # verdict first
+    assert '<img src="comparison.png"' in index and (reports / "comparison.png").stat().st_size > 1000
     assert all(r.step in index for r in results) and "06_compare_nocode.html" in index
     compare = read_metrics(base, "06_compare")
     runs = {row["run"]: row for row in compare["table"]}

@@ -161,3 +161,18 @@ def test_the_demo_profile_is_the_recommended_recipe_on_the_demo_data():
     assert {k: demo[k] for k in recommended} == recommended
     steps = {s.name: s.parameters for s in plan(demo).steps}
     assert steps["03_baselines_SA_SB"]["augment"] == "flips_rot90" and steps["03_baselines_SA_SB"]["tta"] is True
+
+
+def test_the_index_opens_with_the_verdict_and_the_chart_once_06_has_run(tmp_path):
+    from helpers.run.reports import StepResult, write_index
+
+    reports, metrics = tmp_path / "runs" / "reports", tmp_path / "runs" / "metrics"
+    reports.mkdir(parents=True)
+    results = [StepResult("01_combine", "ok")]
+    assert "Which strategy" not in write_index(reports, ["s_1a"], results).read_text()  # no 06 yet
+    metrics.mkdir()
+    (metrics / "06_compare.json").write_text(json.dumps({"verdict": {"text": "Best by test ROC AUC: s_1a <0.9>."}}))
+    (reports / "comparison.png").write_bytes(b"png")
+    page = write_index(reports, ["s_1a"], results).read_text()
+    assert page.index("Best by test ROC AUC: s_1a &lt;0.9&gt;.") < page.index("<h2>Steps") < page.index("01_combine")
+    assert '<img src="comparison.png"' in page

@@ -17,7 +17,7 @@ from ..core.labels import POSITIVE_VALUE, LabelScheme, round_annotations
 from ..core.paths import resolve
 from ..data.layout import Layout
 from ..data.sets import read_annotations
-from ..metrics import operating_thresholds, recall_at_fpr
+from ..metrics import expected_calibration_error, operating_thresholds, recall_at_fpr
 from .label_issues import flip_finding, review_efficiency
 from .oracle import ORACLE
 from .relabel import relabel_accuracy, relabel_coverage
@@ -163,6 +163,7 @@ def comparison_table(records: dict[str, RunRecord], layout: Layout, truth: pd.Da
             f"{scheme.positive} recall": float((is_pos & pred).sum() / max(is_pos.sum(), 1)),
             f"{scheme.positive} F1": _metric("f1", is_pos, score, pred),
             "ROC AUC": _metric("roc_auc", is_pos, score, pred),
+            "ECE": _ece(is_pos, score),
         })
         row.update({k: v for k, v in operating_thresholds(is_pos, score).items() if k.endswith("threshold")})
         screening = recall_at_fpr(is_pos, score, max_fpr)
@@ -177,6 +178,7 @@ def comparison_table(records: dict[str, RunRecord], layout: Layout, truth: pd.Da
         if truth_pos is not None:
             row["accuracy vs truth"] = float((pred == truth_pos).mean())
             row["ROC AUC vs truth"] = _metric("roc_auc", truth_pos, score, pred)
+            row["ECE vs truth"] = _ece(truth_pos, score)
             row[f"{scheme.positive} recall at FPR <= {max_fpr:g} vs truth"] = recall_at_fpr(truth_pos, score, max_fpr)["recall"]
             if record.relabeled is not None:
                 row["unsure relabel accuracy vs truth"] = relabel_accuracy(record.relabeled, truth, scheme)
@@ -189,6 +191,11 @@ def comparison_table(records: dict[str, RunRecord], layout: Layout, truth: pd.Da
     return table, verdict(table, samples, primary)
 
 
+def _ece(is_pos: np.ndarray, positive_score: np.ndarray) -> float:
+    """Expected calibration error of the positive output on two classes."""
+    return expected_calibration_error(is_pos.astype(int), np.stack([1 - positive_score, positive_score], axis=1))
+
+
 def gap_closed(accuracy_vs_truth: pd.Series) -> pd.Series:
     """Each run's share of the gap between SB and the clean-label oracle it closes (1 = reached the
     oracle, 0 = SB, negative = worse than SB); NaN without both, or when the oracle is not above SB."""
@@ -198,6 +205,21 @@ def gap_closed(accuracy_vs_truth: pd.Series) -> pd.Series:
     if not np.isfinite(sb) or not np.isfinite(oracle) or oracle <= sb:
         return pd.Series(np.nan, index=accuracy_vs_truth.index)
     return (accuracy_vs_truth - sb) / (oracle - sb)
+
+
+READABLE = {"precision_threshold": "threshold: precision target", "recall_threshold": "threshold: recall target"}
+
+
+def table_views(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The comparison table in three narrower parts a reader takes in at a glance: test metrics
+    against the annotations, operating points, and (demo) scores against the hidden truth."""
+    truth = [c for c in table.columns if "truth" in c or "unsure" in c or "gap closed" in c]
+    operating = [c for c in table.columns if c not in truth and (c.endswith("_threshold") or "FPR" in c or "µl" in c)]
+    annotations = [c for c in table.columns if c not in truth and c not in operating]
+    views = {"Test metrics against the annotations": table[annotations],
+             "Operating points": table[["status", *operating]] if operating else None,
+             "Against the hidden truth": table[["status", *truth]] if truth else None}
+    return {title: view.rename(columns=READABLE) for title, view in views.items() if view is not None}
 
 
 PRIMARY_COLUMN = {"roc_auc": "ROC AUC", "accuracy": "accuracy", "f1": None}

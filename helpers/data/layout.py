@@ -124,6 +124,11 @@ class Layout:
     def metrics_dir(self) -> Path:
         return self.data_dir_base / "metrics"
 
+    @property
+    def comparison_chart(self) -> Path:
+        """06's chart as a PNG, which reports/index.html opens with."""
+        return self.reports_dir / "comparison.png"
+
     def metrics(self, notebook: str, strategy: str = "") -> Path:
         """A step's metrics.json: one per notebook, one per notebook and strategy for 04 and 05."""
         return self.metrics_dir / f"{step_name(notebook, strategy)}.json"

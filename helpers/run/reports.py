@@ -89,14 +89,27 @@ def write_index(reports_dir: Path, strategies: list[str], results: list[StepResu
         rows.append(f"<tr><td>{html.escape(r.step)}</td><td style='color:{colour}'>{html.escape(r.status)}</td>"
                     f"<td>{r.seconds:.1f}</td><td>{html.escape(r.headline or r.error)}</td><td>{links}</td></tr>")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Pipeline reports</title>
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ddd;padding:6px 10px;text-align:left}}</style>
+<style>body{{font-family:sans-serif;margin:2em;max-width:70em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ddd;padding:6px 10px;text-align:left}}img{{max-width:100%}}</style>
 </head><body><h1>Pipeline reports</h1><p>Generated {time.strftime('%Y-%m-%d %H:%M:%S')}; strategies: {', '.join(strategies)}.</p>
+{_verdict_html(reports_dir)}<h2>Steps</h2>
 <table><tr><th>step</th><th>status</th><th>seconds</th><th>headline</th><th>reports</th></tr>
 {''.join(rows)}</table></body></html>"""
     index = reports_dir / "index.html"
     with OutputSet() as out:
         out.path(index).write_text(page)
     return index
+
+
+def _verdict_html(reports_dir: Path) -> str:
+    """06's verdict and chart, when 06 has run: what a reader opens the index for."""
+    metrics = reports_dir.parent / "metrics" / "06_compare.json"
+    if not metrics.is_file():
+        return ""
+    verdict = json.loads(metrics.read_text()).get("verdict", {}).get("text", "")
+    chart = reports_dir / "comparison.png"
+    image = f'<p><img src="{chart.name}" alt="test metric per run with 95% bootstrap intervals"></p>' if chart.is_file() else ""
+    return (f"<h2>Which strategy gives the best classifier</h2><p><b>{html.escape(verdict)}</b> "
+            f'<a href="06_compare_nocode.html">Full comparison</a>.</p>{image}')
 
 
 def summary_table(results: list[StepResult]) -> str:
@@ -117,7 +130,8 @@ def comparison_text(metrics_dir: Path) -> str:
     table = pd.DataFrame(m["table"]).set_index("run")
     wanted = [c for c in ("status", "accuracy", "accuracy CI low", "accuracy CI high", "ROC AUC", "roc_auc CI low",
                           "roc_auc CI high", "accuracy vs truth", "unsure relabel accuracy vs truth",
-                          "unsures labelled (share)", "unsures relabeled positive") if c in table.columns]
+                          "unsures labelled (share)", "unsures relabeled positive", "SB-to-oracle gap closed")
+              if c in table.columns]
     text = f"{table[wanted].round(3).to_string()}\n\n{m['verdict']['text']}"
     if m.get("flip_finding"):
         flips = pd.DataFrame(m["flip_finding"]).set_index(["baseline", "method"])
