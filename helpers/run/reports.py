@@ -132,7 +132,9 @@ def comparison_text(metrics_dir: Path) -> str:
                           "roc_auc CI high", "accuracy vs truth", "unsure relabel accuracy vs truth",
                           "unsures labelled (share)", "unsures relabeled positive", "SB-to-oracle gap closed")
               if c in table.columns]
-    text = f"{table[wanted].round(3).to_string()}\n\n{m['verdict']['text']}"
+    shown = table[wanted].apply(lambda column: column if column.name == "status" else
+                                pd.to_numeric(column, errors="coerce"))  # JSON null -> NaN, not None
+    text = f"{shown.round(3).to_string()}\n\n{m['verdict']['text']}"
     if m.get("flip_finding"):
         flips = pd.DataFrame(m["flip_finding"]).set_index(["baseline", "method"])
         text += f"\n\nFinding the flipped labels (certain, non-test images):\n{flips.round(3).to_string()}"
