@@ -54,7 +54,7 @@ class OutOfFold:
     train_rows: list[np.ndarray]  # the rows each fold model trained on
     seconds: float
     models: list[ResNet]  # the fold models (on the CPU)
-    ensemble_probs: np.ndarray  # (rows, classes): the fold models' mean where fold == -1; NaN elsewhere
+    ensemble_probs: np.ndarray  # with `ensemble`: the fold models' mean where fold == -1; NaN elsewhere
 
 
 def _fold_outputs(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig, holdout: np.ndarray,
@@ -80,10 +80,11 @@ def _fold_in_process(pair: Pair, ann_dict: dict, cfg: TrainConfig, holdout: np.n
 
 
 def out_of_fold_probabilities(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig, folds: int = 5,
-                              jobs: int = 1) -> OutOfFold:
+                              jobs: int = 1, ensemble: bool = False) -> OutOfFold:
     """Every trainable row's outputs from a model trained on the other folds (same config otherwise).
 
-    With `jobs` > 1 the folds train in parallel processes, the CPU threads shared between them.
+    With `jobs` > 1 the folds train in parallel processes, the CPU threads shared between them. With
+    `ensemble` the fold models also predict the rows no fold held out (their mean: `ensemble_probs`).
     """
     if not isinstance(folds, int) or isinstance(folds, bool) or folds < 2:
         raise ParameterError("folds", f"must be an integer >= 2, got {folds!r}")
@@ -92,7 +93,7 @@ def out_of_fold_probabilities(image_set: ImageSet, scheme: LabelScheme, cfg: Tra
     fold = fold_assignment(data.targets, folds, cfg.seed, str(image_set.pair.ann))
     fold_cfg = replace(cfg, resume_from=None, progress=False)
     holdouts = [fold == k for k in range(folds)]
-    unseen = fold < 0
+    unseen = (fold < 0) if ensemble else np.zeros(len(fold), bool)  # predicted only when the mean is wanted
     if jobs > 1:
         threads = max(1, torch.get_num_threads() // jobs)
         with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
@@ -106,9 +107,9 @@ def out_of_fold_probabilities(image_set: ImageSet, scheme: LabelScheme, cfg: Tra
                 print(f"fold {k + 1}/{folds}: training on {int((fold >= 0).sum() - holdout.sum())} images", flush=True)
             results.append(_fold_outputs(image_set, scheme, fold_cfg, holdout, unseen, data.class_values))
     probs = np.full((len(image_set), len(data.class_values)), np.nan, np.float32)
-    ensemble = np.full_like(probs, np.nan)
     for k, result in enumerate(results):
         probs[fold == k] = result.held_probs
-    ensemble[unseen] = np.mean([result.unseen_probs for result in results], axis=0)
+    mean = np.full_like(probs, np.nan)
+    mean[unseen] = np.mean([result.unseen_probs for result in results], axis=0)
     return OutOfFold(probs, fold, [result.train_rows for result in results], time.perf_counter() - start,
-                     [result.model for result in results], ensemble)
+                     [result.model for result in results], mean)

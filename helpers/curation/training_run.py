@@ -102,7 +102,7 @@ def add_out_of_fold(predictions: pd.DataFrame, image_set: ImageSet, scheme: Labe
                     result: FitResult, probs: np.ndarray, folds: int, jobs: int, ensemble: bool) -> FoldOutputs:
     """Add out-of-fold outputs and cleanlab's columns to `predictions` (in place); with `ensemble`,
     the rows no fold trained on take the fold models' mean as their `<class> output`."""
-    oof = out_of_fold_probabilities(image_set, scheme, cfg, folds, jobs)
+    oof = out_of_fold_probabilities(image_set, scheme, cfg, folds, jobs, ensemble)
     held = oof.fold >= 0
     for i, name in enumerate(result.spec.class_names):
         if ensemble:
