@@ -332,10 +332,14 @@ def fit(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig, checkpoint_p
     history: list[dict] = []
     best = {"score": float("-inf"), "epoch": -1, "state": None}
     start_epoch = 0
-    fingerprint = training_fingerprint(image_set, cfg, holdout)
-    resume_from = usable_checkpoint(cfg.resume_from, fingerprint)
-    if resume_from is not None:
-        start_epoch, history, best = load_checkpoint(resume_from, model, optimizer, scheduler)
+    resume_from = Path(cfg.resume_from) if cfg.resume_from is not None else None
+    # only runs that write or read a checkpoint need to know what made them
+    fingerprint = training_fingerprint(image_set, cfg, holdout) if checkpoint_path or resume_from else ""
+    restored = load_checkpoint(resume_from, model, optimizer, scheduler, fingerprint) if resume_from else None
+    if restored is None:
+        resume_from = None
+    else:
+        start_epoch, history, best = restored
 
     stopped_early = False
     for epoch in range(start_epoch, cfg.epochs):
@@ -432,25 +436,6 @@ def training_fingerprint(image_set: ImageSet, cfg: TrainConfig, holdout: np.ndar
     return h.hexdigest()
 
 
-def usable_checkpoint(path: Path | str | None, fingerprint: str) -> Path | None:
-    """`path` when it holds a checkpoint of this very run (same inputs, parameters and code), else
-    None, saying why: a checkpoint of anything else would be continued as if it were this run."""
-    if path is None:
-        return None
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "checkpoint to resume from not found")
-    try:
-        made_from = torch.load(path, map_location="cpu", weights_only=True).get("fingerprint")
-    except Exception:  # damaged: load_checkpoint would fail; start over instead
-        made_from = None
-    if made_from != fingerprint:
-        print(f"{path}: made from other inputs, parameters or code than this run (or damaged); not resuming, "
-              "training from scratch", flush=True)
-        return None
-    return path
-
-
 def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: LRScheduler | None,
                     epoch: int, history: list[dict], best: dict, fingerprint: str = "") -> None:
     with OutputSet() as out:
@@ -460,13 +445,22 @@ def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
                     "best_state": best["state"]}, out.path(path))
 
 
-def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler: LRScheduler | None) -> tuple[int, list[dict], dict]:
-    """Restore a checkpoint; returns (next epoch, history so far, best so far)."""
+def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: LRScheduler | None,
+                    fingerprint: str) -> tuple[int, list[dict], dict] | None:
+    """Restore a checkpoint of this very run (its `fingerprint`: same inputs, parameters and code);
+    returns (next epoch, history so far, best so far). None, saying why, when it was made from
+    anything else or is damaged: that would be continued as if it were this run."""
     if not path.is_file():
         raise InputError(path, "checkpoint to resume from not found")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # damaged: start over
+        state = None
+    if not isinstance(state, dict) or state.get("fingerprint") != fingerprint:
+        print(f"{path}: made from other inputs, parameters or code than this run (or damaged); not resuming, "
+              "training from scratch", flush=True)
+        return None
+    try:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None:
