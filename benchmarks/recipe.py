@@ -36,7 +36,7 @@ from helpers.curation.training_run import train_and_save  # noqa: E402
 from helpers.data.combine_split import combine, split_by_class  # noqa: E402
 from helpers.data.demo import DemoSpec, make_demo  # noqa: E402
 from helpers.data.layout import Layout  # noqa: E402
-from helpers.metrics import expected_calibration_error  # noqa: E402
+from helpers.metrics import binary_calibration_error  # noqa: E402
 from helpers.run.parameters import TRAIN_PARAMETERS, load_parameters, train_config  # noqa: E402
 
 SEED_RECIPE = dict(arch="resnet18", width=16, batch_size=128, epochs=8)  # SB as parameters/demo.yaml trained it before issue 13
@@ -90,10 +90,9 @@ def score(predictions: pd.DataFrame, truth: pd.DataFrame) -> dict[str, float]:
     test = predictions[predictions["split"] == "test"]
     is_pos = (truth.set_index("image_id")["truth"].reindex(test["image_id"]) == SCHEME.positive).to_numpy()
     positive = test[f"{SCHEME.positive} output"].to_numpy()
-    probs = np.stack([1 - positive, positive], axis=1)
     return {"test_rows": int(len(test)), "accuracy": float(((positive > 0.5) == is_pos).mean()),
             "roc_auc": float(roc_auc_score(is_pos, positive)),
-            "ece": expected_calibration_error(is_pos.astype(int), probs)}
+            "ece": binary_calibration_error(is_pos, positive)}
 
 
 def seconds_to_reach(history: pd.DataFrame, target: float) -> float | None:

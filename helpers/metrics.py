@@ -69,6 +69,12 @@ def expected_calibration_error(true_index: np.ndarray, probs: np.ndarray, bins: 
     return float(sum(gaps))
 
 
+def binary_calibration_error(is_positive: np.ndarray, positive_score: np.ndarray) -> float:
+    """expected_calibration_error of a two-class output given as the positive class's score."""
+    return expected_calibration_error(np.asarray(is_positive).astype(int),
+                                      np.stack([1 - positive_score, positive_score], axis=1))
+
+
 def threshold_table(is_positive: np.ndarray, scores: np.ndarray, thresholds: Sequence[float] | None = None) -> pd.DataFrame:
     """Confusion counts and rates when `score > t` means positive, one row per threshold."""
     is_positive = np.asarray(is_positive, bool)

@@ -17,7 +17,7 @@ from ..core.labels import POSITIVE_VALUE, LabelScheme, round_annotations
 from ..core.paths import resolve
 from ..data.layout import Layout
 from ..data.sets import read_annotations
-from ..metrics import expected_calibration_error, operating_thresholds, recall_at_fpr
+from ..metrics import binary_calibration_error, operating_thresholds, recall_at_fpr
 from .label_issues import flip_finding, review_efficiency
 from .oracle import ORACLE
 from .relabel import relabel_accuracy, relabel_coverage
@@ -163,7 +163,7 @@ def comparison_table(records: dict[str, RunRecord], layout: Layout, truth: pd.Da
             f"{scheme.positive} recall": float((is_pos & pred).sum() / max(is_pos.sum(), 1)),
             f"{scheme.positive} F1": _metric("f1", is_pos, score, pred),
             "ROC AUC": _metric("roc_auc", is_pos, score, pred),
-            "ECE": _ece(is_pos, score),
+            "ECE": binary_calibration_error(is_pos, score),
         })
         row.update({k: v for k, v in operating_thresholds(is_pos, score).items() if k.endswith("threshold")})
         screening = recall_at_fpr(is_pos, score, max_fpr)
@@ -178,7 +178,7 @@ def comparison_table(records: dict[str, RunRecord], layout: Layout, truth: pd.Da
         if truth_pos is not None:
             row["accuracy vs truth"] = float((pred == truth_pos).mean())
             row["ROC AUC vs truth"] = _metric("roc_auc", truth_pos, score, pred)
-            row["ECE vs truth"] = _ece(truth_pos, score)
+            row["ECE vs truth"] = binary_calibration_error(truth_pos, score)
             row[f"{scheme.positive} recall at FPR <= {max_fpr:g} vs truth"] = recall_at_fpr(truth_pos, score, max_fpr)["recall"]
             if record.relabeled is not None:
                 row["unsure relabel accuracy vs truth"] = relabel_accuracy(record.relabeled, truth, scheme)
@@ -189,11 +189,6 @@ def comparison_table(records: dict[str, RunRecord], layout: Layout, truth: pd.Da
     if "accuracy vs truth" in table.columns:
         table["SB-to-oracle gap closed"] = gap_closed(table["accuracy vs truth"])
     return table, verdict(table, samples, primary)
-
-
-def _ece(is_pos: np.ndarray, positive_score: np.ndarray) -> float:
-    """Expected calibration error of the positive output on two classes."""
-    return expected_calibration_error(is_pos.astype(int), np.stack([1 - positive_score, positive_score], axis=1))
 
 
 def gap_closed(accuracy_vs_truth: pd.Series) -> pd.Series:
