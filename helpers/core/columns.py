@@ -43,9 +43,12 @@ def output_probabilities(predictions: pd.DataFrame) -> tuple[np.ndarray, list[st
     return predictions[columns].to_numpy(dtype=float), [c[: -len(OUTPUT_SUFFIX)] for c in columns]
 
 
+FLAG_WORDS = {"true": True, "1": True, "1.0": True, "false": False, "0": False, "0.0": False}  # lower case
+
+
 def flag_values(values: pd.Series) -> np.ndarray:
     """Boolean flags as read back from CSV (True/False, 1/0, "true"/"false")."""
-    return values.astype(str).str.lower().isin(["true", "1", "1.0"]).to_numpy()
+    return values.astype(str).str.lower().isin([word for word, flag in FLAG_WORDS.items() if flag]).to_numpy()
 
 
 def flag_column(ann: pd.DataFrame, column: str) -> np.ndarray:

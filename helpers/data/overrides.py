@@ -12,13 +12,13 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from ..core.columns import FLAG_WORDS
 from ..core.errors import InputError
 from ..core.io import OutputSet
 from ..core.labels import LabelScheme
 
 OVERRIDE_FIELDS = ("label", "validation", "exclude")
 LABEL_FIELDS = ("label", "annotation")  # `annotation` reads as `label`: both set the image's class
-FLAG_WORDS = {"true": True, "1": True, "1.0": True, "false": False, "0": False, "0.0": False}
 
 
 def _row_problem(field, image_id, new) -> str | None:
