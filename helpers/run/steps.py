@@ -36,9 +36,14 @@ def train(pair: Pair, cfg: Config, run: str, tag: str = "", title: str = "", ups
             return Outcome(Outcome.TRAINED, run=trained, figures=dict(trained.figures))
         except NotTrainable as exc:
             upstream = Outcome.not_applicable(str(exc))
-    for stale in (cfg.layout.predictions(run, tag), cfg.layout.model_perf(run, tag)):
-        stale.unlink(missing_ok=True)
+    remove_run_outputs(cfg.layout, run, tag)
     return upstream
+
+
+def remove_run_outputs(layout: Layout, run: str, tag: str = "") -> None:
+    """A run that did not apply this time leaves no stale predictions or bundle behind."""
+    for stale in (layout.predictions(run, tag), layout.model_perf(run, tag)):
+        stale.unlink(missing_ok=True)
 
 
 def train_run(pair: Pair, cfg: Config, run: str, tag: str = "", **options) -> TrainedRun:
@@ -78,8 +83,7 @@ def oracle(cfg: Config) -> Outcome:
     `truth_path` names the data's hidden truth; not applicable otherwise."""
     truth = read_truth(cfg.truth_path, cfg.layout)
     if truth is None:
-        for stale in (cfg.layout.predictions(ORACLE), cfg.layout.model_perf(ORACLE)):
-            stale.unlink(missing_ok=True)
+        remove_run_outputs(cfg.layout, ORACLE)
         return Outcome.not_applicable("no truth_path: the oracle trains on the true labels (demo data)")
     return train(oracle_pair(cfg.layout, truth), cfg, ORACLE, title="oracle (true labels)")
 
