@@ -4,6 +4,9 @@
 - `<class> out-of-fold`: the output of a fold model that never saw the row.
 - `proposed_annotation`: the label a proposal strategy gives an unsure image.
 - `exclude` / `validation`: flags a reviewer sets; excluded rows never train, validation rows always validate.
+- `soft_target`: the positive class's probability a row trains towards instead of its hard label.
+- `label_action` / `original_annotation`: what curation did to a certain image's label (kept,
+  pruned or fixed) and the label it had before.
 """
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ from .errors import InputError
 
 WRONG_FROM = ("in_sample", "out_of_fold")  # which outputs decide whether an image is "wrong"
 PROPOSED = "proposed_annotation"
+SOFT_TARGET = "soft_target"
+LABEL_ACTION, ORIGINAL_ANNOTATION = "label_action", "original_annotation"
 OUTPUT_SUFFIX = " output"
 
 

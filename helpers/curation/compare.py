@@ -21,6 +21,7 @@ from ..metrics import binary_calibration_error, operating_thresholds, recall_at_
 from .label_issues import flip_finding, review_efficiency
 from .oracle import ORACLE
 from .relabel import relabel_accuracy, relabel_coverage
+from .wrong_labels import action_counts, action_precision
 
 BASELINES = ("s_a", "s_b")
 
@@ -32,6 +33,7 @@ class RunRecord:
     reason: str = ""
     predictions: pd.DataFrame | None = None  # the final classifier's predictions
     relabeled: pd.DataFrame | None = None  # strategies only
+    curated: pd.DataFrame | None = None  # strategies that prune or fix wrong labels: the certain images' new labels
 
 
 def collect_runs(layout: Layout, strategies: list[str], relabel_thresh: float) -> dict[str, RunRecord]:
@@ -50,8 +52,10 @@ def collect_runs(layout: Layout, strategies: list[str], relabel_thresh: float) -
             records[name] = RunRecord(name, status["status"], status.get("reason", ""))
             continue
         relabeled_path = layout.relabeled(name, status.get("relabel_thresh", relabel_thresh))  # the one 05 used
+        curated_path = layout.curated_certain(name).ann
         records[name] = RunRecord(name, "ok", predictions=read_annotations(layout.predictions(name, "final")),
-                                  relabeled=read_annotations(relabeled_path) if relabeled_path.is_file() else None)
+                                  relabeled=read_annotations(relabeled_path) if relabeled_path.is_file() else None,
+                                  curated=read_annotations(curated_path) if curated_path.is_file() else None)
     return records
 
 
@@ -93,6 +97,12 @@ def bootstrap(metric: str, is_pos: np.ndarray, scores: dict[str, tuple[np.ndarra
         for name, (score, pred) in scores.items():
             samples[name][b] = _metric(metric, is_pos[idx], score[idx], pred[idx])
     return samples
+
+
+def paired_gain_interval(correct: np.ndarray, baseline_correct: np.ndarray, n: int, seed: int) -> tuple[float, float]:
+    """Bootstrap 95% interval of the accuracy gain over a baseline scored on the same rows (paired)."""
+    diff = np.asarray(correct, float) - np.asarray(baseline_correct, float)
+    return accuracy_interval(diff, n, seed)
 
 
 def accuracy_interval(correct: np.ndarray, n: int, seed: int) -> tuple[float, float]:
@@ -175,11 +185,19 @@ def comparison_table(records: dict[str, RunRecord], layout: Layout, truth: pd.Da
             if primary != "accuracy" and n_bootstrap:
                 lo, hi = accuracy_interval(is_pos == pred, n_bootstrap, seed)
                 row["accuracy CI low"], row["accuracy CI high"] = lo, hi
+        if record.curated is not None:
+            counts = action_counts(record.curated)
+            row["wrong labels pruned"], row["wrong labels fixed"] = counts["pruned"], counts["fixed"]
         if truth_pos is not None:
             row["accuracy vs truth"] = float((pred == truth_pos).mean())
             row["ROC AUC vs truth"] = _metric("roc_auc", truth_pos, score, pred)
             row["ECE vs truth"] = binary_calibration_error(truth_pos, score)
             row[f"{scheme.positive} recall at FPR <= {max_fpr:g} vs truth"] = recall_at_fpr(truth_pos, score, max_fpr)["recall"]
+            if "s_b" in scores and name != "s_b" and n_bootstrap:
+                lo, hi = paired_gain_interval(pred == truth_pos, scores["s_b"][1] == truth_pos, n_bootstrap, seed)
+                row["gain over SB vs truth CI low"], row["gain over SB vs truth CI high"] = lo, hi
+            if record.curated is not None:
+                row.update({f"{k} vs truth": v for k, v in action_precision(record.curated, truth, scheme).items()})
             if record.relabeled is not None:
                 row["unsure relabel accuracy vs truth"] = relabel_accuracy(record.relabeled, truth, scheme)
                 row["unsures labelled (share)"] = relabel_coverage(record.relabeled)

@@ -6,6 +6,10 @@
   of SB's penultimate features (scikit-learn's LabelSpreading).
 - Two thresholds: thresholds calibrated on SB's out-of-sample scores of the certain images; above
   the upper one parasite, below the lower one non-parasite, in between out.
+- Soft targets: every unsure trains towards SB's parasite probability itself (`soft_target`), its
+  hard label being the more likely class.
+- Exclude: every unsure stays out of training, as in SB (for strategies that only curate the
+  certain images' labels).
 
 Each returns one row per unsure: its score (the parasite probability behind the proposal) and the
 proposed annotation (1, 0, or -0.8 = excluded, i.e. predicted but never trained on).
@@ -18,7 +22,7 @@ import numpy as np
 import pandas as pd
 from sklearn.semi_supervised import LabelSpreading
 
-from ..core.columns import PROPOSED, WRONG_FROM, output_column, score_column
+from ..core.columns import PROPOSED, SOFT_TARGET, WRONG_FROM, output_column, score_column
 from ..core.errors import InputError
 from ..core.labels import (
     EXCLUDED_UNSURE_VALUE,
@@ -50,6 +54,18 @@ def ceal(scores: np.ndarray, delta: float) -> Proposal:
     confident = binary_entropy_bits(scores) < delta
     proposed = np.where(confident, np.where(scores > 0.5, POSITIVE_VALUE, NEGATIVE_VALUE), EXCLUDED_UNSURE_VALUE).astype(float)
     return Proposal(np.asarray(scores, float), proposed, {"delta_bits": delta, "confident": int(confident.sum())})
+
+
+def soft(scores: np.ndarray) -> Proposal:
+    """Every unsure gets its score as a soft target; its hard label (for counts and metrics) is the likelier class."""
+    scores = np.asarray(scores, float)
+    proposed = np.where(scores > 0.5, POSITIVE_VALUE, NEGATIVE_VALUE).astype(float)
+    return Proposal(scores, proposed, {"soft_targets": len(scores), "mean_target": float(scores.mean()) if len(scores) else None})
+
+
+def exclude(scores: np.ndarray) -> Proposal:
+    """Every unsure stays out of training (predicted only), as in SB."""
+    return Proposal(np.asarray(scores, float), np.full(len(scores), EXCLUDED_UNSURE_VALUE), {"excluded": len(scores)})
 
 
 def two_thresholds(scores: np.ndarray, lower: float | None, upper: float | None) -> Proposal:
@@ -120,12 +136,17 @@ def calibration_rows(predictions: pd.DataFrame, scheme) -> tuple[np.ndarray, str
 def propose(method: str, layout: Layout, delta: float = 0.5, n_neighbors: int = 10,
             precision_target: float = 0.95, recall_target: float = 0.95) -> tuple[pd.DataFrame, Proposal]:
     """The unsure annotations with `<class> output` columns (the score), `proposed_annotation` and
-    `is_gt` False, plus the Proposal. `method`: ceal, propagation or two_thresholds."""
+    `is_gt` False (and `soft_target` for soft), plus the Proposal. `method`: ceal, propagation,
+    two_thresholds, soft or exclude."""
     scheme = layout.scheme
     base = load_baseline(layout)
     scores = base.unsure_scores
     if method == "ceal":
         proposal = ceal(scores, delta)
+    elif method == "soft":
+        proposal = soft(scores)
+    elif method == "exclude":
+        proposal = exclude(scores)
     elif method == "two_thresholds":
         rows, wrong_from = calibration_rows(base.predictions, scheme)
         rounded = round_annotations(base.predictions["annotation"])[rows]
@@ -147,5 +168,7 @@ def propose(method: str, layout: Layout, delta: float = 0.5, n_neighbors: int = 
     out[output_column(scheme.negative)] = 1 - proposal.scores
     out[output_column(scheme.positive)] = proposal.scores
     out[PROPOSED] = proposal.proposed
+    if method == "soft":
+        out[SOFT_TARGET] = proposal.scores
     out["is_gt"] = False
     return out, proposal

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..core.columns import PROPOSED, output_column
+from ..core.columns import PROPOSED, SOFT_TARGET, output_column
 from ..core.errors import InputError
 from ..core.labels import NEGATIVE_VALUE, POSITIVE_VALUE, LabelScheme
 
@@ -13,7 +13,7 @@ def relabel_unsure(unsure_ann: pd.DataFrame, diff_predictions: pd.DataFrame, sch
                    thresh: float, predictions_path: str = "predictions") -> pd.DataFrame:
     """Unsure rows whose positive output is > thresh become positive (1), the rest negative (0);
     with a `proposed_annotation` column (proposal strategies) that annotation is taken instead
-    (1, 0, or -0.8: kept out of training).
+    (1, 0, or -0.8: kept out of training), and a `soft_target` column (soft targets) is carried over.
 
     Rows are matched on `image_id`; the result has the unsure file's rows and columns, the new
     `annotation`, `relabel_score` (the differentiator's positive output) and `is_gt` = False
@@ -32,6 +32,8 @@ def relabel_unsure(unsure_ann: pd.DataFrame, diff_predictions: pd.DataFrame, sch
     if PROPOSED in diff_predictions.columns:  # a proposal strategy decided each label already
         proposed = diff_predictions.set_index("image_id")[PROPOSED].loc[out["image_id"]].to_numpy(dtype=float)
         out["annotation"] = proposed
+        if SOFT_TARGET in diff_predictions.columns:
+            out[SOFT_TARGET] = diff_predictions.set_index("image_id")[SOFT_TARGET].loc[out["image_id"]].to_numpy(dtype=float)
     else:
         out["annotation"] = np.where(out["relabel_score"] > thresh, float(POSITIVE_VALUE), float(NEGATIVE_VALUE))
     out["is_gt"] = False

@@ -1,11 +1,15 @@
-"""The relabeling strategies, as data: adding a strategy is one row of STRATEGIES.
+"""The strategies, as data: adding a strategy is one row of STRATEGIES.
+
+A strategy is two choices. What happens to the unsures (`method`): the origin's six train a
+differentiator on the unsure images relabeled as `unsure_role` plus the baseline's wrong images of
+`wrong_classes` (rows rounding below 0 are not trained on but are predicted); the others label the
+unsures from the SB baseline without training a model (curation.proposals): CEAL, label
+propagation, two thresholds, soft targets (SB's probability as the label), or none at all (left out).
+And what happens to the certain images flagged as label issues (`wrong_labels`,
+curation.wrong_labels): keep (the origin's six and the proposals), prune, or fix.
 
 Roles, not class names, so any label scheme works: "positive" (parasite), "negative"
-(non-parasite), "unlabeled". The origin's six train a differentiator on the unsure images relabeled
-as `unsure_role` plus the baseline's wrong images of `wrong_classes`; rows rounding below 0 are not
-trained on but are predicted. The others (`method` other than "differentiator", see
-curation.proposals) label the unsures from the SB baseline without training a model: CEAL, label
-propagation and two thresholds.
+(non-parasite), "unlabeled".
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from ..core.errors import ParameterError
 from ..core.labels import LabelScheme
 from ..data.layout import Layout
 from ..data.sets import Pair
+from .wrong_labels import WRONG_LABEL_POLICIES
 
 
 @dataclass(frozen=True)
@@ -24,7 +29,12 @@ class Strategy:
     unsure_role: str  # what the unsures are for the differentiator: "positive" (0.8) or "unlabeled" (-0.8)
     wrong_classes: tuple[str, ...]  # roles of the baseline's wrong sets added
     description: str
-    method: str = "differentiator"  # or a proposal method of curation.proposals: ceal, propagation, two_thresholds
+    method: str = "differentiator"  # or a proposal method of curation.proposals: ceal, propagation, two_thresholds, soft, exclude
+    wrong_labels: str = "keep"  # the flagged certain images: keep, prune or fix (curation.wrong_labels)
+
+    def __post_init__(self) -> None:
+        if self.wrong_labels not in WRONG_LABEL_POLICIES:
+            raise ValueError(f"{self.name}: wrong_labels must be one of {WRONG_LABEL_POLICIES}")
 
     @property
     def trains_differentiator(self) -> bool:
@@ -41,6 +51,13 @@ def _pair(x: int, unsure_role: str, wrong: tuple[str, ...], what: str) -> list[S
     return [Strategy(f"s_{x}{y}", f"s_{y}", unsure_role, wrong, f"{what}; wrong sets of S{y.upper()}") for y in "ab"]
 
 
+def _curating(prune: str, fix: str, method: str, unsures: str) -> list[Strategy]:
+    return [Strategy(prune, "s_b", "unlabeled", (), f"{unsures}; certain images SB's out-of-fold cleanlab "
+                     "flags as label issues pruned from training", method, "prune"),
+            Strategy(fix, "s_b", "unlabeled", (), f"{unsures}; flagged wrong labels fixed to SB's out-of-fold "
+                     "class where confident (fix_threshold), pruned otherwise", method, "fix")]
+
+
 STRATEGIES: dict[str, Strategy] = {s.name: s for s in [
     *_pair(1, "positive", ("negative",), "unsure as parasite (0.8) + wrong non-parasite"),
     *_pair(2, "positive", ("negative", "positive"), "unsure as parasite (0.8) + wrong non-parasite + wrong parasite"),
@@ -52,8 +69,17 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in [
              "images over a cosine kNN graph of SB's features", "propagation"),
     Strategy("s_2thr", "s_b", "unlabeled", (), "two thresholds on SB's parasite output: above the upper "
              "parasite, below the lower non-parasite, in between out", "two_thresholds"),
+    Strategy("s_soft", "s_b", "unlabeled", (), "soft targets: each unsure trains towards SB's parasite "
+             "probability (the seed's 0.8 / 0.2 idea taken literally)", "soft"),
+    *_curating("s_prune", "s_fix", "exclude", "unsures left out (as SB)"),
+    *_curating("s_2thr_prune", "s_2thr_fix", "two_thresholds", "unsures by two thresholds (as s_2thr)"),
+    Strategy("s_soft_fix", "s_b", "unlabeled", (), "unsures as soft targets (as s_soft); flagged wrong labels "
+             "fixed to SB's out-of-fold class where confident, pruned otherwise", "soft", "fix"),
 ]}
 SEED_STRATEGIES = tuple(name for name, s in STRATEGIES.items() if s.trains_differentiator)
+# What a run compares unless told otherwise: the strategies that existed before soft targets and
+# wrong-label curation (which need 03's out-of-fold label issues), so the default run is unchanged.
+DEFAULT_STRATEGIES = (*SEED_STRATEGIES, "s_ceal", "s_prop", "s_2thr")
 
 
 def get_strategy(name: str) -> Strategy:
@@ -75,7 +101,9 @@ def differentiator_inputs(strategy: Strategy, layout: Layout) -> dict[str, Pair]
 
 
 def classifier_inputs(strategy: Strategy, layout: Layout, relabel_thresh: float) -> dict[str, Pair]:
-    """The origin's combine_dict_cl: the certain images plus the relabeled unsures."""
+    """The origin's combine_dict_cl: the certain images (as curated, when the strategy prunes or fixes
+    wrong labels) plus the relabeled unsures."""
     scheme = layout.scheme
-    return {"certain": layout.certain,
+    certain = layout.curated_certain(strategy.name) if strategy.wrong_labels != "keep" else layout.certain
+    return {"certain": certain,
             "relabeled unsure": Pair(layout.class_set(scheme.unsure).images, layout.relabeled(strategy.name, relabel_thresh))}

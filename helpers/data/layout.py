@@ -108,6 +108,10 @@ class Layout:
         """`s_XY/combined_{images,ann}_<tag>` (tag `diff` or `final`)."""
         return Pair(self.run_dir(run) / f"combined_images_{tag}.npy", self.run_dir(run) / f"combined_ann_{tag}.csv")
 
+    def curated_certain(self, run: str) -> Pair:
+        """The certain images with a strategy's wrong labels pruned or fixed (same images, own annotations)."""
+        return Pair(self.certain.images, self.run_dir(run) / f"{self.certain.ann.stem}_curated.csv")
+
     def relabeled(self, run: str, thresh: float) -> Path:
         return self.run_dir(run) / f"unsure_relabeled_thresh_{thresh:g}.csv"
 

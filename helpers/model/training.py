@@ -24,10 +24,10 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
 from tqdm import tqdm
 
-from ..core.columns import flag_column
+from ..core.columns import SOFT_TARGET, flag_column
 from ..core.errors import InputError, NotTrainable, ParameterError
 from ..core.io import OutputSet, code_hash, file_identity
-from ..core.labels import POSITIVE_VALUE, LabelScheme, round_annotations
+from ..core.labels import NEGATIVE_VALUE, POSITIVE_VALUE, LabelScheme, round_annotations
 from ..data.sets import ImageSet
 from .augment import AUGMENTS, augment_batch
 from .inference import EVAL_BATCH_SIZE, best_temperature, inference_copy, predict_logits, to_tensor, view_logits
@@ -233,13 +233,36 @@ def sample_weights(image_set: ImageSet, cfg: TrainConfig) -> np.ndarray | None:
     return np.where(np.isfinite(quality), quality, 1.0).astype(np.float32)
 
 
+def soft_targets(image_set: ImageSet, data: TrainingData) -> np.ndarray | None:
+    """Per-row target distributions (rows x classes) for the rows with a `soft_target` (the positive
+    class's probability, e.g. an unsure's out-of-sample score), NaN rows elsewhere; None without any."""
+    ann = image_set.ann
+    if SOFT_TARGET not in ann.columns:
+        return None
+    p = pd.to_numeric(ann[SOFT_TARGET], errors="coerce").to_numpy(dtype=float)
+    given = np.isfinite(p)
+    if not given.any():
+        return None
+    if ((p[given] < 0) | (p[given] > 1)).any():
+        raise InputError(image_set.pair.ann, f"{SOFT_TARGET} must lie in [0, 1]")
+    if sorted(data.class_values) != [NEGATIVE_VALUE, POSITIVE_VALUE]:
+        raise InputError(image_set.pair.ann, f"{SOFT_TARGET} needs a two-class training set (negative and positive), "
+                                             f"got classes {data.class_names}")
+    targets = np.full((len(ann), 2), np.nan, np.float32)
+    positive = data.class_values.index(POSITIVE_VALUE)
+    targets[given, positive], targets[given, 1 - positive] = p[given], 1 - p[given]
+    return targets
+
+
 # ---------------------------------------------------------------- loop
 
 def train_one_epoch(model: nn.Module, images: np.ndarray, rows: np.ndarray, targets: np.ndarray,
                     optimizer: torch.optim.Optimizer, criterion: nn.Module, cfg: TrainConfig, epoch: int,
-                    weights: np.ndarray | None = None, scheduler: LRScheduler | None = None) -> dict:
-    """One pass over `rows`; with `weights` the criterion must give per-row losses (reduction "none").
-    The scheduler, if any, steps after every batch."""
+                    weights: np.ndarray | None = None, scheduler: LRScheduler | None = None,
+                    soft: np.ndarray | None = None) -> dict:
+    """One pass over `rows`; with `weights` or `soft` (see soft_targets: those rows' loss is the
+    cross-entropy with their target distribution) the criterion must give per-row losses
+    (reduction "none"). The scheduler, if any, steps after every batch."""
     device = cfg.torch_device
     fmt = memory_format(cfg.width, device)
     model.train()
@@ -251,9 +274,14 @@ def train_one_epoch(model: nn.Module, images: np.ndarray, rows: np.ndarray, targ
         idx = np.sort(order[b:b + cfg.batch_size])  # sorted reads are faster on a memmap; order within a batch is irrelevant
         x = augment_batch(to_tensor(images[idx], device, fmt), cfg.augment, augmentation)
         y = torch.from_numpy(targets[idx]).to(device)
-        loss = criterion(model(x), y)
-        if weights is not None:
-            w = torch.from_numpy(weights[idx]).to(device)
+        logits = model(x)
+        loss = criterion(logits, y)
+        if soft is not None:
+            q = torch.from_numpy(soft[idx]).to(device)
+            soft_loss = -(torch.nan_to_num(q) * F.log_softmax(logits, 1)).sum(1)
+            loss = torch.where(torch.isfinite(q[:, 0]), soft_loss, loss)
+        if weights is not None or soft is not None:
+            w = torch.from_numpy(weights[idx]).to(device) if weights is not None else torch.ones_like(loss)
             loss = (loss * w).sum() / w.sum().clamp_min(1e-8)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -268,14 +296,21 @@ def train_one_epoch(model: nn.Module, images: np.ndarray, rows: np.ndarray, targ
 
 def evaluate(model: nn.Module, images: np.ndarray, rows: np.ndarray, targets: np.ndarray,
              criterion: nn.Module, cfg: TrainConfig, certain: np.ndarray | None = None,
-             positive: int | None = None) -> dict:
+             positive: int | None = None, soft: np.ndarray | None = None) -> dict:
     """Validation loss and accuracy; `criterion` must live on the CPU, where the logits are gathered.
     With `certain` (a mask per row), also accuracy and ROC AUC (class index `positive` against the
-    rest) on the certain validation rows: scores that relabeled unsures cannot sway."""
+    rest) on the certain validation rows: scores that relabeled unsures cannot sway. With `soft`
+    (see soft_targets) the loss of those rows is taken against their target distribution, as in training."""
     logits = predict_logits(inference_copy(model), images, rows, cfg.torch_device, cfg.eval_batch_size)
     y = torch.from_numpy(targets[rows])
     with torch.inference_mode():
-        loss = float(criterion(logits, y)) if len(rows) else float("nan")
+        if soft is not None and len(rows):
+            q = torch.from_numpy(soft[rows])
+            per_row = torch.where(torch.isfinite(q[:, 0]), -(torch.nan_to_num(q) * F.log_softmax(logits, 1)).sum(1),
+                                  F.cross_entropy(logits, y, reduction="none"))
+            loss = float(per_row.mean())
+        else:
+            loss = float(criterion(logits, y)) if len(rows) else float("nan")
     accuracy = float((logits.argmax(1) == y).float().mean()) if len(rows) else float("nan")
     scores = {"val_loss": loss, "val_accuracy": accuracy}
     if certain is not None:
@@ -310,6 +345,7 @@ def fit(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig, checkpoint_p
     torch.manual_seed(cfg.seed)
     data = prepare_training_data(image_set, scheme, cfg.val_frac, cfg.seed, holdout)
     weights = sample_weights(image_set, cfg)
+    soft = soft_targets(image_set, data)
     images, device = image_set.images, cfg.torch_device
     spec = ModelSpec(cfg.arch, int(images.shape[1]), data.class_names, data.class_values, cfg.width,
                      list(images.shape[2:]), tta=cfg.tta)
@@ -323,7 +359,7 @@ def fit(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig, checkpoint_p
     # Two loss modules: the training one lives on the model's device, the validation one on the CPU
     # where evaluate() gathers the logits. Sharing one and moving it would leave class weights behind.
     train_criterion = make_criterion(cfg, train_targets, spec.n_classes,
-                                     reduction="mean" if weights is None else "none").to(device)
+                                     reduction="mean" if weights is None and soft is None else "none").to(device)
     val_criterion = make_criterion(cfg, train_targets, spec.n_classes)
     column, sign = SELECT_BY[cfg.select_by]
     on_certain = ({"certain": data.certain, "positive": _index_or_none(data.class_values, POSITIVE_VALUE)}
@@ -345,8 +381,8 @@ def fit(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig, checkpoint_p
     for epoch in range(start_epoch, cfg.epochs):
         row = {"epoch": epoch + 1,
                **train_one_epoch(model, images, data.train_rows, data.targets, optimizer, train_criterion, cfg, epoch,
-                                 weights, scheduler),
-               **evaluate(model, images, data.val_rows, data.targets, val_criterion, cfg, **on_certain)}
+                                 weights, scheduler, soft),
+               **evaluate(model, images, data.val_rows, data.targets, val_criterion, cfg, **on_certain, soft=soft)}
         if not math.isfinite(row["train_loss"]):  # stop before a NaN checkpoint replaces a good one
             raise NotTrainable(image_set.pair.ann, f"training loss became {row['train_loss']} in epoch {epoch + 1} "
                                                    f"(lr {cfg.lr:g}); lower lr or check the images")

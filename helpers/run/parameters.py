@@ -22,7 +22,7 @@ import yaml
 from ..core.columns import WRONG_FROM
 from ..core.errors import ParameterError
 from ..core.labels import DEFAULT_ANN_DICT, LabelScheme
-from ..curation.strategies import STRATEGIES
+from ..curation.strategies import DEFAULT_STRATEGIES, STRATEGIES
 from ..data.layout import TAGS, Layout
 from ..model.training import TrainConfig, checkpoint_path
 
@@ -162,7 +162,7 @@ class Parameters:
     # which images are wrong (03)
     wrong_from: str = param("in_sample", "which outputs decide right/wrong: in_sample (the final model's, as the "
                             "origin) or out_of_fold (models that never saw the image)", _choice(*WRONG_FROM))
-    folds: int = param(5, "out_of_fold: cross-validation folds", _int(2, 50))
+    folds: int = param(5, "cross-validation folds of out-of-fold runs (03 with out_of_fold, 05's rounds > 1)", _int(2, 50))
     fold_jobs: int = param(1, "out_of_fold: folds trained at once in separate processes (sharing the CPU threads)",
                            _int(1, 64))
     fold_ensemble: bool = param(False, "out_of_fold: predict the test rows, and SB the unsures, with the fold models' "
@@ -172,15 +172,22 @@ class Parameters:
     recall_target: float = param(0.95, "lower operating threshold: the highest score with recall >= this",
                                  _float(0.0, 1.0))
     # strategies (04, 05, 06)
-    strategy: str = param("s_1a", "the strategy a 04 / 05 run is: s_1a ... s_3b (origin), s_ceal, s_prop or s_2thr",
+    strategy: str = param("s_1a", "the strategy a 04 / 05 run is: s_1a ... s_3b (origin), s_ceal, s_prop, s_2thr, "
+                          "s_soft, or one that also prunes / fixes wrong labels (s_prune, s_fix, s_2thr_fix, ...)",
                           _choice(*STRATEGIES))
     delta: float = param(0.5, "s_ceal: unsures whose SB prediction has entropy (bits) below this take SB's label",
                          _float(0.0, 1.0))
     n_neighbors: int = param(10, "s_prop: neighbours per image in the cosine kNN graph of SB's features",
                              _int(1, 1000))
+    fix_threshold: float = param(0.8, "strategies that fix wrong labels (s_fix, ...): a flagged image takes its "
+                                 "out-of-fold class when that class's out-of-fold output is at least this, "
+                                 "otherwise it is pruned", _float(0.0, 1.0))
+    rounds: int = param(1, "strategies that prune or fix wrong labels: rounds of out-of-fold -> flag -> fix "
+                        "(round 1 uses 03's flags; later ones retrain out-of-fold on the curated labels and "
+                        "stop when the issue list stops shrinking)", _int(1, 10))
     relabel_thresh: float = param(0.9, "unsures whose differentiator parasite output is above this become parasite",
                                   _float(0.0, 1.0, hi_open=True))
-    strategies: list = param(list(STRATEGIES), "the strategies to run and compare", _strategy_list)
+    strategies: list = param(list(DEFAULT_STRATEGIES), "the strategies to run and compare", _strategy_list)
     # 06 compare
     truth_path: str = param("", "CSV of the hidden true class of every image_id (demo data: data/demo/truth.csv, "
                             "as demo.yaml sets): 03 trains the clean-label oracle on it, 06 scores against it; "
@@ -235,8 +242,8 @@ NOTEBOOK_PARAMETERS: dict[str, tuple[str, ...]] = {
                            "fold_ensemble", "truth_path", "precision_target", "recall_target", "n_examples"),
     "04_differentiator": (*DIRS, "strategy", *TRAIN_PARAMETERS, "resume", "delta", "n_neighbors",
                           "precision_target", "recall_target"),
-    "05_relabel_and_classify": (*DIRS, "strategy", "relabel_thresh", *TRAIN_PARAMETERS, "resume", "sample_weights",
-                                "precision_target", "recall_target"),
+    "05_relabel_and_classify": (*DIRS, "strategy", "relabel_thresh", "fix_threshold", "rounds", "folds", "fold_jobs",
+                                *TRAIN_PARAMETERS, "resume", "sample_weights", "precision_target", "recall_target"),
     "06_compare": (*DIRS, "strategies", "relabel_thresh", "truth_path", "primary_metric", "max_fpr", "rbc_per_ul",
                    "n_bootstrap", "seed"),
     "07_review": (*DIRS, "run", "tag", "overrides_path", "per_page", "rbc_per_ul", "seed"),

@@ -30,7 +30,7 @@ import yaml
 from ..core.errors import ParameterError
 from ..core.io import OUTPUT_LOG_ENV, code_hash, file_identity, write_json
 from ..core.paths import PROJECT_ROOT, resolve
-from ..curation.strategies import STRATEGIES
+from ..curation.strategies import DEFAULT_STRATEGIES, STRATEGIES
 from ..data.layout import step_name
 from .lock import run_lock
 from .parameters import (
@@ -83,6 +83,15 @@ def _checked_section(section: Any, name: str, allowed: set[str], what: str) -> d
     return section
 
 
+def _check_wrong_label_strategies(chosen: list[str], baselines: dict[str, Any]) -> None:
+    """Strategies that prune or fix wrong labels use 03's out-of-fold label issues: refuse the run
+    before anything starts when 03 would not compute them."""
+    curating = [s for s in chosen if STRATEGIES[s].wrong_labels != "keep"]
+    if curating and baselines["wrong_from"] != "out_of_fold":
+        raise ParameterError("wrong_from", f"is {baselines['wrong_from']!r}, but {', '.join(curating)} prune or fix "
+                                           "the label issues 03 finds out-of-fold: set wrong_from: out_of_fold")
+
+
 def plan(params: dict[str, Any], strategies: list[str] | None = None) -> Plan:
     """Turn layered parameters into checked steps; nothing runs if any parameter is wrong."""
     notebooks = list(DAG_NOTEBOOKS)
@@ -98,7 +107,7 @@ def plan(params: dict[str, Any], strategies: list[str] | None = None) -> Plan:
         for key in section:
             if key not in strategy_keys:
                 raise ParameterError(key, f"unknown parameter in per_strategy.{name}; 04/05 take {sorted(strategy_keys)}")
-    chosen = strategies if strategies is not None else params.get("strategies", list(STRATEGIES))
+    chosen = strategies if strategies is not None else params.get("strategies", list(DEFAULT_STRATEGIES))
     chosen = check_parameters("06_compare", {**notebook_defaults("06_compare"), "strategies": chosen}).strategies
 
     base = {k: v for k, v in params.items() if k not in STRUCTURAL_KEYS}
@@ -127,6 +136,7 @@ def plan(params: dict[str, Any], strategies: list[str] | None = None) -> Plan:
     steps.append(Step("06_compare", "06_compare", step_params("06_compare"), ("03_baselines_SA_SB", *finals),
                       required=("03_baselines_SA_SB",)))
 
+    _check_wrong_label_strategies(chosen, steps[2].parameters)
     cfg = check_parameters("01_combine", steps[0].parameters)
     steps[0].inputs = tuple(str(p) for pair in cfg.layout.sources(cfg.sources) for p in pair)
     if cfg.overrides_path:  # corrections from the review widget: a change reruns 01 and what follows

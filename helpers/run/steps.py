@@ -17,6 +17,7 @@ from ..curation.relabel import label_names, relabel_sweep, relabel_unsure
 from ..curation.right_wrong import split_right_wrong
 from ..curation.strategies import Strategy, classifier_inputs
 from ..curation.training_run import TrainedRun, train_and_save
+from ..curation.wrong_labels import action_counts, apply_policy, flagged_rows
 from ..data.combine_split import combine
 from ..data.describe import class_counts
 from ..data.layout import Layout
@@ -138,7 +139,53 @@ def differentiator(strategy: Strategy, cfg: Config) -> Outcome:
                    figures={"scores": scores})
 
 
-# ---------------------------------------------------------------- 05: relabel, final set, final classifier
+# ---------------------------------------------------------------- 05: wrong labels, relabel, final set, final classifier
+
+def curate_wrong_labels(strategy: Strategy, cfg: Config) -> Outcome:
+    """Prune or fix the certain images the baseline's out-of-fold cleanlab flags (the strategy's
+    `wrong_labels`) into `s_XY/<certain>_curated.csv`. With `rounds` > 1: out-of-fold on the curated
+    labels -> flag -> fix again, stopping early when the issue list stops shrinking. Keep: nothing to do."""
+    layout, name, policy = cfg.layout, strategy.name, strategy.wrong_labels
+    curated_pair = layout.curated_certain(name)
+    for pattern in ("ann_with_predictions_round*.csv", "model_perf_round*.zip"):  # an earlier run's rounds
+        for stale in layout.run_dir(name).glob(pattern):
+            stale.unlink()
+    if policy == "keep":
+        curated_pair.ann.unlink(missing_ok=True)
+        return Outcome(Outcome.BUILT, "keep: the certain images train on the labels they were given",
+                       details={"wrong_labels": policy})
+    source = layout.predictions(strategy.baseline)
+    if not source.is_file():
+        raise InputError(source, "not found: run 03 first")
+    flagged = flagged_rows(read_annotations(source), cfg.scheme, str(source))  # raises before any work
+    curated = apply_policy(read_annotations(layout.certain.ann, scheme=cfg.scheme), flagged, policy, cfg.fix_threshold)
+    rounds = [{"round": 1, "flagged by": strategy.baseline, "flagged": len(flagged), **action_counts(curated)}]
+    _write_curated(curated, curated_pair, [source, layout.certain.ann])
+    for r in range(2, cfg.rounds + 1):
+        trained = train_run(curated_pair, cfg, name, f"round{r}", title=f"{name} round {r} (out-of-fold)",
+                            wrong_from="out_of_fold", folds=cfg.folds, fold_jobs=cfg.fold_jobs)
+        flagged = flagged_rows(trained.predictions, cfg.scheme, str(trained.predictions_path))
+        if len(flagged) >= rounds[-1]["flagged"]:
+            rounds.append({"round": r, "flagged by": f"{name} round {r}", "flagged": len(flagged),
+                           "stopped": "the issue list stopped shrinking; this round's flags are not applied"})
+            break
+        curated = apply_policy(curated, flagged, policy, cfg.fix_threshold)
+        rounds.append({"round": r, "flagged by": f"{name} round {r}", "flagged": len(flagged), **action_counts(curated)})
+        _write_curated(curated, curated_pair, [trained.predictions_path])
+    return Outcome(Outcome.BUILT, table=curated, details={"wrong_labels": policy, "rounds": rounds})
+
+
+def _write_curated(curated: pd.DataFrame, out: Pair, inputs: list) -> None:
+    with OutputSet(inputs=inputs) as files:
+        files.csv(curated, out.ann)
+
+
+def round_counts(curated: Outcome) -> pd.DataFrame:
+    """Per round of wrong-label curation: how many certain images were flagged, and (cumulative) kept, pruned, fixed."""
+    if "rounds" not in curated.details:
+        return pd.DataFrame({"wrong labels": [curated.reason]})
+    return pd.DataFrame(curated.details["rounds"]).set_index("round")
+
 
 def relabel(strategy: Strategy, layout: Layout, thresh: float) -> Outcome:
     """Relabel the unsures from the strategy's differentiator and write unsure_relabeled_thresh_<t>.csv."""

@@ -1,0 +1,88 @@
+"""What happens to the certain images flagged as label issues (cleanlab's confident learning on
+out-of-fold outputs): `keep` them as given (the origin), `prune` them from training (as cleanlab's
+CleanLearning does), or `fix` them to their out-of-fold class where that class's out-of-fold output
+is at least `fix_threshold`, pruning the rest. Test rows are never touched: every run is scored on
+the same labels.
+
+A pruned row keeps its image but gets annotation -1 (it rounds below 0: predicted, never trained
+on); a fixed row gets the out-of-fold class. Both keep their old label in `original_annotation`,
+say what happened in `label_action` and are pseudo-labels (`is_gt` False).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..core.columns import LABEL_ACTION, ORIGINAL_ANNOTATION, flag_values, oof_column
+from ..core.errors import InputError
+from ..core.labels import LabelScheme, round_annotations
+
+WRONG_LABEL_POLICIES = ("keep", "prune", "fix")
+PRUNED_VALUE = -1.0
+KEPT, PRUNED, FIXED = "kept", "pruned", "fixed"
+
+
+def flagged_rows(predictions: pd.DataFrame, scheme: LabelScheme, source: str = "predictions") -> pd.DataFrame:
+    """The label issues of a run with out-of-fold outputs: image_id, the out-of-fold class (value)
+    and that class's out-of-fold output, for the flagged certain, non-test rows."""
+    names = scheme.certain_names
+    needed = ["is_label_issue", *(oof_column(n) for n in names)]
+    missing = [c for c in needed if c not in predictions.columns]
+    if missing:
+        raise InputError(source, f"no {missing[0]!r} column: pruning or fixing wrong labels needs 03 run with "
+                                 "wrong_from='out_of_fold' (cleanlab's label issues)")
+    split = predictions["split"].astype(str).to_numpy() if "split" in predictions.columns else np.full(len(predictions), "")
+    certain = np.isin(round_annotations(predictions["annotation"]), [scheme.ann_dict[n] for n in names])
+    rows = flag_values(predictions["is_label_issue"]) & certain & (split != "test")
+    oof = predictions.loc[rows, [oof_column(n) for n in names]].to_numpy(dtype=float)
+    best = oof.argmax(axis=1) if len(oof) else np.zeros(0, int)
+    return pd.DataFrame({"image_id": predictions.loc[rows, "image_id"].to_numpy(),
+                         "suggested": np.asarray([scheme.ann_dict[n] for n in names], float)[best],
+                         "confidence": oof[np.arange(len(oof)), best] if len(oof) else np.zeros(0)})
+
+
+def apply_policy(ann: pd.DataFrame, flagged: pd.DataFrame, policy: str, fix_threshold: float) -> pd.DataFrame:
+    """`ann` (the certain images' annotations) with the policy applied to the `flagged` rows (see
+    flagged_rows); rows flagged before keep what was done to them unless flagged again."""
+    if policy not in WRONG_LABEL_POLICIES:
+        raise ValueError(f"policy must be one of {WRONG_LABEL_POLICIES}, got {policy!r}")
+    out = ann.copy()
+    if ORIGINAL_ANNOTATION not in out.columns:
+        out[ORIGINAL_ANNOTATION] = out["annotation"]
+        out[LABEL_ACTION] = KEPT
+    if policy == "keep" or flagged.empty:
+        return out
+    split = out["split"].astype(str).to_numpy() if "split" in out.columns else np.full(len(out), "")
+    by_id = flagged.set_index("image_id")
+    rows = np.flatnonzero(out["image_id"].isin(by_id.index).to_numpy() & (split != "test"))
+    hit = by_id.loc[out["image_id"].to_numpy()[rows]]
+    fix = (policy == "fix") & (hit["confidence"].to_numpy() >= fix_threshold)
+    annotation = out["annotation"].to_numpy(dtype=float).copy()
+    annotation[rows] = np.where(fix, hit["suggested"].to_numpy(), PRUNED_VALUE)
+    action = out[LABEL_ACTION].to_numpy(dtype=object).copy()
+    action[rows] = np.where(fix, FIXED, PRUNED)
+    out["annotation"], out[LABEL_ACTION] = annotation, action
+    is_gt = flag_values(out["is_gt"]).copy() if "is_gt" in out.columns else np.ones(len(out), bool)
+    is_gt[rows] = False
+    out["is_gt"] = is_gt
+    return out
+
+
+def action_counts(curated: pd.DataFrame) -> dict[str, int]:
+    """How many certain images were kept, pruned and fixed."""
+    counts = curated[LABEL_ACTION].value_counts() if LABEL_ACTION in curated.columns else pd.Series(dtype=int)
+    return {action: int(counts.get(action, 0)) for action in (KEPT, PRUNED, FIXED)}
+
+
+def action_precision(curated: pd.DataFrame, truth: pd.DataFrame, scheme: LabelScheme) -> dict[str, float]:
+    """Against the hidden truth: the share of pruned images whose given label was wrong, and the
+    share of fixed images whose new label is their true class (NaN where none)."""
+    true_class = truth.set_index("image_id")["truth"].reindex(curated["image_id"]).to_numpy()
+    given = np.array([scheme.name_of(int(v)) for v in round_annotations(curated[ORIGINAL_ANNOTATION])], dtype=object)
+    action = curated[LABEL_ACTION].to_numpy()
+    known = pd.notna(true_class)
+    pruned, fixed = known & (action == PRUNED), known & (action == FIXED)
+    new = np.array([scheme.name_of(int(v)) if v >= 0 else "" for v in round_annotations(curated["annotation"])],
+                   dtype=object)
+    return {"prune precision": float((given[pruned] != true_class[pruned]).mean()) if pruned.any() else float("nan"),
+            "fix precision": float((new[fixed] == true_class[fixed]).mean()) if fixed.any() else float("nan")}
