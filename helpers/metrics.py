@@ -193,9 +193,13 @@ def recall_at_fpr(is_positive: np.ndarray, scores: np.ndarray, max_fpr: float) -
     return {"recall": float(tpr[best]), "fpr": float(fpr[best]), "threshold": threshold}
 
 
-def ranking_scores(is_target: np.ndarray, scores: np.ndarray) -> dict[str, float]:
-    """ROC AUC and average precision of a ranking (high score = likely target); NaN with one class only."""
+def ranking_scores(is_target: np.ndarray, scores: np.ndarray, at_recall: float = 0.9) -> dict[str, float]:
+    """ROC AUC and average precision of a ranking (high score = likely target), and the highest
+    precision of a cut that finds at least `at_recall` of the targets; NaN with one class only."""
+    key = f"precision at {at_recall:.0%} recall"
     if not 0 < is_target.sum() < len(is_target):
-        return {"roc_auc": float("nan"), "average_precision": float("nan")}
+        return {"roc_auc": float("nan"), "average_precision": float("nan"), key: float("nan")}
+    precision, recall, _ = precision_recall_curve(is_target, scores)
     return {"roc_auc": float(roc_auc_score(is_target, scores)),
-            "average_precision": float(average_precision_score(is_target, scores))}
+            "average_precision": float(average_precision_score(is_target, scores)),
+            key: float(precision[recall >= at_recall].max())}

@@ -189,3 +189,20 @@ def test_the_table_is_shown_in_three_narrow_views_that_keep_every_column(layout,
     assert "threshold: precision target" in views["Operating points"].columns
     widest = max(len(line) for v in views.values() for line in v.round(3).to_string().splitlines())
     assert widest < 0.6 * max(len(line) for line in table.round(3).to_string().splitlines())
+
+
+def test_runs_that_curate_labels_report_what_they_pruned_and_fixed_and_their_gain_over_sb(layout, records):
+    truth = pd.DataFrame({"image_id": IDS + ["t:0", "t:1", "t:2"],
+                          "truth": ["parasite"] * 4 + ["non-parasite"] * 2 + ["parasite", "non-parasite", "parasite"]})
+    # t:0 was a flip and got fixed right; t:1 was no flip but was pruned; t:2 a flip fixed to the wrong class
+    records["s_1a"].curated = pd.DataFrame({"image_id": ["t:0", "t:1", "t:2"], "annotation": [1.0, -1.0, 0.0],
+                                            "original_annotation": [0.0, 0.0, 1.0],
+                                            "label_action": ["fixed", "pruned", "fixed"]})
+    table, _ = comparison_table(records, layout, truth, primary="accuracy", n_bootstrap=200)
+    row = table.loc["s_1a"]
+    assert (row["wrong labels pruned"], row["wrong labels fixed"]) == (1, 2)
+    assert row["prune precision vs truth"] == 0.0 and row["fix precision vs truth"] == 0.5
+    assert np.isnan(table.loc["s_b", "gain over SB vs truth CI low"])  # SB is the reference
+    # vs truth s_b is right on all 6, s_1a on 5: the paired gain is -1/6 on every resample that draws row 3
+    lo, hi = table.loc["s_1a", ["gain over SB vs truth CI low", "gain over SB vs truth CI high"]]
+    assert -1 <= lo <= -1 / 6 < hi <= 0

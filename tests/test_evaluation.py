@@ -4,6 +4,7 @@ import pytest
 from helpers.metrics import (
     classification_metrics,
     operating_thresholds,
+    ranking_scores,
     threshold_table,
 )
 
@@ -43,3 +44,13 @@ def test_operating_thresholds():
     t = operating_thresholds(is_pos, scores, precision_target=1.0, recall_target=1.0)
     assert t["precision_threshold"] == pytest.approx(0.6)  # score >= 0.6: only positives
     assert t["recall_threshold"] == pytest.approx(0.35)  # score >= 0.35 keeps every positive
+
+
+def test_ranking_precision_at_a_recall_by_hand():
+    # ranked: T T F T F F T F (scores 8..1): finding 3 of 4 targets takes the top 4 (precision 3/4);
+    # all 4 take all 7 from the top (4/7)
+    is_target = np.array([1, 1, 0, 1, 0, 0, 1, 0], bool)
+    scores = np.arange(8, 0, -1, dtype=float)
+    assert ranking_scores(is_target, scores, at_recall=0.75)["precision at 75% recall"] == pytest.approx(3 / 4)
+    assert ranking_scores(is_target, scores, at_recall=1.0)["precision at 100% recall"] == pytest.approx(4 / 7)
+    assert np.isnan(ranking_scores(np.ones(3, bool), np.arange(3.0))["precision at 90% recall"])
