@@ -257,6 +257,26 @@ def review_efficiency_curve(curve: pd.DataFrame, title: str = "Flipped labels fo
     return fig
 
 
+def gap_closed_by_noise(series: Mapping[str, pd.Series], title: str = "Share of the SB-to-oracle gap closed",
+                        labels: Mapping[str, pd.Series] | None = None) -> Figure:
+    """One line per noise kind: the share of the gap closed (y) against the flip fraction (x), each
+    point captioned with its entry in `labels` (e.g. which strategy) when given."""
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.subplots()
+    for name, values in series.items():
+        values = values.sort_index()
+        ax.plot(values.index * 100, values.to_numpy() * 100, marker="o", label=name)
+        for x, y in values.items():
+            if labels is not None and np.isfinite(y):
+                ax.annotate(str(labels[name][x]), (x * 100, y * 100), textcoords="offset points", xytext=(4, 4),
+                            fontsize=7)
+    ax.axhline(0, color="grey", linewidth=1, linestyle="--")
+    ax.axhline(50, color="grey", linewidth=1, linestyle=":")
+    ax.set(xlabel="labels flipped (%)", ylabel="gap closed (%)", title=title)
+    ax.legend(title="noise")
+    return fig
+
+
 def save_png(fig: Figure, path: Path) -> Path:
     """Write a figure as a PNG, atomically."""
     with OutputSet() as out:

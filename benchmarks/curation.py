@@ -1,0 +1,226 @@
+"""Curation across noise levels: how much of the SB-to-oracle gap each strategy closes.
+
+    .venv/bin/python benchmarks/curation.py [--fracs 0.20,0.10,0.03] [--noise uniform,systematic] [--seeds 0,1,2]
+        [--strategies s_2thr,s_prune,s_fix,s_2thr_fix,s_soft_fix] [--folds 3] [--work /tmp/curation_bench]
+        [--out benchmarks/results/curation.jsonl] [--plot benchmarks/results/curation.png] [-p KEY=VALUE ...]
+        [--summary-only]
+
+Per setting (noise kind, flip fraction, seed): fresh demo data (`python -m helpers demo --flip-frac F
+--noise K --seed S`), then the pipeline through the runner with parameters/recommended.yaml, 03
+out-of-fold (`--folds`) for SB only, the clean-label oracle, and `--strategies`. From 06's comparison
+it records, against the hidden truth: SB's, the oracle's and every strategy's test accuracy and
+parasite recall at max_fpr, the share of the SB-to-oracle gap closed, the paired bootstrap interval
+of the gain over SB, unsure relabel accuracy, pruned / fixed counts and their precision; cleanlab's
+precision and recall on the planted flips; the review-efficiency ratios to random at 5% and 10%.
+
+Resumable: each finished setting is one line of --out, and a rerun skips it. The summary (one
+markdown table per noise kind, means over seeds) and the plot (gap closed by the best strategy
+against the flip fraction, per noise kind) are rebuilt from --out every time.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from helpers import plots  # noqa: E402
+from helpers.core.labels import LabelScheme  # noqa: E402
+from helpers.curation.compare import read_truth  # noqa: E402
+from helpers.curation.label_issues import flip_finding  # noqa: E402
+from helpers.data.layout import Layout  # noqa: E402
+from helpers.data.sets import read_annotations  # noqa: E402
+
+ANN_DICT = {"non-parasite": 0, "parasite": 1, "unsure": 2, "unlabeled": -1}
+MAX_FPR = 0.01
+RECALL = f"parasite recall at FPR <= {MAX_FPR:g} vs truth"
+PER_RUN = {"accuracy vs truth": "accuracy", RECALL: "recall at fpr", "SB-to-oracle gap closed": "gap closed",
+           "gain over SB vs truth CI low": "gain CI low", "gain over SB vs truth CI high": "gain CI high",
+           "unsure relabel accuracy vs truth": "relabel accuracy", "wrong labels pruned": "pruned",
+           "wrong labels fixed": "fixed", "prune precision vs truth": "prune precision",
+           "fix precision vs truth": "fix precision"}
+
+
+def run(cmd: list[str]) -> None:
+    print("$", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, cwd=ROOT)
+
+
+def setting_key(noise: str, frac: float, seed: int) -> str:
+    return f"{noise}_{frac:g}_seed{seed}"
+
+
+def measure(noise: str, frac: float, seed: int, args: argparse.Namespace) -> dict:
+    """One setting: demo data, the pipeline, and what 06 measured."""
+    data = args.work / setting_key(noise, frac, seed)
+    start = time.perf_counter()
+    run([sys.executable, "-m", "helpers", "demo", str(data), "--seed", str(seed), "--flip-frac", str(frac),
+         "--noise", noise, "--if-missing"])
+    run([sys.executable, "-m", "helpers", "run", "parameters/recommended.yaml",
+         "-p", f"data_dir={data}/patient", "-p", f"data_dir_n={data}/neg", "-p", f"data_dir_base={data}/runs",
+         "-p", f"truth_path={data}/truth.csv", "-p", f"seed={seed}", "-p", "test_frac=0.2",
+         "-p", "wrong_from=out_of_fold", "-p", f"folds={args.folds}", "-p", "which=s_b", "-p", f"max_fpr={MAX_FPR}",
+         *(arg for kv in args.param for arg in ("-p", kv)), "--strategies", ",".join(args.strategies), "--jobs", "2"])
+    compare = json.loads((data / "runs" / "metrics" / "06_compare.json").read_text())
+    table = pd.DataFrame(compare["table"]).set_index("run")
+    runs = {name: {short: _number(table.loc[name].get(column)) for column, short in PER_RUN.items()}
+            for name in table.index if table.loc[name, "status"] == "ok"}
+    gain = pd.DataFrame(compare["review_gain"]["s_b"]).set_index("ranking")
+    return {"noise": noise, "flip_frac": frac, "seed": seed, "strategies": args.strategies, "folds": args.folds,
+            "params": args.param,
+            "seconds": round(time.perf_counter() - start, 1), "runs": runs, "cleanlab": cleanlab_scores(data),
+            "review_x_random": {k: float(gain.loc["label quality (cleanlab)", f"x random at {k}"]) for k in ("5%", "10%")}}
+
+
+def cleanlab_scores(data: Path) -> dict:
+    """cleanlab on SB's out-of-fold outputs against the planted flips: its issue list's precision and
+    recall, and the precision of its label-quality ranking at 90% recall."""
+    layout = Layout.from_params(str(data / "patient"), str(data / "neg"), str(data / "runs"), LabelScheme.from_dict(ANN_DICT))
+    truth = read_truth(str(data / "truth.csv"), layout)
+    row = flip_finding(read_annotations(layout.predictions("s_b")), truth, layout.scheme).loc["cleanlab"]
+    return {"precision": float(row["precision"]), "recall": float(row["recall"]), "flagged": int(row["flagged"]),
+            "flipped": int(row["flipped"]), "precision at 90% recall": float(row["precision at 90% recall"])}
+
+
+def backfill(lines: list[dict], work: Path) -> list[dict]:
+    """Lines measured before a score existed get it from their setting's folder, when it is still there."""
+    for line in lines:
+        data = work / setting_key(line["noise"], line["flip_frac"], line["seed"])
+        if "precision at 90% recall" not in line["cleanlab"] and (data / "runs").is_dir():
+            line["cleanlab"] = cleanlab_scores(data)
+    return lines
+
+
+def _number(value) -> float | None:
+    return None if value is None or (isinstance(value, float) and not np.isfinite(value)) else float(value)
+
+
+def read_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
+def summary(lines: list[dict]) -> pd.DataFrame:
+    """Per (noise, flip fraction, run): means over seeds, the gap closed from the mean accuracies, and
+    on how many seeds the paired bootstrap interval of the gain over SB lies above zero."""
+    rows = []
+    for line in lines:
+        for name, m in line["runs"].items():
+            rows.append({"noise": line["noise"], "flip_frac": line["flip_frac"], "seed": line["seed"], "run": name,
+                         **{k: np.nan if v is None else v for k, v in m.items()}})
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    grouped = frame.groupby(["noise", "flip_frac", "run"], sort=False)
+    out = grouped[["accuracy", "recall at fpr", "gap closed", "relabel accuracy", "pruned", "fixed",
+                   "prune precision", "fix precision"]].mean().rename(columns={"gap closed": "gap closed (mean of seeds)"})
+    out["seeds"] = grouped.size()
+    out["gain CI above 0"] = grouped["gain CI low"].apply(lambda s: int((s > 0).sum()))
+    out["accuracy spread"] = grouped["accuracy"].agg(lambda s: s.max() - s.min())
+    for (noise, frac), part in out.groupby(level=["noise", "flip_frac"]):
+        sb, oracle = part.loc[(noise, frac, "s_b"), "accuracy"], part.loc[(noise, frac, "s_oracle"), "accuracy"]
+        out.loc[part.index, "gap closed (of mean accuracy)"] = (part["accuracy"] - sb) / (oracle - sb) if oracle > sb else np.nan
+    return out
+
+
+def per_setting(lines: list[dict]) -> pd.DataFrame:
+    """Per (noise, flip fraction): cleanlab's precision / recall and the review ratios, means over seeds."""
+    rows = [{"noise": x["noise"], "flip_frac": x["flip_frac"], "cleanlab precision": x["cleanlab"]["precision"],
+             "cleanlab recall": x["cleanlab"]["recall"],
+             "label quality: precision at 90% recall": x["cleanlab"].get("precision at 90% recall", np.nan), "review x random at 5%": x["review_x_random"]["5%"],
+             "review x random at 10%": x["review_x_random"]["10%"], "minutes": x["seconds"] / 60} for x in lines]
+    frame = pd.DataFrame(rows)
+    return frame.groupby(["noise", "flip_frac"], sort=False).agg(["mean", "min"]) if len(frame) else frame
+
+
+def pivot(table: pd.DataFrame, column: str) -> pd.DataFrame:
+    """One row per (noise, flip fraction), one column per run: a compact view of one measure."""
+    return table[column].unstack("run")
+
+
+def best_strategies(table: pd.DataFrame, strategies: list[str]) -> pd.DataFrame:
+    """Per (noise, flip fraction): the strategy with the highest mean accuracy against the truth."""
+    picks = []
+    for (noise, frac), part in table.groupby(level=["noise", "flip_frac"], sort=False):
+        candidates = part[part.index.get_level_values("run").isin(strategies)]
+        if candidates.empty:
+            continue
+        best = candidates["accuracy"].idxmax()
+        picks.append({"noise": noise, "flip_frac": frac, "best": best[2], **candidates.loc[best].to_dict(),
+                      "SB": part.loc[(noise, frac, "s_b"), "accuracy"],
+                      "oracle": part.loc[(noise, frac, "s_oracle"), "accuracy"]})
+    return pd.DataFrame(picks).set_index(["noise", "flip_frac"]) if picks else pd.DataFrame()
+
+
+def markdown(frame: pd.DataFrame) -> str:
+    """A table as markdown (index columns first), numbers to 4 significant digits."""
+    flat = frame.reset_index()
+    cells = [[f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v) for v in row] for row in flat.to_numpy()]
+    header = [" / ".join(str(part) for part in c if part) if isinstance(c, tuple) else str(c) for c in flat.columns]
+    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+                      *("| " + " | ".join(row) + " |" for row in cells)])
+
+
+def plot(best: pd.DataFrame, path: Path) -> None:
+    by_noise = {noise: part.droplevel("noise") for noise, part in best.groupby(level="noise")}
+    figure = plots.gap_closed_by_noise({k: v["gap closed (of mean accuracy)"] for k, v in by_noise.items()},
+                                       "Share of the SB-to-oracle gap closed by the best strategy (3 seeds)",
+                                       labels={k: v["best"] for k, v in by_noise.items()})
+    plots.save_png(figure, path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--fracs", default="0.20,0.10,0.03")
+    parser.add_argument("--noise", default="uniform,systematic")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--strategies", default="s_2thr,s_prune,s_fix,s_2thr_fix,s_soft_fix")
+    parser.add_argument("--folds", type=int, default=3)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/curation_bench"))
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/curation.jsonl")
+    parser.add_argument("--plot", type=Path, default=ROOT / "benchmarks/results/curation.png")
+    parser.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
+                        help="another pipeline parameter, e.g. -p rounds=2 (use its own --out and --work)")
+    parser.add_argument("--summary-only", action="store_true", help="rebuild the tables and plot from --out")
+    args = parser.parse_args()
+    args.strategies = args.strategies.split(",")
+    done = {setting_key(x["noise"], x["flip_frac"], x["seed"]) for x in read_lines(args.out)}
+    if not args.summary_only:
+        for noise in args.noise.split(","):
+            for frac in map(float, args.fracs.split(",")):
+                for seed in map(int, args.seeds.split(",")):
+                    if setting_key(noise, frac, seed) in done:
+                        continue
+                    line = measure(noise, frac, seed, args)
+                    args.out.parent.mkdir(parents=True, exist_ok=True)
+                    with args.out.open("a") as f:
+                        f.write(json.dumps(line) + "\n")
+    lines = backfill(read_lines(args.out), args.work)
+    table = summary(lines)
+    if table.empty:
+        print("nothing measured yet")
+        return
+    best = best_strategies(table, args.strategies)
+    views = {"Test accuracy against the truth (mean over seeds)": pivot(table, "accuracy"),
+             "Share of the SB-to-oracle gap closed (from the mean accuracies)": pivot(table, "gap closed (of mean accuracy)"),
+             "Seeds whose paired bootstrap 95% interval of the gain over SB lies above 0":
+                 pivot(table, "gain CI above 0"),
+             "Every run (means over seeds)": table,
+             "Flip finding (cleanlab on SB, out-of-fold) and review efficiency (label quality), per setting":
+                 per_setting(lines),
+             "The best strategy per setting (highest mean accuracy against the truth)": best}
+    for title, frame in views.items():
+        print(f"### {title}\n\n{markdown(frame)}\n")
+    plot(best, args.plot)
+    print(f"plot: {args.plot}")
+
+
+if __name__ == "__main__":
+    main()
