@@ -56,6 +56,13 @@ def flag_values(values: pd.Series) -> np.ndarray:
     return values.astype(str).str.lower().isin([word for word, flag in FLAG_WORDS.items() if flag]).to_numpy()
 
 
+def test_mask(ann: pd.DataFrame) -> np.ndarray:
+    """True on the rows of the shared test split (none when there is no `split` column)."""
+    if "split" not in ann.columns:
+        return np.zeros(len(ann), bool)
+    return (ann["split"].astype(str) == "test").to_numpy()
+
+
 def flag_column(ann: pd.DataFrame, column: str) -> np.ndarray:
     """A boolean column such as `exclude` or `validation`; all False when absent."""
     return flag_values(ann[column]) if column in ann.columns else np.zeros(len(ann), bool)

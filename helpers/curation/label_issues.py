@@ -7,7 +7,7 @@ import pandas as pd
 from cleanlab.filter import find_label_issues
 from cleanlab.rank import get_label_quality_scores
 
-from ..core.columns import WRONG_FROM, flag_values, output_probabilities, score_column
+from ..core.columns import WRONG_FROM, flag_values, output_probabilities, score_column, test_mask
 from ..core.labels import LabelScheme, round_annotations
 from ..metrics import own_class_scores, ranking_scores
 
@@ -112,6 +112,5 @@ def flip_rows(predictions: pd.DataFrame, truth: pd.DataFrame, scheme: LabelSchem
     flipped = truth.set_index("image_id")["label_flipped"].reindex(predictions["image_id"])
     known = flipped.notna().to_numpy()
     rounded = round_annotations(predictions["annotation"])
-    split = predictions["split"].astype(str).to_numpy() if "split" in predictions.columns else np.full(len(rounded), "")
-    rows = known & np.isin(rounded, [scheme.ann_dict[n] for n in scheme.certain_names]) & (split != "test")
+    rows = known & np.isin(rounded, [scheme.ann_dict[n] for n in scheme.certain_names]) & ~test_mask(predictions)
     return rows, flag_values(flipped.fillna(False))

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from sklearn.semi_supervised import LabelSpreading
 
-from ..core.columns import PROPOSED, SOFT_TARGET, WRONG_FROM, output_column, score_column
+from ..core.columns import PROPOSED, SOFT_TARGET, WRONG_FROM, output_column, score_column, test_mask
 from ..core.errors import InputError
 from ..core.labels import (
     EXCLUDED_UNSURE_VALUE,
@@ -158,8 +158,7 @@ def propose(method: str, layout: Layout, delta: float = 0.5, n_neighbors: int = 
     elif method == "propagation":
         certain = open_image_set(layout.certain, scheme)
         rounded = round_annotations(certain.ann["annotation"])
-        split = certain.ann["split"].astype(str).to_numpy() if "split" in certain.ann.columns else np.full(len(certain), "")
-        labelled = np.flatnonzero((split != "test") & np.isin(rounded, [NEGATIVE_VALUE, POSITIVE_VALUE]))
+        labelled = np.flatnonzero(~test_mask(certain.ann) & np.isin(rounded, [NEGATIVE_VALUE, POSITIVE_VALUE]))
         proposal = propagate(predict_features(base.bundle.model, certain.images[labelled]), rounded[labelled],
                              predict_features(base.bundle.model, base.unsure.images), n_neighbors)
     else:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..core.columns import LABEL_ACTION, ORIGINAL_ANNOTATION, flag_values, oof_column
+from ..core.columns import LABEL_ACTION, ORIGINAL_ANNOTATION, flag_values, oof_column, test_mask
 from ..core.errors import InputError
 from ..core.labels import LabelScheme, round_annotations
 
@@ -31,9 +31,8 @@ def flagged_rows(predictions: pd.DataFrame, scheme: LabelScheme, source: str = "
     if missing:
         raise InputError(source, f"no {missing[0]!r} column: pruning or fixing wrong labels needs 03 run with "
                                  "wrong_from='out_of_fold' (cleanlab's label issues)")
-    split = predictions["split"].astype(str).to_numpy() if "split" in predictions.columns else np.full(len(predictions), "")
     certain = np.isin(round_annotations(predictions["annotation"]), [scheme.ann_dict[n] for n in names])
-    rows = flag_values(predictions["is_label_issue"]) & certain & (split != "test")
+    rows = flag_values(predictions["is_label_issue"]) & certain & ~test_mask(predictions)
     oof = predictions.loc[rows, [oof_column(n) for n in names]].to_numpy(dtype=float)
     best = oof.argmax(axis=1) if len(oof) else np.zeros(0, int)
     return pd.DataFrame({"image_id": predictions.loc[rows, "image_id"].to_numpy(),
@@ -52,9 +51,8 @@ def apply_policy(ann: pd.DataFrame, flagged: pd.DataFrame, policy: str, fix_thre
         out[LABEL_ACTION] = KEPT
     if policy == "keep" or flagged.empty:
         return out
-    split = out["split"].astype(str).to_numpy() if "split" in out.columns else np.full(len(out), "")
     by_id = flagged.set_index("image_id")
-    rows = np.flatnonzero(out["image_id"].isin(by_id.index).to_numpy() & (split != "test"))
+    rows = np.flatnonzero(out["image_id"].isin(by_id.index).to_numpy() & ~test_mask(out))
     hit = by_id.loc[out["image_id"].to_numpy()[rows]]
     fix = (policy == "fix") & (hit["confidence"].to_numpy() >= fix_threshold)
     annotation = out["annotation"].to_numpy(dtype=float).copy()

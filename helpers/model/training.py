@@ -254,6 +254,13 @@ def soft_targets(image_set: ImageSet, data: TrainingData) -> np.ndarray | None:
     return targets
 
 
+def with_soft_targets(loss: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per-row losses where the rows with a target distribution (see soft_targets; NaN rows have
+    none) take the cross-entropy with it instead of their hard-label loss."""
+    soft_loss = -(torch.nan_to_num(targets) * F.log_softmax(logits, 1)).sum(1)
+    return torch.where(torch.isfinite(targets[:, 0]), soft_loss, loss)
+
+
 # ---------------------------------------------------------------- loop
 
 def train_one_epoch(model: nn.Module, images: np.ndarray, rows: np.ndarray, targets: np.ndarray,
@@ -277,9 +284,7 @@ def train_one_epoch(model: nn.Module, images: np.ndarray, rows: np.ndarray, targ
         logits = model(x)
         loss = criterion(logits, y)
         if soft is not None:
-            q = torch.from_numpy(soft[idx]).to(device)
-            soft_loss = -(torch.nan_to_num(q) * F.log_softmax(logits, 1)).sum(1)
-            loss = torch.where(torch.isfinite(q[:, 0]), soft_loss, loss)
+            loss = with_soft_targets(loss, logits, torch.from_numpy(soft[idx]).to(device))
         if weights is not None or soft is not None:
             w = torch.from_numpy(weights[idx]).to(device) if weights is not None else torch.ones_like(loss)
             loss = (loss * w).sum() / w.sum().clamp_min(1e-8)
@@ -305,9 +310,7 @@ def evaluate(model: nn.Module, images: np.ndarray, rows: np.ndarray, targets: np
     y = torch.from_numpy(targets[rows])
     with torch.inference_mode():
         if soft is not None and len(rows):
-            q = torch.from_numpy(soft[rows])
-            per_row = torch.where(torch.isfinite(q[:, 0]), -(torch.nan_to_num(q) * F.log_softmax(logits, 1)).sum(1),
-                                  F.cross_entropy(logits, y, reduction="none"))
+            per_row = with_soft_targets(F.cross_entropy(logits, y, reduction="none"), logits, torch.from_numpy(soft[rows]))
             loss = float(per_row.mean())
         else:
             loss = float(criterion(logits, y)) if len(rows) else float("nan")
