@@ -21,7 +21,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).parent))
 from _measure import PeakAnonSampler, timed  # noqa: E402
 
-from helpers.core.io import OutputSet  # noqa: E402
+from helpers.core.atomic import OutputSet  # noqa: E402
 from helpers.core.labels import DEFAULT_ANN_DICT, LabelScheme  # noqa: E402
 from helpers.data.combine_split import combine, split_by_class  # noqa: E402
 from helpers.data.sets import Pair  # noqa: E402

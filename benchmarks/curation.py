@@ -34,10 +34,10 @@ sys.path.insert(0, str(ROOT))
 
 from helpers import plots  # noqa: E402
 from helpers.core.labels import LabelScheme  # noqa: E402
-from helpers.curation.compare import read_truth  # noqa: E402
 from helpers.curation.label_issues import flip_finding  # noqa: E402
 from helpers.data.layout import Layout  # noqa: E402
 from helpers.data.sets import read_annotations  # noqa: E402
+from helpers.data.truth import read_truth  # noqa: E402
 
 ANN_DICT = {"non-parasite": 0, "parasite": 1, "unsure": 2, "unlabeled": -1}
 MAX_FPR = 0.01

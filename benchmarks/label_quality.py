@@ -38,7 +38,7 @@ from helpers.core.columns import (
 )
 from helpers.core.labels import LabelScheme  # noqa: E402
 from helpers.curation.label_issues import flip_finding, flip_rows  # noqa: E402
-from helpers.curation.training_run import train_and_save  # noqa: E402
+from helpers.curation.training_run import FoldSettings, TrainRequest, train_and_save  # noqa: E402
 from helpers.data.layout import Layout  # noqa: E402
 from helpers.data.sets import read_annotations  # noqa: E402
 from helpers.run.parameters import train_config  # noqa: E402
@@ -89,8 +89,8 @@ def flips(seed: int, work: Path, epochs: int, args: argparse.Namespace) -> pd.Da
     cfg = train_config(arch=args.arch, width=args.width, epochs=epochs, batch_size=args.batch_size, seed=seed,
                        keep_weights="last", progress=False)
     start = time.perf_counter()
-    result = train_and_save(layout.certain, scheme, cfg, out / "ann_with_predictions.csv",
-                            out / "model_perf.zip", wrong_from="out_of_fold", folds=folds)
+    request = TrainRequest(cfg, out / "ann_with_predictions.csv", out / "model_perf.zip", out_of_fold=FoldSettings(folds))
+    result = train_and_save(layout.certain, scheme, request)
     table = flip_finding(result.predictions, truth, scheme).assign(**model_errors(result.predictions, truth, scheme))
     print(f"seed {seed}, {epochs} epochs: {time.perf_counter() - start:.0f} s\n{table.round(3)}", flush=True)
     return table

@@ -32,12 +32,14 @@ sys.path.insert(0, str(ROOT))
 
 from helpers.core.labels import DEFAULT_ANN_DICT, LabelScheme  # noqa: E402
 from helpers.curation.oracle import oracle_pair  # noqa: E402
-from helpers.curation.training_run import train_and_save  # noqa: E402
+from helpers.curation.training_run import FoldSettings, TrainRequest, train_and_save  # noqa: E402
 from helpers.data.combine_split import combine, split_by_class  # noqa: E402
 from helpers.data.demo import DemoSpec, make_demo  # noqa: E402
 from helpers.data.layout import Layout  # noqa: E402
 from helpers.metrics import binary_calibration_error  # noqa: E402
-from helpers.run.parameters import TRAIN_PARAMETERS, load_parameters, train_config  # noqa: E402
+from helpers.model.settings import TRAIN_PARAMETERS  # noqa: E402
+from helpers.run.parameter_files import load_parameters  # noqa: E402
+from helpers.run.parameters import train_config  # noqa: E402
 
 SEED_RECIPE = dict(arch="resnet18", width=16, batch_size=128, epochs=8)  # SB as parameters/demo.yaml trained it before issue 13
 RECOMMENDED = dict(arch="resnet10", width=16, batch_size=64, epochs=15, lr=3e-3, optimizer="adamw", weight_decay=0.05,
@@ -69,7 +71,7 @@ RECIPES.update({
     "recommended.yaml+fold_ensemble": {**RECOMMENDED_FILE, "wrong_from": "out_of_fold", "folds": 5,
                                        "fold_ensemble": True},
 })
-RUN_OPTIONS = ("wrong_from", "folds", "fold_ensemble")  # recipe keys for train_and_save, not the TrainConfig
+RUN_OPTIONS = ("wrong_from", "folds", "fold_ensemble")  # recipe keys for out-of-fold settings, not the TrainConfig
 SCHEME = LabelScheme.from_dict(DEFAULT_ANN_DICT)
 
 
@@ -109,7 +111,10 @@ def measure(seed: int, recipe: str, labels: str, layout: Layout, truth: pd.DataF
     options = {k: v for k, v in RECIPES[recipe].items() if k in RUN_OPTIONS}
     cfg = train_config(**recipe_cfg, seed=seed, progress=False)
     start = time.perf_counter()
-    run = train_and_save(pair, SCHEME, cfg, out / "ann_with_predictions.csv", out / "model_perf.zip", **options)
+    folds = (FoldSettings(options.get("folds", 5), ensemble=options.get("fold_ensemble", False))
+             if options.get("wrong_from") == "out_of_fold" else None)
+    run = train_and_save(pair, SCHEME, TrainRequest(cfg, out / "ann_with_predictions.csv", out / "model_perf.zip",
+                                                    out_of_fold=folds))
     history = run.fit.history
     if recipe == "seed" and labels == "noisy":  # the target is this run's own best
         target = float(history["val_accuracy"].max())

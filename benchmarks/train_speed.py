@@ -75,7 +75,8 @@ def ours_train(images_path: Path, labels_path: Path, width: int, n: int, batch_s
         model = build_model(ModelSpec("resnet18", 4, ["non-parasite", "parasite"], [0, 1], width=width))
         model = model.to(memory_format=torch.channels_last)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
-        result = train_one_epoch(model, images, rows, targets, optimizer, make_criterion(cfg, targets, 2), cfg, 0)
+        result = train_one_epoch(model, images, rows, targets, optimizer, make_criterion(cfg, targets, 2),
+                                 cfg=cfg, epoch=0)
     return {"images_per_second": n / result["seconds"], "seconds": result["seconds"], "peak_rss_anon_mb": mem.peak / 2**20}
 
 

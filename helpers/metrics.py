@@ -20,7 +20,7 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from .core.columns import output_column, score_column
+from .core.columns import IN_SAMPLE, output_column, score_column
 from .core.labels import POSITIVE_VALUE, LabelScheme, round_annotations
 
 
@@ -56,6 +56,12 @@ def classification_metrics(true_values: np.ndarray, probs: np.ndarray, class_val
         if 0 < is_pos.sum() < len(is_pos):
             metrics["roc_auc"] = float(roc_auc_score(is_pos, probs[:, list(class_values).index(positive_value)]))
     return metrics
+
+
+def entropy(probs: np.ndarray, *, bits: bool = False) -> np.ndarray:
+    """Entropy of each row of class probabilities (nats; bits with `bits`): how unsure an output is."""
+    p = np.clip(np.asarray(probs, float), 1e-12, 1)
+    return -(p * (np.log2(p) if bits else np.log(p))).sum(axis=1)
 
 
 def expected_calibration_error(true_index: np.ndarray, probs: np.ndarray, bins: int = 15) -> float:
@@ -136,18 +142,18 @@ def certain_scores(predictions: pd.DataFrame, scheme: LabelScheme, rows: np.ndar
     class_name = class_name or scheme.positive
     rows = np.arange(len(predictions)) if rows is None else np.asarray(rows)
     rounded = round_annotations(predictions["annotation"])[rows]
-    certain = np.isin(rounded, [scheme.ann_dict[n] for n in scheme.certain_names])
+    certain = scheme.certain_mask(rounded)
     scores = predictions[output_column(class_name)].to_numpy()[rows][certain]
     return rounded[certain] == scheme.ann_dict[class_name], scores
 
 
 def own_class_scores(predictions: pd.DataFrame, class_names: Sequence[str], class_values: Sequence[int],
-                     wrong_from: str = "in_sample") -> np.ndarray:
+                     source: str = IN_SAMPLE) -> np.ndarray:
     """Each row's output for its annotated class (rounded), among the given classes; NaN for other rows."""
     rounded = round_annotations(predictions["annotation"])
     own = np.full(len(predictions), np.nan)
     for name, value in zip(class_names, class_values):
-        column = score_column(name, wrong_from)
+        column = score_column(name, source)
         if column in predictions.columns:
             hit = rounded == value
             own[hit] = predictions[column].to_numpy(dtype=float)[hit]
@@ -161,10 +167,11 @@ def score_predictions(predictions: pd.DataFrame, class_names: list[str], class_v
     rounded = round_annotations(predictions["annotation"])
     out: dict[str, Any] = {}
     for split in ("val", "test"):
-        rows = np.flatnonzero((predictions["split"] == split).to_numpy() & (rounded >= 0))
+        rows = split_rows(predictions, split)
+        rows = rows[rounded[rows] >= 0]
         out[split] = classification_metrics(rounded[rows], probs[rows], class_values, class_names, POSITIVE_VALUE)
         if POSITIVE_VALUE in class_values and len(rows):
-            certain = rows[np.isin(rounded[rows], [0, 1])]
+            certain = rows[scheme.certain_mask(rounded[rows])]
             out[split]["thresholds"] = operating_thresholds(
                 rounded[certain] == POSITIVE_VALUE, predictions[output_column(scheme.positive)].to_numpy()[certain],
                 precision_target, recall_target)

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from .core.atomic import OutputSet
 from .core.columns import output_probabilities
-from .core.io import OutputSet
 
 
 def message(text: str) -> Figure:

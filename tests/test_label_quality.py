@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 from conftest import write_set
 
+from helpers.core.atomic import OutputSet
 from helpers.core.columns import PROPOSED, oof_column, output_column
 from helpers.core.errors import InputError, NotTrainable
-from helpers.core.io import OutputSet
 from helpers.core.labels import EXCLUDED_UNSURE_VALUE, round_annotations
 from helpers.curation.compare import flip_finding_table
 from helpers.curation.label_issues import flip_finding, label_issue_columns, review_efficiency, review_gain
@@ -27,7 +27,7 @@ from helpers.curation.strategies import (
     classifier_inputs,
     differentiator_inputs,
 )
-from helpers.curation.training_run import train_and_save
+from helpers.curation.training_run import FoldSettings, TrainRequest, train_and_save
 from helpers.data.combine_split import combine, split_by_class
 from helpers.data.layout import Layout
 from helpers.data.sets import open_image_set
@@ -102,7 +102,8 @@ def test_holdout_rows_neither_train_nor_validate(tmp_path, scheme):
 def test_out_of_fold_run_writes_oof_and_cleanlab_columns_that_find_a_planted_flip(tmp_path, scheme):
     pair, truth = _pattern_set(tmp_path, n=300, flip=8)
     cfg = train_config(epochs=8, lr=3e-3, keep_weights="last", **FAST)
-    run = train_and_save(pair, scheme, cfg, tmp_path / "p.csv", tmp_path / "m.zip", wrong_from="out_of_fold", folds=3)
+    request = TrainRequest(cfg, tmp_path / "p.csv", tmp_path / "m.zip", out_of_fold=FoldSettings(3))
+    run = train_and_save(pair, scheme, request)
     preds = pd.read_csv(tmp_path / "p.csv")
     for column in (oof_column("parasite"), oof_column("non-parasite"), "fold", "label_quality", "is_label_issue"):
         assert column in preds.columns
@@ -211,8 +212,8 @@ def trained_layout(tiny_demo, scheme, tmp_path):
     layout = Layout(tiny_demo["data_dir"], tiny_demo["data_dir_n"], tmp_path / "runs", scheme)
     combine(layout.default_sources, layout.combined, scheme, test_frac=0.2, seed=0)
     split_by_class(layout.combined, scheme)
-    train_and_save(layout.certain, scheme, train_config(epochs=2, **FAST), layout.predictions("s_b"),
-                   layout.model_perf("s_b"), wrong_from="out_of_fold", folds=2)
+    train_and_save(layout.certain, scheme, TrainRequest(train_config(epochs=2, **FAST), layout.predictions("s_b"),
+                                                        layout.model_perf("s_b"), out_of_fold=FoldSettings(2)))
     return layout
 
 
@@ -234,7 +235,7 @@ def test_proposal_strategy_inputs_and_relabeled_set(trained_layout, scheme, name
     with OutputSet() as out:
         out.csv(relabeled, trained_layout.relabeled(name, 0.9))
     ann = combine(list(classifier_inputs(strategy, trained_layout, 0.9).values()), trained_layout.run_set(name, "final"),
-                  scheme, origins=["certain", "relabeled unsure"])
+                  scheme, inputs=["certain", "relabeled unsure"])
     data = prepare_training_data(open_image_set(trained_layout.run_set(name, "final"), scheme), scheme, 0.3, 0)
     excluded = np.flatnonzero(ann["annotation"].to_numpy() == EXCLUDED_UNSURE_VALUE)
     assert not np.isin(excluded, np.concatenate([data.train_rows, data.val_rows])).any()

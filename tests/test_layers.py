@@ -11,7 +11,7 @@ HELPERS = PROJECT_ROOT / "helpers"
 # Bottom to top. A module may import from a lower layer, or from its own package.
 LAYERS = {"core": 0, "data": 1, "model": 2, "metrics": 3, "plots": 3, "curation": 4, "review": 5, "run": 5, "": 6}
 MAY_IMPORT_ONLY = {"plots": {"core", "data"}}  # figures take plain data
-OPTIONAL_EXTRAS = ("umap", "dask")  # imported where used, so the rest works without them
+OPTIONAL_EXTRAS = ("umap",)  # imported where used, so the rest works without it
 
 
 def module_name(path: Path) -> str:
@@ -119,3 +119,49 @@ def test_the_check_sees_an_upward_import(tmp_path, monkeypatch):
         test_every_import_points_down_the_layers()
     with pytest.raises(pytest.fail.Exception, match="import cycle"):
         test_there_is_no_import_cycle()
+
+
+# ---------------------------------------------------------------- the shape of the code
+
+MAX_LINES, MAX_POSITIONAL = 60, 6
+
+
+def shape_problems(root: Path) -> list[str]:
+    """Functions longer than MAX_LINES, public ones taking more than MAX_POSITIONAL positional
+    parameters (self and cls aside), and top-level function names defined in two modules."""
+    problems, defined = [], {}
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        where = path.relative_to(root.parent)
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                if node.name in defined:
+                    problems.append(f"{node.name} is defined in {defined[node.name]} and {where}")
+                defined[node.name] = where
+        for node in ast.walk(tree):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            lines = node.end_lineno - node.lineno + 1
+            if lines > MAX_LINES:
+                problems.append(f"{where}:{node.lineno} {node.name} has {lines} lines")
+            positional = [a.arg for a in node.args.posonlyargs + node.args.args if a.arg not in ("self", "cls")]
+            if len(positional) > MAX_POSITIONAL and not node.name.startswith("_"):
+                problems.append(f"{where}:{node.lineno} {node.name} takes {len(positional)} positional parameters")
+    return problems
+
+
+def test_functions_are_short_take_few_positional_parameters_and_have_one_home():
+    problems = shape_problems(HELPERS)
+    assert not problems, "\n".join(problems)
+
+
+def test_the_shape_check_sees_each_problem(tmp_path):
+    fake = tmp_path / "helpers"
+    fake.mkdir()
+    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_LINES))
+    (fake / "a.py").write_text(f"def long():\n{body}\n\n\ndef many(a, b, c, d, e, f, g):\n    pass\n")
+    (fake / "b.py").write_text("def many(*, a):\n    pass\n")
+    problems = "\n".join(shape_problems(fake))
+    assert "long has 61 lines" in problems
+    assert "many takes 7 positional parameters" in problems
+    assert "many is defined in helpers/a.py and helpers/b.py" in problems

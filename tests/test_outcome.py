@@ -5,8 +5,9 @@ from conftest import write_set
 from matplotlib.figure import Figure
 
 from helpers.core.errors import NotTrainable
+from helpers.run.config import check_parameters
 from helpers.run.outcome import Outcome
-from helpers.run.parameters import check_parameters, notebook_defaults
+from helpers.run.parameters import notebook_defaults
 from helpers.run.steps import baseline, train
 
 
@@ -47,7 +48,7 @@ def test_training_a_set_of_one_class_does_not_apply_and_removes_stale_outputs(tm
     stale = cfg.layout.predictions("s_1a", "final")
     stale.parent.mkdir(parents=True)
     stale.write_text("from an earlier run")
-    outcome = train(one_class, cfg, "s_1a", "final")
+    outcome = train(one_class, cfg, cfg.train_request("s_1a", "final"))
     assert not outcome.applies and "one class only" in outcome.reason
     assert not stale.exists()
 

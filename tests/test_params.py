@@ -10,7 +10,8 @@ from helpers import ParameterError, check_parameters
 from helpers.core.paths import PROJECT_ROOT
 from helpers.run.cli import main
 from helpers.run.generated import README_END, README_START, sync_generated
-from helpers.run.parameters import NOTEBOOK_PARAMETERS, PARAMETERS, load_parameters, notebook_defaults, train_config
+from helpers.run.parameter_files import load_parameters
+from helpers.run.parameters import NOTEBOOK_PARAMETERS, PARAMETERS, notebook_defaults, train_config
 from helpers.run.runner import plan
 
 

@@ -10,7 +10,7 @@ from notebook_runs import read_metrics, run_notebook
 
 import helpers.run.runner as runner
 from helpers.core.paths import PROJECT_ROOT
-from helpers.run.parameters import load_parameters
+from helpers.run.parameter_files import load_parameters
 from helpers.run.reports import StepResult
 from helpers.run.runner import run_pipeline
 
@@ -98,7 +98,7 @@ def test_whole_dag_with_reports_then_a_rerun_skips_it_and_changed_steps_run_on_d
 
 def test_not_applicable_strategy_is_reported_and_the_run_goes_on(tiny_demo, tmp_path):
     """SA gets no non-parasite wrong, so s_1a's differentiator would see one class only."""
-    from helpers.core.io import OutputSet
+    from helpers.core.atomic import OutputSet
     from helpers.core.labels import DEFAULT_ANN_DICT, LabelScheme
     from helpers.curation.right_wrong import split_right_wrong
     from helpers.data.combine_split import combine, split_by_class

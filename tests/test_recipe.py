@@ -7,7 +7,7 @@ import torch
 from conftest import write_set
 
 from helpers.core.errors import ParameterError
-from helpers.curation.training_run import train_and_save
+from helpers.curation.training_run import FoldSettings, TrainRequest, train_and_save
 from helpers.data.sets import open_image_set
 from helpers.metrics import expected_calibration_error
 from helpers.model.augment import augment_batch, symmetries, symmetry
@@ -15,7 +15,8 @@ from helpers.model.bundle import load_bundle, predict_with_bundle
 from helpers.model.inference import best_temperature, predict_probabilities
 from helpers.model.networks import ModelSpec, build_model
 from helpers.model.training import fit, make_optimizer, make_scheduler
-from helpers.run.parameters import train_config
+from helpers.run.config import check_parameters
+from helpers.run.parameters import notebook_defaults, train_config
 
 FAST = dict(arch="resnet10", width=8, batch_size=32, progress=False)
 
@@ -102,7 +103,7 @@ def test_ece_by_hand():
 def test_calibrated_model_keeps_its_temperature_in_the_bundle(tmp_path, scheme):
     pair = _spot_set(tmp_path)
     cfg = train_config(**{**FAST, "epochs": 3, "lr": 3e-3, "calibrate": True, "tta": True})
-    run = train_and_save(pair, scheme, cfg, tmp_path / "p.csv", tmp_path / "model_perf.zip")
+    run = train_and_save(pair, scheme, TrainRequest(cfg, tmp_path / "p.csv", tmp_path / "model_perf.zip"))
     bundle = load_bundle(tmp_path / "model_perf.zip")
     assert bundle.spec.tta and bundle.spec.temperature == pytest.approx(run.fit.spec.temperature) != 1.0
     probs = predict_with_bundle(bundle, np.load(pair.images))
@@ -147,8 +148,8 @@ def test_resume_continues_the_schedule_and_the_augmentation(tmp_path, scheme, mo
     full = fit(image_set, scheme, cfg)
     checkpoint, save = tmp_path / "checkpoint.pt", training.save_checkpoint
 
-    def save_then_stop(*args):
-        save(*args)
+    def save_then_stop(*args, **kwargs):
+        save(*args, **kwargs)
         epoch = args[4]
         if epoch == 1:
             raise KeyboardInterrupt  # the run is stopped after its second epoch
@@ -167,10 +168,10 @@ def test_fold_ensemble_predicts_unseen_rows_with_the_fold_models_mean_and_keeps_
     split = np.where(np.arange(240) < 40, "test", "")
     pd.read_csv(pair.ann).assign(split=split).to_csv(pair.ann, index=False)
     cfg = train_config(**{**FAST, "epochs": 2, "tta": True})
-    single = train_and_save(pair, scheme, cfg, tmp_path / "a.csv", tmp_path / "a.zip", wrong_from="out_of_fold",
-                            folds=3)
-    run = train_and_save(pair, scheme, cfg, tmp_path / "b.csv", tmp_path / "b.zip", wrong_from="out_of_fold",
-                         folds=3, fold_ensemble=True)
+    single = train_and_save(pair, scheme, TrainRequest(cfg, tmp_path / "a.csv", tmp_path / "a.zip",
+                                                       out_of_fold=FoldSettings(3)))
+    run = train_and_save(pair, scheme, TrainRequest(cfg, tmp_path / "b.csv", tmp_path / "b.zip",
+                                                    out_of_fold=FoldSettings(3, ensemble=True)))
     bundle = load_bundle(tmp_path / "b.zip")
     assert len(bundle.fold_models) == 3 and all(m.spec.tta for m in bundle.fold_models)
     assert load_bundle(tmp_path / "a.zip").fold_models == []
@@ -188,7 +189,7 @@ def test_fold_ensemble_predicts_unseen_rows_with_the_fold_models_mean_and_keeps_
 
 
 def test_fold_ensemble_without_out_of_fold_is_refused_before_training(tmp_path, scheme):
-    pair = _spot_set(tmp_path, n=40)
+    values = {**notebook_defaults("03_baselines_SA_SB"), "data_dir_base": str(tmp_path / "runs"), "fold_ensemble": True}
     with pytest.raises(ParameterError, match="fold_ensemble.*out_of_fold"):
-        train_and_save(pair, scheme, train_config(**FAST), tmp_path / "p.csv", tmp_path / "m.zip", fold_ensemble=True)
-    assert not (tmp_path / "p.csv").exists() and not (tmp_path / "m.zip").exists()
+        check_parameters("03_baselines_SA_SB", values)
+    assert not (tmp_path / "runs").exists()

@@ -19,18 +19,21 @@ import torch
 from conftest import TINY_DEMO, write_set
 
 import helpers.run.runner as runner
+from helpers.core.atomic import OutputSet
 from helpers.core.errors import InputError, ParameterError
-from helpers.core.io import OutputSet
 from helpers.core.paths import PROJECT_ROOT
-from helpers.curation.compare import read_truth, verdict
+from helpers.curation.compare import verdict
 from helpers.data.combine_split import combine
 from helpers.data.demo import make_demo
 from helpers.data.layout import Layout
 from helpers.data.overrides import apply_overrides
 from helpers.data.sets import Pair, open_image_set
+from helpers.data.truth import read_truth
 from helpers.model.training import fit
+from helpers.run.config import check_parameters
 from helpers.run.lock import RunLocked, run_lock
-from helpers.run.parameters import check_parameters, load_parameters, notebook_defaults, train_config
+from helpers.run.parameter_files import load_parameters
+from helpers.run.parameters import notebook_defaults, train_config
 from helpers.run.runner import notebook_error, plan, run_pipeline
 
 # ---------------------------------------------------------------- 6. NaN and inf; YAML's usual number forms

@@ -4,7 +4,7 @@ import pytest
 from conftest import write_set
 
 from helpers.core.errors import InputError
-from helpers.curation.training_run import train_and_save
+from helpers.curation.training_run import TrainRequest, train_and_save
 from helpers.data.combine_split import combine
 from helpers.data.layout import Layout
 from helpers.data.overrides import OverrideStore
@@ -175,8 +175,9 @@ def test_features_are_cached_whole_and_reused(tmp_path, scheme, monkeypatch):
     rng = np.random.default_rng(0)
     pair = write_set(tmp_path / "set", "set", rng.integers(0, 255, (40, 2, 9, 9)).astype(np.uint8),
                      rng.integers(0, 2, 40).astype(float))
-    run = train_and_save(pair, scheme, train_config(arch="resnet10", width=8, epochs=1, progress=False),
-                         tmp_path / "run" / "ann_with_predictions.csv", tmp_path / "run" / "model_perf.zip")
+    run = train_and_save(pair, scheme, TrainRequest(train_config(arch="resnet10", width=8, epochs=1, progress=False),
+                                                    tmp_path / "run" / "ann_with_predictions.csv",
+                                                    tmp_path / "run" / "model_perf.zip"))
     cache = tmp_path / "run" / "ann_with_predictions_features.npy"
     first = cached_features(run.bundle_path, run.image_set.images, cache)
     assert first.shape == (40, run.fit.model.n_features)

@@ -7,7 +7,7 @@ import helpers.run.runner as runner
 from helpers.core.errors import ParameterError
 from helpers.core.paths import PROJECT_ROOT
 from helpers.run.cli import main
-from helpers.run.parameters import load_parameters
+from helpers.run.parameter_files import load_parameters
 from helpers.run.reports import StepResult
 from helpers.run.runner import plan, run_pipeline
 

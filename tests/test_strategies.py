@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from helpers.core.atomic import OutputSet
 from helpers.core.errors import InputError
-from helpers.core.io import OutputSet
 from helpers.core.labels import round_annotations
 from helpers.curation.relabel import relabel_sweep, relabel_unsure
 from helpers.curation.right_wrong import split_right_wrong
@@ -18,7 +18,9 @@ from helpers.data.combine_split import combine, split_by_class
 from helpers.data.layout import Layout
 from helpers.data.sets import open_image_set
 from helpers.model.training import prepare_training_data
+from helpers.run.config import check_parameters
 from helpers.run.outcome import Outcome
+from helpers.run.parameters import notebook_defaults
 from helpers.run.steps import build_set, final_set
 
 
@@ -63,18 +65,18 @@ def test_differentiator_inputs_counts_values_and_excluded_rows(strategy_layout, 
     ann = build_set(inputs, strategy_layout.run_set(name, "diff"), scheme).table
     expected_wrong = ["non-parasite"] + (["parasite"] if name[2] in "23" else [])
     assert len(ann) == n_unsure + sum(len(wrong[c]) for c in expected_wrong)
-    assert (ann["origin"] == "unsure").sum() == n_unsure
+    assert (ann["input"] == "unsure").sum() == n_unsure
     unsure_value = 0.8 if name[2] in "12" else -0.8
-    assert set(ann.loc[ann["origin"] == "unsure", "annotation"]) == {unsure_value}
+    assert set(ann.loc[ann["input"] == "unsure", "annotation"]) == {unsure_value}
     for c in expected_wrong:
-        rows = ann["origin"] == f"wrong {c}"
+        rows = ann["input"] == f"wrong {c}"
         assert rows.sum() == len(wrong[c])
         assert set(ann.loc[rows, "annotation"]) <= {float(scheme.ann_dict[c])}
         assert ann.loc[rows, "image_id"].tolist() == wrong[c].ann["image_id"].tolist()
     images = np.load(strategy_layout.run_set(name, "diff").images)
     assert len(images) == len(ann)
     data = prepare_training_data(open_image_set(strategy_layout.run_set(name, "diff"), scheme), scheme, 0.3, 0)
-    unsure_rows = np.flatnonzero((ann["origin"] == "unsure").to_numpy())
+    unsure_rows = np.flatnonzero((ann["input"] == "unsure").to_numpy())
     trained = set(data.train_rows) | set(data.val_rows)
     if unsure_value < 0:  # unlabeled unsures are predicted, never trained on
         assert not trained & set(unsure_rows)
@@ -117,5 +119,9 @@ def test_relabel_fails_clearly_when_predictions_are_missing(scheme):
 
 def test_a_step_that_did_not_apply_passes_through(strategy_layout):
     skipped = Outcome.not_applicable("one class only")
-    assert final_set(STRATEGIES["s_1a"], strategy_layout, 0.9, skipped) is skipped
+    layout = strategy_layout
+    folders = {"data_dir": str(layout.data_dir), "data_dir_n": str(layout.data_dir_n),
+               "data_dir_base": str(layout.data_dir_base)}
+    cfg = check_parameters("05_relabel_and_classify", {**notebook_defaults("05_relabel_and_classify"), **folders})
+    assert final_set(STRATEGIES["s_1a"], cfg, skipped) is skipped
     assert not strategy_layout.run_set("s_1a", "final").images.exists()

@@ -7,7 +7,7 @@ from conftest import snapshot, write_set
 from helpers.core.columns import output_column
 from helpers.core.errors import InputError, ParameterError
 from helpers.curation.right_wrong import split_right_wrong, wrong_mask
-from helpers.curation.training_run import train_and_save
+from helpers.curation.training_run import TrainRequest, train_and_save
 from helpers.data.combine_split import combine, split_by_class
 from helpers.data.layout import Layout
 from helpers.data.sets import open_image_set
@@ -28,6 +28,11 @@ def demo_layout(tiny_demo, scheme, tmp_path):
     return layout
 
 
+
+def _train(pair, scheme, cfg, predictions, bundle):
+    """One training run that writes `predictions` and `bundle`."""
+    return train_and_save(pair, scheme, TrainRequest(cfg, predictions, bundle))
+
 def _pattern_set(tmp_path, n=240, seed=0):
     """Class 1 images carry a bright centre spot: learnable in a few epochs."""
     rng = np.random.default_rng(seed)
@@ -40,7 +45,7 @@ def _pattern_set(tmp_path, n=240, seed=0):
 
 def test_training_reduces_loss_and_beats_chance(tmp_path, scheme):
     pair = _pattern_set(tmp_path)
-    run = train_and_save(pair, scheme, train_config(epochs=6, lr=3e-3, **FAST), tmp_path / "preds.csv", tmp_path / "model_perf.zip")
+    run = _train(pair, scheme, train_config(epochs=6, lr=3e-3, **FAST), tmp_path / "preds.csv", tmp_path / "model_perf.zip")
     history = run.fit.history
     assert history["train_loss"].iloc[-1] < 0.5 * history["train_loss"].iloc[0]
     assert run.metrics["test"]["accuracy"] > 0.9 and run.metrics["test"]["roc_auc"] > 0.95
@@ -55,7 +60,7 @@ def test_training_reduces_loss_and_beats_chance(tmp_path, scheme):
 
 def test_same_seed_same_predictions(tmp_path, scheme):
     pair = _pattern_set(tmp_path)
-    runs = [train_and_save(pair, scheme, train_config(epochs=2, **FAST), tmp_path / f"p{i}.csv", tmp_path / f"m{i}.zip")
+    runs = [_train(pair, scheme, train_config(epochs=2, **FAST), tmp_path / f"p{i}.csv", tmp_path / f"m{i}.zip")
             for i in range(2)]
     a, b = (r.predictions["parasite output"].to_numpy() for r in runs)
     np.testing.assert_array_equal(a, b)
@@ -63,7 +68,7 @@ def test_same_seed_same_predictions(tmp_path, scheme):
 
 def test_bundle_round_trip_and_channel_check(tmp_path, scheme):
     pair = _pattern_set(tmp_path)
-    run = train_and_save(pair, scheme, train_config(epochs=2, **FAST), tmp_path / "p.csv", tmp_path / "model_perf.zip")
+    run = _train(pair, scheme, train_config(epochs=2, **FAST), tmp_path / "p.csv", tmp_path / "model_perf.zip")
     bundle = load_bundle(tmp_path / "model_perf.zip")
     assert bundle.spec.class_names == ["non-parasite", "parasite"] and bundle.spec.in_channels == 2
     assert bundle.metrics["test"]["accuracy"] == run.metrics["test"]["accuracy"]
@@ -123,10 +128,10 @@ def test_one_class_or_no_rows_fails_before_writing(tmp_path, scheme):
     one = write_set(tmp_path / "one", "one", rng.integers(0, 255, (20, 2, 9, 9)).astype(np.uint8), np.zeros(20))
     before = snapshot(tmp_path)
     with pytest.raises(InputError, match="one class only"):
-        train_and_save(one, scheme, train_config(epochs=1, **FAST), tmp_path / "out" / "p.csv", tmp_path / "out" / "m.zip")
+        _train(one, scheme, train_config(epochs=1, **FAST), tmp_path / "out" / "p.csv", tmp_path / "out" / "m.zip")
     none = write_set(tmp_path / "none", "none", rng.integers(0, 255, (5, 2, 9, 9)).astype(np.uint8), np.full(5, -1.0))
     with pytest.raises(InputError, match="no rows to train on"):
-        train_and_save(none, scheme, train_config(epochs=1, **FAST), tmp_path / "out" / "p.csv", tmp_path / "out" / "m.zip")
+        _train(none, scheme, train_config(epochs=1, **FAST), tmp_path / "out" / "p.csv", tmp_path / "out" / "m.zip")
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
     assert set(snapshot(tmp_path)) - set(before) <= {str(none.images), str(none.ann)}
 
@@ -143,7 +148,7 @@ def test_unlabeled_rows_are_predicted_not_trained(tmp_path, scheme):
 
 
 def test_right_wrong_partitions_each_class(demo_layout, scheme, tmp_path):
-    run = train_and_save(demo_layout.certain, scheme, train_config(epochs=1, **FAST), tmp_path / "p.csv", tmp_path / "m.zip")
+    run = _train(demo_layout.certain, scheme, train_config(epochs=1, **FAST), tmp_path / "p.csv", tmp_path / "m.zip")
     written = split_right_wrong(run.image_set, run.predictions, scheme,
                                 lambda c, w: demo_layout.right_wrong("s_b", c, w))
     for name in scheme.certain_names:

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.core.io import OutputSet
+from helpers.core.atomic import OutputSet
 from helpers.review.widgets import EmbeddingView, ReviewWidget, ThresholdExplorer
 
 

@@ -16,7 +16,8 @@ from helpers.data.layout import Layout
 from helpers.data.sets import open_image_set, read_annotations
 from helpers.model.inference import predict_probabilities
 from helpers.model.training import fit
-from helpers.run.parameters import load_parameters, train_config
+from helpers.run.parameter_files import load_parameters
+from helpers.run.parameters import train_config
 from helpers.run.runner import plan, run_pipeline
 
 
@@ -154,7 +155,7 @@ def test_fix_and_soft_strategies_through_the_pipeline_with_rounds(tiny_demo, tmp
         assert (final["label_action"] == "pruned").sum() == (curated["label_action"] == "pruned").sum()
         assert (final.loc[final["label_action"] == "pruned", "annotation"] < 0).all()
     soft_final = read_annotations(layout.run_set("s_soft_fix", "final").ann)
-    unsure = soft_final["origin"] == "relabeled unsure"
+    unsure = soft_final["input"] == "relabeled unsure"
     assert soft_final.loc[unsure, "soft_target"].between(0, 1).all()
     table = {row["run"]: row for row in read_metrics(base, "06_compare")["table"]}
     assert table["s_fix"]["wrong labels pruned"] + table["s_fix"]["wrong labels fixed"] > 0

@@ -3,6 +3,7 @@
 - `<class> output`: a model's softmax output for a class (in-sample for the rows it trained on).
 - `<class> out-of-fold`: the output of a fold model that never saw the row.
 - `proposed_annotation`: the label a proposal strategy gives an unsure image.
+- `input`: in a set built from several inputs (04's `_diff`, 05's `_final`), the input a row came from.
 - `exclude` / `validation`: flags a reviewer sets; excluded rows never train, validation rows always validate.
 - `soft_target`: the positive class's probability a row trains towards instead of its hard label.
 - `label_action` / `original_annotation`: what curation did to a certain image's label (kept,
@@ -15,8 +16,12 @@ import pandas as pd
 
 from .errors import InputError
 
-WRONG_FROM = ("in_sample", "out_of_fold")  # which outputs decide whether an image is "wrong"
+# Which outputs judge a row: the model's own (in-sample: it may have trained on the row) or a fold
+# model's that never saw it (out-of-fold). Decides which images are "wrong" and what cleanlab reads.
+IN_SAMPLE, OUT_OF_FOLD = "in_sample", "out_of_fold"
+WRONG_FROM = (IN_SAMPLE, OUT_OF_FOLD)
 PROPOSED = "proposed_annotation"
+INPUT = "input"  # in a set built from several inputs (04, 05): which input set a row came from
 SOFT_TARGET = "soft_target"
 LABEL_ACTION, ORIGINAL_ANNOTATION = "label_action", "original_annotation"
 OUTPUT_SUFFIX = " output"
@@ -31,9 +36,9 @@ def oof_column(class_name: str) -> str:
     return f"{class_name} out-of-fold"
 
 
-def score_column(class_name: str, wrong_from: str) -> str:
-    """Which output decides right/wrong: the final model's (in_sample, as the origin did) or the out-of-fold one."""
-    return output_column(class_name) if wrong_from == "in_sample" else oof_column(class_name)
+def score_column(class_name: str, source: str) -> str:
+    """A class's output from a score source: the final model's (in_sample, as the origin did) or the out-of-fold one."""
+    return output_column(class_name) if source == IN_SAMPLE else oof_column(class_name)
 
 
 def output_columns(predictions: pd.DataFrame) -> list[str]:

@@ -11,6 +11,7 @@ from typing import Mapping
 
 import numpy as np
 
+from .checks import is_number
 from .errors import ParameterError
 
 DEFAULT_ANN_DICT: dict[str, int] = {"non-parasite": 0, "parasite": 1, "unsure": 2, "unlabeled": -1}
@@ -38,7 +39,7 @@ class LabelScheme:
         for name, value in ann_dict.items():
             if not isinstance(name, str) or not name or "/" in name:
                 raise ParameterError("ann_dict", f"class name {name!r} must be a non-empty string without '/'")
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) != int(value):
+            if not is_number(value) or float(value) != int(value):
                 raise ParameterError("ann_dict", f"value of {name!r} must be an integer, got {value!r}")
             clean[name] = int(value)
         values = list(clean.values())
@@ -80,7 +81,16 @@ class LabelScheme:
     @property
     def certain_names(self) -> list[str]:
         """Trainable classes other than the unsure one, by value."""
-        return [self.name_of(v) for v in sorted(self.ann_dict.values()) if v >= 0 and v != UNSURE_VALUE]
+        return [self.name_of(v) for v in self.certain_values]
+
+    @property
+    def certain_values(self) -> list[int]:
+        """Values of the certain classes (trainable, not the unsure one), ascending."""
+        return [v for v in sorted(self.ann_dict.values()) if v >= 0 and v != UNSURE_VALUE]
+
+    def certain_mask(self, annotations) -> np.ndarray:
+        """True where an annotation rounds to a certain class (not unsure, relabeled into one, or unlabeled)."""
+        return np.isin(round_annotations(annotations), self.certain_values)
 
     @property
     def trainable_values(self) -> list[int]:

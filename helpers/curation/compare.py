@@ -3,20 +3,18 @@ with bootstrap confidence intervals, and (demo only) against the hidden truth.""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
-from ..core.columns import output_column, output_columns
-from ..core.errors import InputError
-from ..core.io import read_csv_file, read_json_status
+from ..core.columns import output_column, output_columns, test_mask
+from ..core.files import read_json_status
 from ..core.labels import POSITIVE_VALUE, LabelScheme, round_annotations
-from ..core.paths import resolve
 from ..data.layout import Layout
 from ..data.sets import read_annotations
+from ..data.truth import truth_lookup
 from ..metrics import binary_calibration_error, operating_thresholds, recall_at_fpr
 from .label_issues import flip_finding, review_efficiency
 from .oracle import ORACLE
@@ -36,8 +34,9 @@ class RunRecord:
     curated: pd.DataFrame | None = None  # strategies that prune or fix wrong labels: the certain images' new labels
 
 
-def collect_runs(layout: Layout, strategies: list[str], relabel_thresh: float) -> dict[str, RunRecord]:
-    """The baselines' and each strategy's final predictions, or why a run has none."""
+def collect_runs(layout: Layout, strategies: list[str]) -> dict[str, RunRecord]:
+    """The baselines' and each strategy's final predictions, or why a run has none. A strategy's
+    files are the ones its 05 recorded in its metrics.json as written."""
     records: dict[str, RunRecord] = {}
     for name in BASELINES:
         path = layout.predictions(name)
@@ -51,11 +50,14 @@ def collect_runs(layout: Layout, strategies: list[str], relabel_thresh: float) -
         if status["status"] != "ok":
             records[name] = RunRecord(name, status["status"], status.get("reason", ""))
             continue
-        relabeled_path = layout.relabeled(name, status.get("relabel_thresh", relabel_thresh))  # the one 05 used
-        curated_path = layout.curated_certain(name).ann
-        records[name] = RunRecord(name, "ok", predictions=read_annotations(layout.predictions(name, "final")),
-                                  relabeled=read_annotations(relabeled_path) if relabeled_path.is_file() else None,
-                                  curated=read_annotations(curated_path) if curated_path.is_file() else None)
+        files = status.get("files")
+        if not files:  # written before 05 recorded its files
+            records[name] = RunRecord(name, "missing", f"{layout.metrics('05_relabel_and_classify', name)} names no "
+                                                       "files: run 05 again")
+            continue
+        records[name] = RunRecord(name, "ok", predictions=read_annotations(files["predictions"]),
+                                  relabeled=read_annotations(files["relabeled"]) if files.get("relabeled") else None,
+                                  curated=read_annotations(files["curated"]) if files.get("curated") else None)
     return records
 
 
@@ -63,7 +65,7 @@ def test_rows(layout: Layout) -> pd.DataFrame:
     """The shared test rows (image_id, annotated value) from the combined annotations."""
     ann = read_annotations(layout.combined.ann)
     values = round_annotations(ann["annotation"])
-    test = (ann["split"] == "test").to_numpy() & np.isin(values, [0, 1])  # scored on certain images only
+    test = test_mask(ann) & layout.scheme.certain_mask(values)  # scored on certain images only
     return pd.DataFrame({"image_id": ann["image_id"].to_numpy()[test], "value": values[test]})
 
 
@@ -143,7 +145,17 @@ def review_curves(layout: Layout, truth: pd.DataFrame | None) -> dict[str, pd.Da
     return curves
 
 
-def comparison_table(records: dict[str, RunRecord], layout: Layout, truth: pd.DataFrame | None,
+@dataclass
+class TestScores:
+    """What every run is scored against on the shared test rows: the annotations and (demo) the truth."""
+
+    test: pd.DataFrame  # image_id, annotated value
+    is_pos: np.ndarray
+    truth_pos: np.ndarray | None  # the true class is the positive one; None without truth
+    scores: dict[str, tuple[np.ndarray, np.ndarray]]  # run -> (positive score, predicted positive)
+
+
+def comparison_table(records: dict[str, RunRecord], layout: Layout, truth: pd.DataFrame | None, *,
                      primary: str = "roc_auc", n_bootstrap: int = 1000, seed: int = 0, max_fpr: float = 0.01,
                      rbc_per_ul: float = 5e6) -> tuple[pd.DataFrame, dict]:
     """One row per run: test metrics on the shared rows, CI of the primary metric, the positive
@@ -151,62 +163,85 @@ def comparison_table(records: dict[str, RunRecord], layout: Layout, truth: pd.Da
     that rate implies at `rbc_per_ul` red cells), truth scores."""
     scheme = layout.scheme
     test = test_rows(layout)
-    is_pos = test["value"].to_numpy() == POSITIVE_VALUE
-    truth_pos = None
-    if truth is not None:
-        truth_class = truth.set_index("image_id")["truth"].reindex(test["image_id"]).to_numpy()
-        truth_pos = truth_class == scheme.positive
-    scores = {name: aligned_scores(r, test, scheme) for name, r in records.items() if r.status == "ok"}
-    samples = bootstrap(primary, is_pos, scores, n_bootstrap, seed) if n_bootstrap else {}
+    truth_pos = None if truth is None else truth_lookup(truth, test["image_id"]) == scheme.positive
+    scored = TestScores(test, test["value"].to_numpy() == POSITIVE_VALUE, truth_pos,
+                        {name: aligned_scores(r, test, scheme) for name, r in records.items() if r.status == "ok"})
+    samples = bootstrap(primary, scored.is_pos, scored.scores, n_bootstrap, seed) if n_bootstrap else {}
     rows = []
     for name, record in records.items():
         row: dict[str, Any] = {"run": name, "status": record.status}
         if record.status != "ok":
             row["reason"] = record.reason
-            rows.append(row)
-            continue
-        score, pred = scores[name]
-        row.update({
-            "test rows": len(test),
-            "accuracy": _metric("accuracy", is_pos, score, pred),
-            f"{scheme.positive} precision": float((is_pos & pred).sum() / max(pred.sum(), 1)),
-            f"{scheme.positive} recall": float((is_pos & pred).sum() / max(is_pos.sum(), 1)),
-            f"{scheme.positive} F1": _metric("f1", is_pos, score, pred),
-            "ROC AUC": _metric("roc_auc", is_pos, score, pred),
-            "ECE": binary_calibration_error(is_pos, score),
-        })
-        row.update({k: v for k, v in operating_thresholds(is_pos, score).items() if k.endswith("threshold")})
-        screening = recall_at_fpr(is_pos, score, max_fpr)
-        row[f"{scheme.positive} recall at FPR <= {max_fpr:g}"] = screening["recall"]
-        row["false positives per µl"] = screening["fpr"] * rbc_per_ul
-        if name in samples:
-            lo, hi = np.nanpercentile(samples[name], [2.5, 97.5])
-            row[f"{primary} CI low"], row[f"{primary} CI high"] = float(lo), float(hi)
-            if primary != "accuracy" and n_bootstrap:
-                lo, hi = accuracy_interval(is_pos == pred, n_bootstrap, seed)
-                row["accuracy CI low"], row["accuracy CI high"] = lo, hi
-        if record.curated is not None:
-            counts = action_counts(record.curated)
-            row["wrong labels pruned"], row["wrong labels fixed"] = counts["pruned"], counts["fixed"]
-        if truth_pos is not None:
-            row["accuracy vs truth"] = float((pred == truth_pos).mean())
-            row["ROC AUC vs truth"] = _metric("roc_auc", truth_pos, score, pred)
-            row["ECE vs truth"] = binary_calibration_error(truth_pos, score)
-            row[f"{scheme.positive} recall at FPR <= {max_fpr:g} vs truth"] = recall_at_fpr(truth_pos, score, max_fpr)["recall"]
-            if "s_b" in scores and name != "s_b" and n_bootstrap:
-                lo, hi = paired_gain_interval(pred == truth_pos, scores["s_b"][1] == truth_pos, n_bootstrap, seed)
-                row["gain over SB vs truth CI low"], row["gain over SB vs truth CI high"] = lo, hi
+        else:
+            row.update(annotation_scores(name, scored, scheme, max_fpr=max_fpr, rbc_per_ul=rbc_per_ul))
+            row.update(interval_scores(name, scored, samples, primary=primary, n_bootstrap=n_bootstrap, seed=seed))
             if record.curated is not None:
-                row.update({f"{k} vs truth": v for k, v in action_precision(record.curated, truth, scheme).items()})
-            if record.relabeled is not None:
-                row["unsure relabel accuracy vs truth"] = relabel_accuracy(record.relabeled, truth, scheme)
-                row["unsures labelled (share)"] = relabel_coverage(record.relabeled)
-                row["unsures relabeled positive"] = int((record.relabeled["annotation"] == POSITIVE_VALUE).sum())
+                counts = action_counts(record.curated)
+                row["wrong labels pruned"], row["wrong labels fixed"] = counts["pruned"], counts["fixed"]
+            if truth is not None:
+                row.update(truth_scores(record, scored, truth, scheme, max_fpr=max_fpr, n_bootstrap=n_bootstrap,
+                                        seed=seed))
         rows.append(row)
     table = pd.DataFrame(rows).set_index("run")
     if "accuracy vs truth" in table.columns:
         table["SB-to-oracle gap closed"] = gap_closed(table["accuracy vs truth"])
     return table, verdict(table, samples, primary)
+
+
+def annotation_scores(name: str, scored: TestScores, scheme: LabelScheme, *, max_fpr: float,
+                      rbc_per_ul: float) -> dict[str, Any]:
+    """A run's test metrics against the annotations, with its operating points."""
+    is_pos, (score, pred) = scored.is_pos, scored.scores[name]
+    row = {
+        "test rows": len(scored.test),
+        "accuracy": _metric("accuracy", is_pos, score, pred),
+        f"{scheme.positive} precision": float((is_pos & pred).sum() / max(pred.sum(), 1)),
+        f"{scheme.positive} recall": float((is_pos & pred).sum() / max(is_pos.sum(), 1)),
+        f"{scheme.positive} F1": _metric("f1", is_pos, score, pred),
+        "ROC AUC": _metric("roc_auc", is_pos, score, pred),
+        "ECE": binary_calibration_error(is_pos, score),
+    }
+    row.update({k: v for k, v in operating_thresholds(is_pos, score).items() if k.endswith("threshold")})
+    screening = recall_at_fpr(is_pos, score, max_fpr)
+    row[f"{scheme.positive} recall at FPR <= {max_fpr:g}"] = screening["recall"]
+    row["false positives per µl"] = screening["fpr"] * rbc_per_ul
+    return row
+
+
+def interval_scores(name: str, scored: TestScores, samples: dict[str, np.ndarray], *, primary: str,
+                    n_bootstrap: int, seed: int) -> dict[str, float]:
+    """Bootstrap 95% intervals of the primary metric (and of accuracy, when that is not the primary)."""
+    if name not in samples:
+        return {}
+    lo, hi = np.nanpercentile(samples[name], [2.5, 97.5])
+    row = {f"{primary} CI low": float(lo), f"{primary} CI high": float(hi)}
+    if primary != "accuracy" and n_bootstrap:
+        score, pred = scored.scores[name]
+        row["accuracy CI low"], row["accuracy CI high"] = accuracy_interval(scored.is_pos == pred, n_bootstrap, seed)
+    return row
+
+
+def truth_scores(record: RunRecord, scored: TestScores, truth: pd.DataFrame, scheme: LabelScheme, *,
+                 max_fpr: float, n_bootstrap: int, seed: int) -> dict[str, Any]:
+    """A run against the hidden truth (demo): accuracy, ROC AUC, calibration, the paired gain over SB,
+    and how well it curated the labels (pruned / fixed, relabeled unsures)."""
+    truth_pos, (score, pred) = scored.truth_pos, scored.scores[record.name]
+    row: dict[str, Any] = {
+        "accuracy vs truth": float((pred == truth_pos).mean()),
+        "ROC AUC vs truth": _metric("roc_auc", truth_pos, score, pred),
+        "ECE vs truth": binary_calibration_error(truth_pos, score),
+        f"{scheme.positive} recall at FPR <= {max_fpr:g} vs truth": recall_at_fpr(truth_pos, score, max_fpr)["recall"],
+    }
+    if "s_b" in scored.scores and record.name != "s_b" and n_bootstrap:
+        lo, hi = paired_gain_interval(pred == truth_pos, scored.scores["s_b"][1] == truth_pos, n_bootstrap, seed)
+        row["gain over SB vs truth CI low"], row["gain over SB vs truth CI high"] = lo, hi
+    if record.curated is not None:
+        row.update({f"{k} vs truth": v for k, v in action_precision(record.curated, truth, scheme).items()})
+    if record.relabeled is not None:
+        row["unsure relabel accuracy vs truth"] = relabel_accuracy(record.relabeled, truth, scheme)
+        row["unsures labelled (share)"] = relabel_coverage(record.relabeled)
+        row["unsures relabeled positive"] = int((record.relabeled["annotation"] == POSITIVE_VALUE).sum())
+    return row
 
 
 def gap_closed(accuracy_vs_truth: pd.Series) -> pd.Series:
@@ -281,33 +316,3 @@ def verdict(table: pd.DataFrame, samples: dict[str, np.ndarray], primary: str) -
         parts.append(text + ".")
     out["text"] = " ".join(parts)
     return out
-
-
-MIN_TRUTH_AGREEMENT = 0.9  # of the labels a truth file says were not flipped; another data set's file agrees ~50%
-
-
-def read_truth(path: str, layout: Layout) -> pd.DataFrame | None:
-    """The hidden truth of the combined images (demo data), None when `path` is ''. A truth file
-    that is missing, lacks an image, or describes other images is an error naming it."""
-    if not path:
-        return None
-    resolved = Path(resolve(path))
-    truth = read_csv_file(resolved, missing="truth file not found (truth_path; '' for none)")
-    missing_columns = {"image_id", "truth"} - set(truth.columns)
-    if missing_columns:
-        raise InputError(resolved, f"not a truth file: missing columns {sorted(missing_columns)}")
-    ann = read_annotations(layout.combined.ann)
-    known = ann["image_id"].isin(truth["image_id"])
-    if not known.all():
-        raise InputError(resolved, f"covers {int(known.sum())} of the {len(ann)} images of {layout.combined.ann} "
-                                   f"(first missing: {ann['image_id'][~known].iloc[0]}); it belongs to other data")
-    if "label_flipped" in truth.columns:
-        by_id = truth.set_index("image_id").loc[ann["image_id"]]
-        values = round_annotations(ann["annotation"])
-        kept = np.isin(values, [0, 1]) & ~by_id["label_flipped"].astype(bool).to_numpy()
-        given = np.where(values[kept] == POSITIVE_VALUE, layout.scheme.positive, layout.scheme.negative)
-        agreement = float((given == by_id["truth"].to_numpy()[kept]).mean()) if kept.any() else 1.0
-        if agreement < MIN_TRUTH_AGREEMENT:
-            raise InputError(resolved, f"describes other images: only {agreement:.0%} of the labels it says were kept "
-                                       f"agree with {layout.combined.ann}")
-    return truth

@@ -7,26 +7,35 @@ import pandas as pd
 from cleanlab.filter import find_label_issues
 from cleanlab.rank import get_label_quality_scores
 
-from ..core.columns import WRONG_FROM, flag_values, output_probabilities, score_column, test_mask
+from ..core.columns import OUT_OF_FOLD, WRONG_FROM, flag_values, output_probabilities, score_column, test_mask
 from ..core.labels import LabelScheme, round_annotations
-from ..metrics import own_class_scores, ranking_scores
+from ..data.truth import truth_lookup
+from ..metrics import entropy, own_class_scores, ranking_scores
 
 
-def label_issue_columns(predictions: pd.DataFrame, class_names: list[str], class_values: list[int],
-                        wrong_from: str = "out_of_fold") -> pd.DataFrame:
-    """`label_quality` (cleanlab's self-confidence, 0 = surely mislabelled) and `is_label_issue`
-    (confident learning) for every row labelled with a trained class; NaN / False elsewhere."""
-    rounded = round_annotations(predictions["annotation"])
-    probs = predictions[[score_column(n, wrong_from) for n in class_names]].to_numpy(dtype=float)
-    rows = np.flatnonzero(np.isin(rounded, class_values) & np.isfinite(probs).all(axis=1))
+def label_issue_scores(annotations: np.ndarray, pred_probs: np.ndarray,
+                       class_values: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """cleanlab's self-confidence (`label_quality`, 0 = surely mislabelled) and confident-learning flag
+    of every row annotated with one of `class_values` (rounded) whose `pred_probs` (out-of-sample, one
+    column per class value) are known; NaN / False elsewhere, and everywhere when a class is absent."""
+    rounded = round_annotations(annotations)
+    rows = np.flatnonzero(np.isin(rounded, class_values) & np.isfinite(pred_probs).all(axis=1))
     labels = np.searchsorted(np.asarray(class_values), rounded[rows])
-    p = np.clip(probs[rows], 1e-6, 1)
+    p = np.clip(pred_probs[rows], 1e-6, 1)
     p = p / p.sum(axis=1, keepdims=True)
-    quality = np.full(len(predictions), np.nan)
-    issue = np.zeros(len(predictions), bool)
+    quality = np.full(len(rounded), np.nan)
+    issue = np.zeros(len(rounded), bool)
     if len(np.unique(labels)) == len(class_values):  # cleanlab needs every class present
         quality[rows] = get_label_quality_scores(labels, p)
         issue[rows] = find_label_issues(labels, p)
+    return quality, issue
+
+
+def label_issue_columns(predictions: pd.DataFrame, class_names: list[str], class_values: list[int],
+                        source: str = OUT_OF_FOLD) -> pd.DataFrame:
+    """label_issue_scores of a predictions file's `source` outputs, as columns `label_quality` and `is_label_issue`."""
+    probs = predictions[[score_column(n, source) for n in class_names]].to_numpy(dtype=float)
+    quality, issue = label_issue_scores(predictions["annotation"].to_numpy(), probs, class_values)
     return pd.DataFrame({"label_quality": quality, "is_label_issue": issue}, index=predictions.index)
 
 
@@ -59,17 +68,15 @@ def suspicion_rankings(predictions: pd.DataFrame, scheme: LabelScheme,
     0.5, the origin's rule), cleanlab's label quality (its issue list), and the entropy of the
     outputs (uncertainty, not disagreement). Only rankings defined on every row of `rows`."""
     methods: dict[str, tuple[np.ndarray | None, np.ndarray]] = {}
-    for wrong_from in WRONG_FROM:
-        own = own_class_scores(predictions, scheme.certain_names,
-                               [scheme.ann_dict[n] for n in scheme.certain_names], wrong_from)
+    for source in WRONG_FROM:
+        own = own_class_scores(predictions, scheme.certain_names, scheme.certain_values, source)
         if np.isfinite(own[rows]).all():
-            methods[wrong_from] = (own < 0.5, 1 - own)
+            methods[source] = (own < 0.5, 1 - own)
     if "label_quality" in predictions.columns:
         quality = pd.to_numeric(predictions["label_quality"], errors="coerce").to_numpy()
         if np.isfinite(quality[rows]).all():
             methods["cleanlab"] = (flag_values(predictions["is_label_issue"]), 1 - quality)
-    probs = np.clip(output_probabilities(predictions)[0], 1e-12, 1)
-    methods["entropy"] = (None, -(probs * np.log(probs)).sum(axis=1))
+    methods["entropy"] = (None, entropy(output_probabilities(predictions)[0]))
     return methods
 
 
@@ -109,8 +116,7 @@ def review_gain(curve: pd.DataFrame, at: tuple[float, ...] = (0.05, 0.10)) -> pd
 
 def flip_rows(predictions: pd.DataFrame, truth: pd.DataFrame, scheme: LabelScheme) -> tuple[np.ndarray, np.ndarray]:
     """The rows flip finding is scored on (certain, non-test, known to truth) and truth's flipped flag per row."""
-    flipped = truth.set_index("image_id")["label_flipped"].reindex(predictions["image_id"])
+    flipped = pd.Series(truth_lookup(truth, predictions["image_id"], "label_flipped"))
     known = flipped.notna().to_numpy()
-    rounded = round_annotations(predictions["annotation"])
-    rows = known & np.isin(rounded, [scheme.ann_dict[n] for n in scheme.certain_names]) & ~test_mask(predictions)
+    rows = known & scheme.certain_mask(predictions["annotation"]) & ~test_mask(predictions)
     return rows, flag_values(flipped.fillna(False))

@@ -6,9 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..core.io import OutputSet
+from ..core.atomic import OutputSet
+from ..core.columns import test_mask
 from ..data.layout import Layout
 from ..data.sets import Pair, read_annotations
+from ..data.truth import truth_lookup
 
 ORACLE = "s_oracle"
 
@@ -17,11 +19,11 @@ def oracle_pair(layout: Layout, truth: pd.DataFrame) -> Pair:
     """The combined images with every non-test annotation replaced by its true class (test rows keep
     theirs: every run is scored on the same test labels), written to the oracle's run folder."""
     ann = read_annotations(layout.combined.ann)
-    true_class = truth.set_index("image_id")["truth"].reindex(ann["image_id"]).to_numpy()
+    true_class = truth_lookup(truth, ann["image_id"])
     scheme = layout.scheme
     true_value = np.where(true_class == scheme.positive, scheme.ann_dict[scheme.positive],
                           scheme.ann_dict[scheme.negative]).astype(float)
-    test = (ann["split"] == "test").to_numpy() if "split" in ann.columns else np.zeros(len(ann), bool)
+    test = test_mask(ann)
     ann["annotation"] = np.where(test, ann["annotation"], true_value)
     pair = Pair(layout.combined.images, layout.run_dir(ORACLE) / "combined_ann_oracle.csv")
     with OutputSet() as out:

@@ -15,12 +15,14 @@ import numpy as np
 import torch
 from sklearn.model_selection import StratifiedKFold
 
-from ..core.errors import NotTrainable, ParameterError
+from ..core.checks import check_value, integer
+from ..core.errors import NotTrainable
 from ..core.labels import LabelScheme
 from ..data.sets import ImageSet, Pair, open_image_set
 from ..model.inference import predict_probabilities
 from ..model.networks import ResNet
-from ..model.training import TrainConfig, TrainingData, fit, prepare_training_data
+from ..model.settings import TrainConfig
+from ..model.training import TrainingData, fit, prepare_training_data
 
 
 def fold_assignment(targets: np.ndarray, folds: int, seed: int, path: str = "annotations") -> np.ndarray:
@@ -86,8 +88,7 @@ def out_of_fold_probabilities(image_set: ImageSet, scheme: LabelScheme, cfg: Tra
     With `jobs` > 1 the folds train in parallel processes, the CPU threads shared between them. With
     `ensemble` the fold models also predict the rows no fold held out (their mean: `ensemble_probs`).
     """
-    if not isinstance(folds, int) or isinstance(folds, bool) or folds < 2:
-        raise ParameterError("folds", f"must be an integer >= 2, got {folds!r}")
+    check_value("folds", integer(2), folds)
     start = time.perf_counter()
     data: TrainingData = prepare_training_data(image_set, scheme, cfg.val_frac, cfg.seed)
     fold = fold_assignment(data.targets, folds, cfg.seed, str(image_set.pair.ann))

@@ -22,19 +22,15 @@ import numpy as np
 import pandas as pd
 from sklearn.semi_supervised import LabelSpreading
 
-from ..core.columns import PROPOSED, SOFT_TARGET, WRONG_FROM, output_column, score_column, test_mask
+from ..core.columns import OUT_OF_FOLD, PROPOSED, SOFT_TARGET, output_column, score_column, test_mask
 from ..core.errors import InputError
-from ..core.labels import (
-    EXCLUDED_UNSURE_VALUE,
-    NEGATIVE_VALUE,
-    POSITIVE_VALUE,
-    round_annotations,
-)
+from ..core.labels import EXCLUDED_UNSURE_VALUE, NEGATIVE_VALUE, POSITIVE_VALUE, LabelScheme, round_annotations
 from ..data.layout import Layout
 from ..data.sets import ImageSet, open_image_set, read_annotations
-from ..metrics import operating_thresholds
+from ..metrics import entropy, operating_thresholds
 from ..model.bundle import Bundle, load_bundle, predict_with_bundle
 from ..model.inference import predict_features
+from .training_run import OperatingTargets, score_source
 
 
 @dataclass
@@ -45,8 +41,9 @@ class Proposal:
 
 
 def binary_entropy_bits(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, float), 1e-12, 1 - 1e-12)
-    return -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
+    """The entropy in bits of a two-class output given as one class's probability."""
+    p = np.asarray(p, float)
+    return entropy(np.stack([p, 1 - p], axis=1), bits=True)
 
 
 def ceal(scores: np.ndarray, delta: float) -> Proposal:
@@ -122,22 +119,20 @@ def load_baseline(layout: Layout, run: str = "s_b") -> Baseline:
     return Baseline(unsure, scores, read_annotations(predictions_path), bundle)
 
 
-def calibration_rows(predictions: pd.DataFrame, scheme) -> tuple[np.ndarray, str]:
-    """The certain rows whose scores are out-of-sample, and which outputs: out-of-fold on every
-    non-test row when 03 ran out_of_fold, else the validation rows' outputs."""
-    rounded = round_annotations(predictions["annotation"])
-    certain = np.isin(rounded, [scheme.ann_dict[n] for n in scheme.certain_names])
-    split = predictions["split"].astype(str).to_numpy()
-    wrong_from = WRONG_FROM[1] if score_column(scheme.positive, WRONG_FROM[1]) in predictions.columns else WRONG_FROM[0]
-    rows = certain & ((split != "test") if wrong_from == "out_of_fold" else (split == "val"))
-    return np.flatnonzero(rows), wrong_from
+def calibration_rows(annotations: np.ndarray, split: np.ndarray, scheme: LabelScheme, source: str) -> np.ndarray:
+    """The certain rows whose `source` scores are out-of-sample: every non-test row's out-of-fold
+    output, or (in-sample) only the validation rows'."""
+    certain = scheme.certain_mask(annotations)
+    split = np.asarray(split).astype(str)
+    return np.flatnonzero(certain & ((split != "test") if source == OUT_OF_FOLD else (split == "val")))
 
 
-def propose(method: str, layout: Layout, delta: float = 0.5, n_neighbors: int = 10,
-            precision_target: float = 0.95, recall_target: float = 0.95) -> tuple[pd.DataFrame, Proposal]:
+def propose(method: str, layout: Layout, *, delta: float = 0.5, n_neighbors: int = 10,
+            targets: OperatingTargets = OperatingTargets()) -> tuple[pd.DataFrame, Proposal]:
     """The unsure annotations with `<class> output` columns (the score), `proposed_annotation` and
     `is_gt` False (and `soft_target` for soft), plus the Proposal. `method`: ceal, propagation,
-    two_thresholds, soft or exclude."""
+    two_thresholds, soft or exclude. Two thresholds are calibrated on SB's out-of-sample scores:
+    out-of-fold when SB trained fold models, else its validation rows."""
     scheme = layout.scheme
     base = load_baseline(layout)
     scores = base.unsure_scores
@@ -148,17 +143,18 @@ def propose(method: str, layout: Layout, delta: float = 0.5, n_neighbors: int = 
     elif method == "exclude":
         proposal = exclude(scores)
     elif method == "two_thresholds":
-        rows, wrong_from = calibration_rows(base.predictions, scheme)
+        source = score_source(base.bundle.metrics)
+        rows = calibration_rows(base.predictions["annotation"], base.predictions["split"], scheme, source)
         rounded = round_annotations(base.predictions["annotation"])[rows]
-        cal = base.predictions[score_column(scheme.positive, wrong_from)].to_numpy()[rows]
-        t = operating_thresholds(rounded == POSITIVE_VALUE, cal, precision_target, recall_target)
+        cal = base.predictions[score_column(scheme.positive, source)].to_numpy()[rows]
+        t = operating_thresholds(rounded == POSITIVE_VALUE, cal, targets.precision, targets.recall)
         proposal = two_thresholds(scores, t["recall_threshold"], t["precision_threshold"])
-        proposal.details.update({"calibrated_on": f"{len(rows)} certain rows ({wrong_from} outputs)",
-                                 "precision_target": precision_target, "recall_target": recall_target})
+        proposal.details.update({"calibrated_on": f"{len(rows)} certain rows ({source} outputs)",
+                                 "precision_target": targets.precision, "recall_target": targets.recall})
     elif method == "propagation":
         certain = open_image_set(layout.certain, scheme)
         rounded = round_annotations(certain.ann["annotation"])
-        labelled = np.flatnonzero(~test_mask(certain.ann) & np.isin(rounded, [NEGATIVE_VALUE, POSITIVE_VALUE]))
+        labelled = np.flatnonzero(~test_mask(certain.ann) & scheme.certain_mask(rounded))
         proposal = propagate(predict_features(base.bundle.model, certain.images[labelled]), rounded[labelled],
                              predict_features(base.bundle.model, base.unsure.images), n_neighbors)
     else:

@@ -7,6 +7,7 @@ import pandas as pd
 from ..core.columns import PROPOSED, SOFT_TARGET, output_column
 from ..core.errors import InputError
 from ..core.labels import NEGATIVE_VALUE, POSITIVE_VALUE, LabelScheme
+from ..data.truth import truth_lookup
 
 
 def relabel_unsure(unsure_ann: pd.DataFrame, diff_predictions: pd.DataFrame, scheme: LabelScheme,
@@ -35,9 +36,14 @@ def relabel_unsure(unsure_ann: pd.DataFrame, diff_predictions: pd.DataFrame, sch
         if SOFT_TARGET in diff_predictions.columns:
             out[SOFT_TARGET] = diff_predictions.set_index("image_id")[SOFT_TARGET].loc[out["image_id"]].to_numpy(dtype=float)
     else:
-        out["annotation"] = np.where(out["relabel_score"] > thresh, float(POSITIVE_VALUE), float(NEGATIVE_VALUE))
+        out["annotation"] = threshold_labels(out["relabel_score"].to_numpy(), thresh)
     out["is_gt"] = False
     return out
+
+
+def threshold_labels(scores: np.ndarray, thresh: float) -> np.ndarray:
+    """Positive (1.0) where the positive output is above `thresh`, negative (0.0) elsewhere."""
+    return np.where(np.asarray(scores) > thresh, float(POSITIVE_VALUE), float(NEGATIVE_VALUE))
 
 
 def label_names(values: pd.Series, scheme: LabelScheme, excluded: str = "excluded") -> pd.Series:
@@ -57,7 +63,7 @@ def relabel_sweep(scores: np.ndarray, thresholds=None) -> pd.DataFrame:
 def relabel_accuracy(relabeled: pd.DataFrame, truth: pd.DataFrame, scheme: LabelScheme) -> float:
     """Share of the unsures given a label whose new label matches the hidden truth (demo data only);
     unsures left out (-0.8) are not counted, see `relabel_coverage`."""
-    true_class = truth.set_index("image_id")["truth"].reindex(relabeled["image_id"]).to_numpy()
+    true_class = truth_lookup(truth, relabeled["image_id"])
     values = relabeled["annotation"].to_numpy(dtype=float)
     new_class = np.where(values == POSITIVE_VALUE, scheme.positive, scheme.negative)
     known = pd.notna(true_class) & np.isin(values, [POSITIVE_VALUE, NEGATIVE_VALUE])

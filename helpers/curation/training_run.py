@@ -3,7 +3,7 @@
 out-of-fold training the predictions also carry out-of-fold outputs and cleanlab's columns."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -12,20 +12,57 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .. import plots
-from ..core.columns import WRONG_FROM, oof_column, output_column, score_column
-from ..core.errors import ParameterError
-from ..core.io import OutputSet, file_checksum
+from ..core.atomic import OutputSet
+from ..core.columns import IN_SAMPLE, OUT_OF_FOLD, WRONG_FROM, oof_column, output_column
+from ..core.fingerprints import file_checksum
 from ..core.labels import LabelScheme
 from ..data.layout import Layout
 from ..data.sets import ImageSet, Pair, open_image_set
 from ..metrics import score_predictions
 from ..model.bundle import write_bundle
+from ..model.checkpoints import checkpoint_path
 from ..model.inference import predict_probabilities, predictions_frame
 from ..model.networks import ResNet
-from ..model.training import FitResult, TrainConfig, checkpoint_path, fit
+from ..model.settings import TrainConfig
+from ..model.training import FitResult, fit
 from .label_issues import label_issue_columns
 from .out_of_fold import out_of_fold_probabilities
 from .right_wrong import right_wrong_counts
+
+
+@dataclass(frozen=True)
+class FoldSettings:
+    """Out-of-fold training: `folds` models, each trained without its fold, `jobs` of them at once;
+    with `ensemble` the rows no fold trained on are predicted by the fold models' mean."""
+
+    folds: int = 5
+    jobs: int = 1
+    ensemble: bool = False
+
+
+@dataclass(frozen=True)
+class OperatingTargets:
+    """The precision and recall the two operating thresholds are chosen for (see metrics.operating_thresholds)."""
+
+    precision: float = 0.95
+    recall: float = 0.95
+
+
+@dataclass
+class TrainRequest:
+    """One training run, asked for in full: how to train, where to write, and what else to compute.
+
+    Built by `Config.train_request` in the pipeline; `out_of_fold` set means the run also trains
+    fold models for out-of-fold outputs and cleanlab's columns. `params` is what params.json records.
+    """
+
+    train: TrainConfig
+    predictions_path: Path
+    bundle_path: Path
+    out_of_fold: FoldSettings | None = None
+    targets: OperatingTargets = OperatingTargets()
+    params: dict[str, Any] = field(default_factory=dict)
+    title: str = ""  # names the run in its figures
 
 
 @dataclass
@@ -40,30 +77,55 @@ class TrainedRun:
     predictions_path: Path
     bundle_path: Path
 
+    @property
+    def score_source(self) -> str:
+        """Which of its outputs judge its own images: out_of_fold when it trained fold models, else in_sample."""
+        return score_source(self.metrics)
 
-def train_and_save(input_pair: Pair, scheme: LabelScheme, cfg: TrainConfig, predictions_path: Path,
-                   bundle_path: Path, params: dict[str, Any] | None = None,
-                   precision_target: float = 0.95, recall_target: float = 0.95,
-                   wrong_from: str = "in_sample", folds: int = 5, fold_jobs: int = 1, fold_ensemble: bool = False,
-                   title: str = "") -> TrainedRun:
-    """Fit, predict every image, score, write predictions + bundle together. `title` names the run in
-    its figures (loss curves, confusion matrices), which the bundle and the notebooks both show.
 
-    With wrong_from="out_of_fold" the predictions also get `folds`-fold out-of-fold outputs (`<class> out-of-fold`; rows no
-    fold held out, such as test rows, take the final model's outputs, which never saw them either)
-    and cleanlab's `label_quality` / `is_label_issue` computed from them. With `fold_ensemble` the rows
+def score_source(run_metrics: dict[str, Any]) -> str:
+    """out_of_fold for a run (its metrics.json) that trained fold models, in_sample otherwise."""
+    return OUT_OF_FOLD if "out_of_fold" in run_metrics else IN_SAMPLE
+
+
+def train_and_save(input_pair: Pair, scheme: LabelScheme, request: TrainRequest) -> TrainedRun:
+    """Fit, predict every image, score, write predictions + bundle together. The run's title names
+    it in its figures (loss curves, confusion matrices), which the bundle and the notebooks both show.
+
+    With out-of-fold settings the predictions also get out-of-fold outputs (`<class> out-of-fold`; rows
+    no fold held out, such as test rows, take the final model's outputs, which never saw them either)
+    and cleanlab's `label_quality` / `is_label_issue` computed from them. With a fold ensemble the rows
     no fold trained on (test rows, excluded and unlabeled rows) are predicted by the fold models'
     mean, which the bundle keeps and predicts new images with.
     """
-    if fold_ensemble and wrong_from != "out_of_fold":
-        raise ParameterError("fold_ensemble", "needs wrong_from='out_of_fold' (the fold models it averages)")
+    cfg = request.train
     image_set = open_image_set(input_pair, scheme)  # raises before anything is written
-    result = fit(image_set, scheme, cfg, checkpoint_path(bundle_path))
+    result = fit(image_set, scheme, cfg, checkpoint_path(request.bundle_path))
     probs = predict_probabilities(result.model, image_set.images, cfg.torch_device, cfg.eval_batch_size)
     predictions = predictions_frame(image_set.ann, probs, result.spec.class_names, result.data.split)
-    oof = (add_out_of_fold(predictions, image_set, scheme, cfg, result, probs, folds, fold_jobs, fold_ensemble)
-           if wrong_from == "out_of_fold" else None)
-    metrics = {
+    oof = add_out_of_fold(predictions, image_set, scheme, request, result, probs) if request.out_of_fold else None
+    metrics = run_metrics(predictions, scheme, request, result)
+    if oof:
+        metrics["out_of_fold"] = oof.metrics
+    title = request.title
+    figures = {"loss_curve": plots.loss_curves(result.history, title=f"{title}: loss per epoch" if title else
+                                               "Loss per epoch"),
+               "confusion_matrix": plots.confusion_matrices({"val": metrics["val"], "test": metrics["test"]},
+                                                            title=title or "Confusion matrix")}
+    all_params = {**request.params, "train": cfg.to_dict(),
+                  "inputs": {str(p): file_checksum(p) for p in input_pair}}
+    with OutputSet(inputs=list(input_pair)) as out:
+        out.csv(predictions, request.predictions_path)
+        write_bundle(out.path(request.bundle_path), result.model, result.spec, all_params, history=result.history,
+                     metrics=metrics, figures=figures,
+                     fold_models=oof.models if oof and request.out_of_fold.ensemble else [])
+    return TrainedRun(image_set, predictions, result, metrics, figures, request.predictions_path, request.bundle_path)
+
+
+def run_metrics(predictions: pd.DataFrame, scheme: LabelScheme, request: TrainRequest,
+                result: FitResult) -> dict[str, Any]:
+    """What a run's metrics.json says: its rows, epochs, speed and scores on the validation and test rows."""
+    return {
         "status": "ok",
         "classes": result.spec.class_names,
         "rows": {"train": len(result.data.train_rows), "val": len(result.data.val_rows),
@@ -75,21 +137,8 @@ def train_and_save(input_pair: Pair, scheme: LabelScheme, cfg: TrainConfig, pred
         "train_seconds": round(result.train_seconds, 3),
         "train_images_per_second": round(result.train_images_per_second, 1),
         **score_predictions(predictions, result.spec.class_names, result.spec.class_values, scheme,
-                            precision_target, recall_target),
+                            request.targets.precision, request.targets.recall),
     }
-    if oof:
-        metrics["out_of_fold"] = oof.metrics
-    figures = {"loss_curve": plots.loss_curves(result.history, title=f"{title}: loss per epoch" if title else
-                                               "Loss per epoch"),
-               "confusion_matrix": plots.confusion_matrices({"val": metrics["val"], "test": metrics["test"]},
-                                                            title=title or "Confusion matrix")}
-    all_params = {**(params or {}), "train": cfg.to_dict(),
-                  "inputs": {str(p): file_checksum(p) for p in input_pair}}
-    with OutputSet(inputs=list(input_pair)) as out:
-        out.csv(predictions, predictions_path)
-        write_bundle(out.path(bundle_path), result.model, result.spec, all_params, result.history, metrics, figures,
-                     fold_models=oof.models if oof and fold_ensemble else [])
-    return TrainedRun(image_set, predictions, result, metrics, figures, predictions_path, bundle_path)
 
 
 @dataclass
@@ -98,20 +147,22 @@ class FoldOutputs:
     models: list[ResNet]
 
 
-def add_out_of_fold(predictions: pd.DataFrame, image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig,
-                    result: FitResult, probs: np.ndarray, folds: int, jobs: int, ensemble: bool) -> FoldOutputs:
-    """Add out-of-fold outputs and cleanlab's columns to `predictions` (in place); with `ensemble`,
-    the rows no fold trained on take the fold models' mean as their `<class> output`."""
-    oof = out_of_fold_probabilities(image_set, scheme, cfg, folds, jobs, ensemble)
+def add_out_of_fold(predictions: pd.DataFrame, image_set: ImageSet, scheme: LabelScheme, request: TrainRequest,
+                    result: FitResult, probs: np.ndarray) -> FoldOutputs:
+    """Add out-of-fold outputs and cleanlab's columns to `predictions` (in place); with a fold
+    ensemble, the rows no fold trained on take the fold models' mean as their `<class> output`."""
+    folds = request.out_of_fold
+    oof = out_of_fold_probabilities(image_set, scheme, request.train, folds.folds, folds.jobs, folds.ensemble)
     held = oof.fold >= 0
     for i, name in enumerate(result.spec.class_names):
-        if ensemble:
+        if folds.ensemble:
             predictions[output_column(name)] = np.where(held, probs[:, i], oof.ensemble_probs[:, i])
         predictions[oof_column(name)] = np.where(held, oof.probs[:, i], predictions[output_column(name)])
     predictions["fold"] = oof.fold
     issues = label_issue_columns(predictions, result.spec.class_names, result.spec.class_values)
     predictions[issues.columns] = issues
-    return FoldOutputs({"folds": folds, "fold_jobs": jobs, "fold_ensemble": ensemble, "seconds": round(oof.seconds, 3),
+    return FoldOutputs({"folds": folds.folds, "fold_jobs": folds.jobs, "fold_ensemble": folds.ensemble,
+                        "seconds": round(oof.seconds, 3),
                         "cost_vs_final_fit": round(oof.seconds / max(result.train_seconds, 1e-9), 2),
                         "label_issues": int(issues["is_label_issue"].sum())}, oof.models)
 
@@ -121,9 +172,8 @@ def label_issue_summary(runs: Mapping[str, TrainedRun], scheme: LabelScheme) -> 
     rows = {}
     for name, run in runs.items():
         row: dict[str, Any] = {}
-        for wrong_from in WRONG_FROM:
-            if score_column(scheme.positive, wrong_from) in run.predictions.columns:
-                row[f"wrong ({wrong_from})"] = int(right_wrong_counts(run.predictions, scheme, wrong_from)["wrong"].sum())
+        for source in (WRONG_FROM if run.score_source == OUT_OF_FOLD else (IN_SAMPLE,)):
+            row[f"wrong ({source})"] = int(right_wrong_counts(run.predictions, scheme, source)["wrong"].sum())
         oof = run.metrics.get("out_of_fold")
         if oof:
             row.update({"label issues (cleanlab)": oof["label_issues"], "folds": oof["folds"],

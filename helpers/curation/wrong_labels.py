@@ -16,6 +16,7 @@ import pandas as pd
 from ..core.columns import LABEL_ACTION, ORIGINAL_ANNOTATION, flag_values, oof_column, test_mask
 from ..core.errors import InputError
 from ..core.labels import LabelScheme, round_annotations
+from ..data.truth import truth_lookup
 
 WRONG_LABEL_POLICIES = ("keep", "prune", "fix")
 PRUNED_VALUE = -1.0
@@ -31,13 +32,20 @@ def flagged_rows(predictions: pd.DataFrame, scheme: LabelScheme, source: str = "
     if missing:
         raise InputError(source, f"no {missing[0]!r} column: pruning or fixing wrong labels needs 03 run with "
                                  "wrong_from='out_of_fold' (cleanlab's label issues)")
-    certain = np.isin(round_annotations(predictions["annotation"]), [scheme.ann_dict[n] for n in names])
+    certain = scheme.certain_mask(predictions["annotation"])
     rows = flag_values(predictions["is_label_issue"]) & certain & ~test_mask(predictions)
     oof = predictions.loc[rows, [oof_column(n) for n in names]].to_numpy(dtype=float)
     best = oof.argmax(axis=1) if len(oof) else np.zeros(0, int)
     return pd.DataFrame({"image_id": predictions.loc[rows, "image_id"].to_numpy(),
-                         "suggested": np.asarray([scheme.ann_dict[n] for n in names], float)[best],
+                         "suggested": np.asarray(scheme.certain_values, float)[best],
                          "confidence": oof[np.arange(len(oof)), best] if len(oof) else np.zeros(0)})
+
+
+def flagged_actions(confidence: np.ndarray, *, policy: str, fix_threshold: float) -> np.ndarray:
+    """What the policy does to each flagged row: fixed where it fixes and the out-of-fold class's
+    output (`confidence`) is at least `fix_threshold`, pruned otherwise."""
+    fix = (policy == "fix") & (np.asarray(confidence) >= fix_threshold)
+    return np.where(fix, FIXED, PRUNED).astype(object)
 
 
 def apply_policy(ann: pd.DataFrame, flagged: pd.DataFrame, policy: str, fix_threshold: float) -> pd.DataFrame:
@@ -54,11 +62,11 @@ def apply_policy(ann: pd.DataFrame, flagged: pd.DataFrame, policy: str, fix_thre
     by_id = flagged.set_index("image_id")
     rows = np.flatnonzero(out["image_id"].isin(by_id.index).to_numpy() & ~test_mask(out))
     hit = by_id.loc[out["image_id"].to_numpy()[rows]]
-    fix = (policy == "fix") & (hit["confidence"].to_numpy() >= fix_threshold)
+    actions = flagged_actions(hit["confidence"].to_numpy(), policy=policy, fix_threshold=fix_threshold)
     annotation = out["annotation"].to_numpy(dtype=float).copy()
-    annotation[rows] = np.where(fix, hit["suggested"].to_numpy(), PRUNED_VALUE)
+    annotation[rows] = np.where(actions == FIXED, hit["suggested"].to_numpy(), PRUNED_VALUE)
     action = out[LABEL_ACTION].to_numpy(dtype=object).copy()
-    action[rows] = np.where(fix, FIXED, PRUNED)
+    action[rows] = actions
     out["annotation"], out[LABEL_ACTION] = annotation, action
     is_gt = flag_values(out["is_gt"]).copy() if "is_gt" in out.columns else np.ones(len(out), bool)
     is_gt[rows] = False
@@ -75,7 +83,7 @@ def action_counts(curated: pd.DataFrame) -> dict[str, int]:
 def action_precision(curated: pd.DataFrame, truth: pd.DataFrame, scheme: LabelScheme) -> dict[str, float]:
     """Against the hidden truth: the share of pruned images whose given label was wrong, and the
     share of fixed images whose new label is their true class (NaN where none)."""
-    true_class = truth.set_index("image_id")["truth"].reindex(curated["image_id"]).to_numpy()
+    true_class = truth_lookup(truth, curated["image_id"])
     given = np.array([scheme.name_of(int(v)) for v in round_annotations(curated[ORIGINAL_ANNOTATION])], dtype=object)
     action = curated[LABEL_ACTION].to_numpy()
     known = pd.notna(true_class)

@@ -7,8 +7,9 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from ..core.atomic import OutputSet
+from ..core.columns import INPUT
 from ..core.errors import InputError
-from ..core.io import OutputSet
 from ..core.labels import LabelScheme, round_annotations
 from .overrides import apply_overrides
 from .sets import (
@@ -57,7 +58,7 @@ def combine(
     *,
     test_frac: float | None = None,
     seed: int = 0,
-    origins: Sequence[str] | None = None,
+    inputs: Sequence[str] | None = None,
     allow_empty: bool = False,
     overrides: str | Path | None = None,
 ) -> pd.DataFrame:
@@ -65,22 +66,22 @@ def combine(
 
     Rows keep their source order, extra columns are kept (missing ones left empty), every row
     carries `image_id` and `source`. With `test_frac`, the `split` column is (re)assigned;
-    with `origins` (one tag per source), an `origin` column says which input a row came from.
+    with `inputs` (one tag per source), an `input` column says which input set a row came from.
     `allow_empty` accepts sources with no rows (e.g. a baseline that got nothing wrong).
     `overrides`, a label-override CSV (see data.overrides), is applied after the test split is
     drawn, so corrections never reshuffle the shared test rows.
     """
     if not sources:
         raise InputError(out.images, "no sources given to combine")
-    if origins is not None and len(origins) != len(sources):
-        raise ValueError(f"{len(origins)} origins for {len(sources)} sources")
+    if inputs is not None and len(inputs) != len(sources):
+        raise ValueError(f"{len(inputs)} input tags for {len(sources)} sources")
     sets = [open_image_set(p, scheme, allow_empty) for p in sources]  # validate everything before any work
     check_compatible(sets)
     for image_set in sets:
         check_pixel_values(image_set)
     parts = [_traceable(s.ann, s.pair.images) for s in sets]
-    if origins is not None:  # which input each row came from, e.g. "unsure" / "wrong parasite"
-        parts = [p.assign(origin=tag) for p, tag in zip(parts, origins)]
+    if inputs is not None:  # which input each row came from, e.g. "unsure" / "wrong parasite"
+        parts = [p.assign(**{INPUT: tag}) for p, tag in zip(parts, inputs)]
     ann = pd.concat(parts, ignore_index=True)
     ann.index = pd.RangeIndex(len(ann), name="index")
     duplicated = ann["image_id"].duplicated()
@@ -97,7 +98,7 @@ def combine(
         ann["split"] = "train"
     if overrides is not None and Path(overrides).is_file():
         ann, _ = apply_overrides(ann, overrides, scheme)
-        certain = np.isin(round_annotations(ann["annotation"]), [scheme.ann_dict[n] for n in scheme.certain_names])
+        certain = scheme.certain_mask(ann["annotation"])
         ann.loc[(ann["split"] == "test").to_numpy() & ~certain, "split"] = "train"  # test rows are certain images
     first = sets[0].images
     with OutputSet(inputs=[p for pair in sources for p in pair]) as outputs:
@@ -137,7 +138,7 @@ def split_by_class(combined: Pair, scheme: LabelScheme, out_dir: Path | None = N
         subsets[written[name]] = rows
     certain = f"{scheme.positive}_and_{scheme.negative}"
     written[certain] = suffixed(combined, certain, out_dir)
-    subsets[written[certain]] = np.flatnonzero(np.isin(rounded, [scheme.ann_dict[n] for n in scheme.certain_names]))
+    subsets[written[certain]] = np.flatnonzero(scheme.certain_mask(rounded))
 
     unsure_ann = source.ann.iloc[subsets[written[scheme.unsure]]].reset_index(drop=True)
     with OutputSet(inputs=list(combined)) as outputs:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..core.io import OutputSet
+from ..core.atomic import OutputSet
 from ..core.labels import DEFAULT_ANN_DICT
 from .sets import Pair
 

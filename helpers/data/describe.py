@@ -6,6 +6,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from ..core.columns import test_mask
 from ..core.labels import LabelScheme, round_annotations
 from .sets import ImageSet, Pair, check_compatible, open_image_set, read_annotations
 
@@ -34,7 +35,7 @@ def describe_sets(sets: Mapping[str, Pair] | Sequence[Pair], scheme: LabelScheme
         counts = pd.Series(scheme.class_names(s.ann["annotation"])).value_counts()
         rows.append({"set": name, "images": str(s.pair.images), "rows": len(s), "shape": "x".join(map(str, s.image_shape)),
                      "dtype": str(s.images.dtype), **counts.to_dict(),
-                     "test rows": int((s.ann["split"] == "test").sum()) if "split" in s.ann.columns else 0})
+                     "test rows": int(test_mask(s.ann).sum())})
     table = pd.DataFrame(rows).set_index("set")
     classes = [n for n in scheme.names if n in table.columns]
     table[classes] = table[classes].fillna(0).astype(int)
@@ -74,5 +75,5 @@ def describe_outputs(written: Mapping[str, Pair]) -> pd.DataFrame:
         values = sorted(set(np.round(ann["annotation"].to_numpy(), 3).tolist()))
         rows.append({"set": name, "images": pair.images.name, "annotations": pair.ann.name, "rows": len(ann),
                      "annotation values": values,
-                     "test rows": int((ann["split"] == "test").sum()) if "split" in ann.columns else 0})
+                     "test rows": int(test_mask(ann).sum())})
     return pd.DataFrame(rows).set_index("set")

@@ -12,9 +12,9 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from ..core.atomic import OutputSet
 from ..core.columns import FLAG_WORDS
 from ..core.errors import InputError
-from ..core.io import OutputSet
 from ..core.labels import LabelScheme
 
 OVERRIDE_FIELDS = ("label", "validation", "exclude")

@@ -12,8 +12,9 @@ from typing import Iterable, Mapping, NamedTuple, Sequence
 import numpy as np
 import pandas as pd
 
+from ..core.atomic import CHUNK_BYTES, OutputSet
 from ..core.errors import InputError
-from ..core.io import CHUNK_BYTES, OutputSet, read_csv_file
+from ..core.files import read_csv_file
 from ..core.labels import LabelScheme
 
 IMAGE_DTYPES = (np.dtype(np.uint8), np.dtype(np.float32))

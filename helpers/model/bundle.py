@@ -22,10 +22,10 @@ import sklearn
 import torch
 from matplotlib.figure import Figure
 
+from ..core.atomic import to_json
 from ..core.errors import InputError
-from ..core.io import to_json
 from .inference import EVAL_BATCH_SIZE, ensemble_probabilities
-from .networks import ModelSpec, ResNet, build_model
+from .networks import ModelSpec, ResNet, build_model, cpu_state_dict
 
 REQUIRED = ("model.pt", "model_spec.json", "params.json", "metrics.json", "loss_history.csv")
 
@@ -41,19 +41,15 @@ def _state_bytes(states: Any) -> bytes:
     return buffer.getvalue()
 
 
-def _cpu_state(model: ResNet) -> dict[str, torch.Tensor]:
-    return {k: v.cpu() for k, v in model.state_dict().items()}
-
-
-def write_bundle(path: Path, model: ResNet, spec: ModelSpec, params: dict[str, Any], history: pd.DataFrame,
+def write_bundle(path: Path, model: ResNet, spec: ModelSpec, params: dict[str, Any], *, history: pd.DataFrame,
                  metrics: dict[str, Any], figures: dict[str, Figure], fold_models: list[ResNet] = ()) -> None:
     """Write the zip to `path` (callers pass a temp path of an OutputSet, so it appears atomically).
     With `fold_models` the bundle predicts with their mean instead of `model`."""
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr("model.pt", _state_bytes(_cpu_state(model)))
+        zf.writestr("model.pt", _state_bytes(cpu_state_dict(model)))
         zf.writestr("model_spec.json", json.dumps(spec.to_dict(), indent=2))
         if fold_models:
-            zf.writestr("fold_models.pt", _state_bytes([_cpu_state(m) for m in fold_models]))
+            zf.writestr("fold_models.pt", _state_bytes([cpu_state_dict(m) for m in fold_models]))
             zf.writestr("fold_specs.json", json.dumps([m.spec.to_dict() for m in fold_models], indent=2))
         zf.writestr("params.json", to_json({**params, "versions": package_versions()}))
         zf.writestr("metrics.json", to_json(metrics))

@@ -55,7 +55,7 @@ def inference_copy(model: ResNet) -> ResNet:
 
 
 def predict_logits(model: nn.Module, images: np.ndarray, rows: np.ndarray | None, device: torch.device,
-                   batch_size: int = EVAL_BATCH_SIZE, features: bool = False, view: int = 0) -> torch.Tensor:
+                   batch_size: int = EVAL_BATCH_SIZE, *, features: bool = False, view: int = 0) -> torch.Tensor:
     """Logits (or penultimate features) of the given rows (all rows when None), in row order, of
     the images under symmetry `view` (0: as they are)."""
     fmt = memory_format(model.spec.width, device)

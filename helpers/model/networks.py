@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..core.checks import check_value, choice, integer
 from ..core.errors import ParameterError
 
 
@@ -90,10 +91,8 @@ class ModelSpec:
     temperature: float = 1.0  # logits are divided by it before the softmax (fitted on validation rows)
 
     def __post_init__(self) -> None:
-        if self.arch not in ARCHS:
-            raise ParameterError("arch", f"must be one of {sorted(ARCHS)}, got {self.arch!r}")
-        if isinstance(self.width, bool) or not isinstance(self.width, int) or self.width < 4:
-            raise ParameterError("width", f"must be an integer >= 4, got {self.width!r}")
+        check_value("arch", choice(*sorted(ARCHS)), self.arch)
+        check_value("width", integer(4), self.width)
         if self.in_channels < 1:
             raise ParameterError("in_channels", f"must be >= 1, got {self.in_channels}")
         if len(self.class_names) < 2 or len(self.class_names) != len(self.class_values):
@@ -156,3 +155,8 @@ class ResNet(nn.Module):
 
 def build_model(spec: ModelSpec) -> ResNet:
     return ResNet(spec)
+
+
+def cpu_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of the model's weights on the CPU (a snapshot: training on goes on without changing it)."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}

@@ -1,18 +1,16 @@
 """Train a classifier on an annotated image set.
 
-One readable loop in the spirit of nanoGPT / timm: the config at the top, `train_one_epoch` and
-`evaluate` return dicts, the best weights by validation loss are kept. Batches are read straight
-from the memory-mapped uint8 array and converted per batch. Checkpoints let a run resume.
+One readable loop in the spirit of nanoGPT / timm: the settings (helpers.model.settings) at the top,
+setup apart from the loop, `train_one_epoch` and `evaluate` return dicts, and the best weights by
+the validation score are kept. Batches are read straight from the memory-mapped uint8 array and
+converted per batch. Checkpoints (helpers.model.checkpoints) let a run resume.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,108 +22,15 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
 from tqdm import tqdm
 
-from ..core.columns import SOFT_TARGET, flag_column
-from ..core.errors import InputError, NotTrainable, ParameterError
-from ..core.io import OutputSet, code_hash, file_identity
+from ..core.columns import SOFT_TARGET, flag_column, test_mask
+from ..core.errors import InputError, NotTrainable
 from ..core.labels import NEGATIVE_VALUE, POSITIVE_VALUE, LabelScheme, round_annotations
 from ..data.sets import ImageSet
-from .augment import AUGMENTS, augment_batch
-from .inference import EVAL_BATCH_SIZE, best_temperature, inference_copy, predict_logits, to_tensor, view_logits
-from .networks import ARCHS, ModelSpec, ResNet, build_model, memory_format
-
-LOSSES = ("cross_entropy", "focal")
-CLASS_WEIGHTS = ("none", "balanced")
-SAMPLE_WEIGHTS = ("none", "label_quality")
-KEEP_WEIGHTS = ("best", "last")
-SELECT_BY = {"val_loss": ("val_loss", -1), "val_accuracy": ("val_accuracy_certain", 1),
-             "val_roc_auc": ("val_roc_auc_certain", 1)}  # -> (history column, +1 higher is better / -1 lower)
-OPTIMIZERS = ("adam", "adamw")
-SCHEDULES = ("constant", "onecycle", "cosine")
-
-
-@dataclass
-class TrainConfig:
-    """One training run's settings. The parameters' defaults and meanings are in the parameter table
-    (helpers.run.parameters); `train_config(**overrides)` there builds one from them."""
-
-    arch: str
-    width: int
-    epochs: int
-    batch_size: int
-    lr: float
-    val_frac: float
-    seed: int
-    loss: str
-    focal_gamma: float
-    label_smoothing: float
-    class_weights: str
-    sample_weights: str  # label_quality: each row's loss weighted by its `label_quality` column
-    keep_weights: str  # best: the epoch with the lowest validation loss; last: the final epoch
-    patience: int  # epochs without a better validation score before stopping; 0 = never stop early
-    device: str
-    augment: str  # none, flips_rot90 (the square's 8 symmetries) or flips_rot90_shift
-    tta: bool  # predict as the mean over the image's symmetries
-    select_by: str  # which validation score picks the best epoch (and drives patience)
-    optimizer: str  # adam or adamw
-    weight_decay: float
-    schedule: str  # constant, onecycle or cosine (with one epoch of warm-up)
-    calibrate: bool  # fit a softmax temperature on the validation rows
-    normalize: bool = True
-    run_name: str = ""
-    resume_from: Path | None = None  # a checkpoint.pt to continue from
-    eval_batch_size: int = EVAL_BATCH_SIZE
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        checks = [
-            ("arch", self.arch in ARCHS, f"must be one of {sorted(ARCHS)}"),
-            ("loss", self.loss in LOSSES, f"must be one of {list(LOSSES)}"),
-            ("class_weights", self.class_weights in CLASS_WEIGHTS, f"must be one of {list(CLASS_WEIGHTS)}"),
-            ("sample_weights", self.sample_weights in SAMPLE_WEIGHTS, f"must be one of {list(SAMPLE_WEIGHTS)}"),
-            ("keep_weights", self.keep_weights in KEEP_WEIGHTS, f"must be one of {list(KEEP_WEIGHTS)}"),
-            ("width", _is_int(self.width) and self.width >= 4, "must be an integer >= 4"),
-            ("epochs", _is_int(self.epochs) and self.epochs >= 1, "must be an integer >= 1"),
-            ("batch_size", _is_int(self.batch_size) and self.batch_size >= 1, "must be an integer >= 1"),
-            ("lr", _is_number(self.lr) and 0 < self.lr < 10, "must be a number in (0, 10)"),
-            ("val_frac", _is_number(self.val_frac) and 0 < self.val_frac < 1, "must be in (0, 1)"),
-            ("label_smoothing", _is_number(self.label_smoothing) and 0 <= self.label_smoothing < 1,
-             "must be in [0, 1)"),
-            ("focal_gamma", _is_number(self.focal_gamma) and 0 <= self.focal_gamma < 100, "must be a number in [0, 100)"),
-            ("patience", _is_int(self.patience) and self.patience >= 0, "must be an integer >= 0"),
-            ("device", self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda"), "must be auto, cpu or cuda[:N]"),
-            ("augment", self.augment in AUGMENTS, f"must be one of {list(AUGMENTS)}"),
-            ("tta", isinstance(self.tta, bool), "must be True or False"),
-            ("select_by", self.select_by in SELECT_BY, f"must be one of {list(SELECT_BY)}"),
-            ("optimizer", self.optimizer in OPTIMIZERS, f"must be one of {list(OPTIMIZERS)}"),
-            ("weight_decay", _is_number(self.weight_decay) and 0 <= self.weight_decay < 1,
-             "must be a number in [0, 1)"),
-            ("schedule", self.schedule in SCHEDULES, f"must be one of {list(SCHEDULES)}"),
-            ("calibrate", isinstance(self.calibrate, bool), "must be True or False"),
-        ]
-        for name, ok, problem in checks:
-            if not ok:
-                raise ParameterError(name, f"{problem}, got {getattr(self, name)!r}")
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ParameterError("device", "cuda requested but no CUDA device is available")
-
-    @property
-    def torch_device(self) -> torch.device:
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.device)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    """A finite int or float (not a bool, NaN or inf)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
+from .augment import augment_batch
+from .checkpoints import load_checkpoint, save_checkpoint, training_fingerprint
+from .inference import best_temperature, inference_copy, predict_logits, to_tensor, view_logits
+from .networks import ModelSpec, ResNet, build_model, cpu_state_dict, memory_format
+from .settings import SELECT_BY, TrainConfig
 
 # ---------------------------------------------------------------- data
 
@@ -150,11 +55,11 @@ def prepare_training_data(image_set: ImageSet, scheme: LabelScheme, val_frac: fl
     """
     ann = image_set.ann
     rounded = round_annotations(ann["annotation"])
-    split_in = ann["split"].astype(str).to_numpy() if "split" in ann.columns else np.full(len(ann), "train")
+    test = test_mask(ann)
     excluded = flag_column(ann, "exclude")  # set in the review widget: seen, but kept out of training
     if holdout is not None:
         excluded = excluded | holdout
-    trainable = np.flatnonzero((rounded >= 0) & (split_in != "test") & ~excluded)
+    trainable = np.flatnonzero((rounded >= 0) & ~test & ~excluded)
     if len(trainable) == 0:
         raise NotTrainable(image_set.pair.ann, "no rows to train on (every row is test, unlabeled or negative-valued)")
     class_values = sorted(set(rounded[trainable].tolist()))
@@ -170,7 +75,7 @@ def prepare_training_data(image_set: ImageSet, scheme: LabelScheme, val_frac: fl
     stratify = targets[pool] if counts.min() >= 2 else None
     train_rows, val_rows = train_test_split(pool, test_size=val_frac, random_state=seed, stratify=stratify)
     val_rows = np.concatenate([val_rows, forced_val])
-    split = np.where(split_in == "test", "test", "train").astype(object)
+    split = np.where(test, "test", "train").astype(object)
     split[val_rows] = "val"
     certain = np.isclose(ann["annotation"].to_numpy(dtype=float), rounded)
     return TrainingData(class_values, [scheme.name_of(v) for v in class_values], targets,
@@ -264,7 +169,7 @@ def with_soft_targets(loss: torch.Tensor, logits: torch.Tensor, targets: torch.T
 # ---------------------------------------------------------------- loop
 
 def train_one_epoch(model: nn.Module, images: np.ndarray, rows: np.ndarray, targets: np.ndarray,
-                    optimizer: torch.optim.Optimizer, criterion: nn.Module, cfg: TrainConfig, epoch: int,
+                    optimizer: torch.optim.Optimizer, criterion: nn.Module, *, cfg: TrainConfig, epoch: int,
                     weights: np.ndarray | None = None, scheduler: LRScheduler | None = None,
                     soft: np.ndarray | None = None) -> dict:
     """One pass over `rows`; with `weights` or `soft` (see soft_targets: those rows' loss is the
@@ -300,7 +205,7 @@ def train_one_epoch(model: nn.Module, images: np.ndarray, rows: np.ndarray, targ
 
 
 def evaluate(model: nn.Module, images: np.ndarray, rows: np.ndarray, targets: np.ndarray,
-             criterion: nn.Module, cfg: TrainConfig, certain: np.ndarray | None = None,
+             criterion: nn.Module, cfg: TrainConfig, *, certain: np.ndarray | None = None,
              positive: int | None = None, soft: np.ndarray | None = None) -> dict:
     """Validation loss and accuracy; `criterion` must live on the CPU, where the logits are gathered.
     With `certain` (a mask per row), also accuracy and ROC AUC (class index `positive` against the
@@ -340,12 +245,39 @@ class FitResult:
     resumed_from: Path | None = None  # the checkpoint training continued from, if any
 
 
-def fit(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig, checkpoint_path: Path | None = None,
-        holdout: np.ndarray | None = None) -> FitResult:
-    """Train on the image set's trainable rows (minus `holdout`); keep the weights of the best
-    validation score (`select_by`; or of the last epoch, as the origin did, with keep_weights="last"),
-    then fit the softmax temperature on the validation rows when `calibrate` asks for it."""
-    torch.manual_seed(cfg.seed)
+@dataclass
+class Training:
+    """What one fit trains with, set up once before the loop: its rows, model, optimizer and losses."""
+
+    data: TrainingData
+    spec: ModelSpec
+    model: ResNet
+    optimizer: torch.optim.Optimizer
+    scheduler: LRScheduler | None
+    train_criterion: nn.Module  # on the model's device; per-row losses with weights or soft targets
+    val_criterion: nn.Module  # on the CPU, where evaluate() gathers the logits
+    weights: np.ndarray | None
+    soft: np.ndarray | None
+
+
+@dataclass
+class Progress:
+    """Where the loop stands: the next epoch, the history so far and the best epoch so far."""
+
+    start_epoch: int = 0
+    history: list[dict] | None = None
+    best: dict | None = None
+    fingerprint: str = ""  # of the run, when it writes or reads a checkpoint
+    resumed_from: Path | None = None
+
+    def __post_init__(self) -> None:
+        self.history = [] if self.history is None else self.history
+        self.best = {"score": float("-inf"), "epoch": -1, "state": None} if self.best is None else self.best
+
+
+def setup_training(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig,
+                   holdout: np.ndarray | None = None) -> Training:
+    """The rows, model (normalised on the training rows), optimizer, schedule and losses of a fit."""
     data = prepare_training_data(image_set, scheme, cfg.val_frac, cfg.seed, holdout)
     weights = sample_weights(image_set, cfg)
     soft = soft_targets(image_set, data)
@@ -359,60 +291,85 @@ def fit(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig, checkpoint_p
     optimizer = make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg, steps_per_epoch=-(-len(data.train_rows) // cfg.batch_size))
     train_targets = data.targets[data.train_rows]
-    # Two loss modules: the training one lives on the model's device, the validation one on the CPU
-    # where evaluate() gathers the logits. Sharing one and moving it would leave class weights behind.
+    # Two loss modules: sharing one and moving it between devices would leave class weights behind.
     train_criterion = make_criterion(cfg, train_targets, spec.n_classes,
                                      reduction="mean" if weights is None and soft is None else "none").to(device)
     val_criterion = make_criterion(cfg, train_targets, spec.n_classes)
-    column, sign = SELECT_BY[cfg.select_by]
-    on_certain = ({"certain": data.certain, "positive": _index_or_none(data.class_values, POSITIVE_VALUE)}
-                  if cfg.select_by != "val_loss" else {})
+    return Training(data, spec, model, optimizer, scheduler, train_criterion, val_criterion, weights, soft)
 
-    history: list[dict] = []
-    best = {"score": float("-inf"), "epoch": -1, "state": None}
-    start_epoch = 0
+
+def resume_progress(training: Training, image_set: ImageSet, cfg: TrainConfig, checkpoint_path: Path | None,
+                    holdout: np.ndarray | None) -> Progress:
+    """A fresh start, or the progress of this very run's checkpoint (`cfg.resume_from`)."""
     resume_from = Path(cfg.resume_from) if cfg.resume_from is not None else None
     # only runs that write or read a checkpoint need to know what made them
     fingerprint = training_fingerprint(image_set, cfg, holdout) if checkpoint_path or resume_from else ""
-    restored = load_checkpoint(resume_from, model, optimizer, scheduler, fingerprint) if resume_from else None
+    restored = (load_checkpoint(resume_from, training.model, training.optimizer, training.scheduler, fingerprint)
+                if resume_from else None)
     if restored is None:
-        resume_from = None
-    else:
-        start_epoch, history, best = restored
+        return Progress(fingerprint=fingerprint)
+    start_epoch, history, best = restored
+    return Progress(start_epoch, history, best, fingerprint, resume_from)
 
-    stopped_early = False
-    for epoch in range(start_epoch, cfg.epochs):
+
+def run_epochs(training: Training, image_set: ImageSet, cfg: TrainConfig, progress: Progress,
+               checkpoint_path: Path | None) -> bool:
+    """Train from `progress` to the last epoch (or early stop), tracking the best validation score;
+    True when patience stopped it early."""
+    data, model, images = training.data, training.model, image_set.images
+    column, sign = SELECT_BY[cfg.select_by]
+    on_certain = ({"certain": data.certain, "positive": _index_or_none(data.class_values, POSITIVE_VALUE)}
+                  if cfg.select_by != "val_loss" else {})
+    for epoch in range(progress.start_epoch, cfg.epochs):
         row = {"epoch": epoch + 1,
-               **train_one_epoch(model, images, data.train_rows, data.targets, optimizer, train_criterion, cfg, epoch,
-                                 weights, scheduler, soft),
-               **evaluate(model, images, data.val_rows, data.targets, val_criterion, cfg, **on_certain, soft=soft)}
+               **train_one_epoch(model, images, data.train_rows, data.targets, training.optimizer,
+                                 training.train_criterion, cfg=cfg, epoch=epoch, weights=training.weights,
+                                 scheduler=training.scheduler, soft=training.soft),
+               **evaluate(model, images, data.val_rows, data.targets, training.val_criterion, cfg, **on_certain,
+                          soft=training.soft)}
         if not math.isfinite(row["train_loss"]):  # stop before a NaN checkpoint replaces a good one
             raise NotTrainable(image_set.pair.ann, f"training loss became {row['train_loss']} in epoch {epoch + 1} "
                                                    f"(lr {cfg.lr:g}); lower lr or check the images")
-        history.append(row)
-        if cfg.progress:
-            print(f"epoch {row['epoch']:>3}/{cfg.epochs}  train loss {row['train_loss']:.4f}  "
-                  f"val loss {row['val_loss']:.4f}  val acc {row['val_accuracy']:.3f}  "
-                  f"{row['images'] / row['seconds']:.0f} img/s", flush=True)
-        if sign * row[column] > best["score"]:
-            best = {"score": sign * row[column], "epoch": epoch, "state": _cpu_state(model)}
+        progress.history.append(row)
+        _report(row, cfg)
+        if sign * row[column] > progress.best["score"]:
+            progress.best = {"score": sign * row[column], "epoch": epoch, "state": cpu_state_dict(model)}
         if checkpoint_path is not None:
-            save_checkpoint(checkpoint_path, model, optimizer, scheduler, epoch, history, best, fingerprint)
-        if cfg.patience and epoch - best["epoch"] >= cfg.patience:
-            stopped_early = True
-            break
+            save_checkpoint(checkpoint_path, model, training.optimizer, training.scheduler, epoch,
+                            history=progress.history, best=progress.best, fingerprint=progress.fingerprint)
+        if cfg.patience and epoch - progress.best["epoch"] >= cfg.patience:
+            return True
+    return False
 
-    kept_epoch = len(history)
-    if cfg.keep_weights == "best" and best["state"] is not None:
-        model.load_state_dict(best["state"])
-        kept_epoch = best["epoch"] + 1
+
+def _report(row: dict, cfg: TrainConfig) -> None:
+    if cfg.progress:
+        print(f"epoch {row['epoch']:>3}/{cfg.epochs}  train loss {row['train_loss']:.4f}  "
+              f"val loss {row['val_loss']:.4f}  val acc {row['val_accuracy']:.3f}  "
+              f"{row['images'] / row['seconds']:.0f} img/s", flush=True)
+
+
+def fit(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig, checkpoint_path: Path | None = None,
+        holdout: np.ndarray | None = None) -> FitResult:
+    """Train on the image set's trainable rows (minus `holdout`); keep the weights of the best
+    validation score (`select_by`; or of the last epoch, as the origin did, with keep_weights="last"),
+    then fit the softmax temperature on the validation rows when `calibrate` asks for it."""
+    torch.manual_seed(cfg.seed)
+    training = setup_training(image_set, scheme, cfg, holdout)
+    progress = resume_progress(training, image_set, cfg, checkpoint_path, holdout)
+    stopped_early = run_epochs(training, image_set, cfg, progress, checkpoint_path)
+    model, spec, data = training.model, training.spec, training.data
+    kept_epoch = len(progress.history)
+    if cfg.keep_weights == "best" and progress.best["state"] is not None:
+        model.load_state_dict(progress.best["state"])
+        kept_epoch = progress.best["epoch"] + 1
     if cfg.calibrate:
-        spec.temperature = fit_temperature(model, images, data.val_rows, data.targets, cfg)
-    frame = pd.DataFrame(history)
+        spec.temperature = fit_temperature(model, image_set.images, data.val_rows, data.targets, cfg)
+    frame = pd.DataFrame(progress.history)
     seconds = float(frame["seconds"].sum()) if len(frame) else 0.0
     images_seen = float(frame["images"].sum()) if len(frame) else 0.0
     return FitResult(model.cpu(), spec, data, frame, kept_epoch, seconds,
-                     images_seen / seconds if seconds else 0.0, stopped_early, resume_from)
+                     images_seen / seconds if seconds else 0.0, stopped_early, progress.resumed_from)
 
 
 def _index_or_none(values: list[int], value: int) -> int | None:
@@ -445,68 +402,3 @@ def fit_temperature(model: ResNet, images: np.ndarray, rows: np.ndarray, targets
         return 1.0
     logits = view_logits(inference_copy(model), images, rows, cfg.torch_device, cfg.eval_batch_size)
     return best_temperature(logits, targets[rows])
-
-
-def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-
-
-# ---------------------------------------------------------------- checkpoints (resume)
-
-def checkpoint_path(bundle_path: Path) -> Path:
-    """`s_1a/model_perf_diff.zip` -> `s_1a/checkpoint_diff.pt`: the last epoch of that run."""
-    bundle_path = Path(bundle_path)
-    return bundle_path.with_name(bundle_path.stem.replace("model_perf", "checkpoint") + ".pt")
-
-
-# What a checkpoint's run may differ in and still resume: where it runs and how it reports.
-_NOT_FINGERPRINTED = ("resume_from", "progress", "run_name", "device")
-
-
-def training_fingerprint(image_set: ImageSet, cfg: TrainConfig, holdout: np.ndarray | None = None) -> str:
-    """Hash of what makes a training run: its input files, its parameters, the code (and a holdout)."""
-    h = hashlib.sha256(code_hash().encode())
-    for path in image_set.pair:
-        h.update(file_identity(path).encode())
-    params = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_FINGERPRINTED}
-    h.update(json.dumps(params, sort_keys=True, default=str).encode())
-    if holdout is not None:
-        h.update(np.packbits(np.asarray(holdout, bool)).tobytes())
-    return h.hexdigest()
-
-
-def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: LRScheduler | None,
-                    epoch: int, history: list[dict], best: dict, fingerprint: str = "") -> None:
-    with OutputSet() as out:
-        torch.save({"fingerprint": fingerprint, "epoch": epoch, "model": _cpu_state(model), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                    "history": history, "best_score": best["score"], "best_epoch": best["epoch"],
-                    "best_state": best["state"]}, out.path(path))
-
-
-def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: LRScheduler | None,
-                    fingerprint: str) -> tuple[int, list[dict], dict] | None:
-    """Restore a checkpoint of this very run (its `fingerprint`: same inputs, parameters and code);
-    returns (next epoch, history so far, best so far). None, saying why, when it was made from
-    anything else or is damaged: that would be continued as if it were this run."""
-    if not path.is_file():
-        raise InputError(path, "checkpoint to resume from not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # damaged: start over
-        state = None
-    if not isinstance(state, dict) or state.get("fingerprint") != fingerprint:
-        print(f"{path}: made from other inputs, parameters or code than this run (or damaged); not resuming, "
-              "training from scratch", flush=True)
-        return None
-    try:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(state["scheduler"])
-    except Exception as exc:
-        raise InputError(path, f"not a checkpoint of this model ({type(exc).__name__}: {str(exc)[:200]})") from None
-    # checkpoints written before `select_by` kept the best validation loss
-    score = state["best_score"] if "best_score" in state else -state["best_val_loss"]
-    best = {"score": score, "epoch": state["best_epoch"], "state": state["best_state"]}
-    return state["epoch"] + 1, list(state["history"]), best

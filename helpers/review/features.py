@@ -8,7 +8,8 @@ import numpy as np
 from matplotlib.path import Path as PolyPath
 from sklearn.decomposition import PCA
 
-from ..core.io import OutputSet, file_checksum, write_json
+from ..core.atomic import OutputSet, write_json
+from ..core.fingerprints import file_checksum
 from ..model.bundle import load_bundle
 from ..model.inference import predict_features
 

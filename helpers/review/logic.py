@@ -15,14 +15,9 @@ import pandas as pd
 from ..core.columns import output_column, output_probabilities
 from ..core.labels import LabelScheme, round_annotations
 from ..data.layout import Layout
-from ..metrics import certain_scores, split_rows, threshold_summary
+from ..metrics import certain_scores, entropy, split_rows, threshold_summary
 
 SORTS = ("likely wrong", "score", "entropy", "label", "random")
-
-
-def entropy(probs: np.ndarray) -> np.ndarray:
-    p = np.clip(probs, 1e-12, 1)
-    return -(p * np.log(p)).sum(axis=1)
 
 
 def predicted_class(preds: pd.DataFrame) -> np.ndarray:
@@ -61,7 +56,7 @@ def order_rows(preds: pd.DataFrame, scheme: LabelScheme, sort: str = "likely wro
     return order[::-1] if descending else order
 
 
-def filter_rows(preds: pd.DataFrame, scheme: LabelScheme, rows: np.ndarray, label: str | None = None,
+def filter_rows(preds: pd.DataFrame, scheme: LabelScheme, rows: np.ndarray, *, label: str | None = None,
                 split: str | None = None, score_class: str | None = None,
                 score_range: tuple[float, float] | None = None) -> np.ndarray:
     """Keep rows (in their order) matching a label, a split and a score range of one class."""
@@ -88,7 +83,7 @@ def page(rows: np.ndarray, number: int, per_page: int) -> np.ndarray:
 SAMPLERS = ("random", "max entropy", "class entropy", "high score", "badge")
 
 
-def sample_for_review(preds: pd.DataFrame, method: str, k: int, class_name: str | None = None,
+def sample_for_review(preds: pd.DataFrame, method: str, k: int, class_name: str | None = None, *,
                       features: np.ndarray | None = None, candidates: np.ndarray | None = None,
                       seed: int = 0) -> np.ndarray:
     """The next k rows to review, chosen among `candidates` (default: all rows)."""

@@ -56,9 +56,31 @@ class ReviewWidget(W.VBox):
         self.labels = scheme.class_names(self.preds["annotation"])  # as shown; updated when relabeled here
         self.selected: set[int] = set()
         self.page_number = 0
-        classes = output_probabilities(self.preds)[1]
-        sorts = list(review.SORTS) + [c for c in ("label_quality",) if c in self.preds.columns]
+        self._make_controls(output_probabilities(self.preds)[1], seed)
+        navigation, actions = self._make_buttons()
+        self.page_label = W.HTML()
+        self.status = W.HTML()
+        self.grid = W.GridBox(layout=W.Layout(grid_template_columns="repeat(auto-fill, 122px)", grid_gap="6px"))
+        super().__init__([
+            W.HBox([self.sort, self.score_class, self.descending]),
+            W.HBox([self.label_filter, self.split_filter, self.score_range]),
+            W.HBox([self.channel, self.seed, self.sampler, *navigation["sampling"]]),
+            W.HBox([navigation["prev"], self.page_label, navigation["next"]]),
+            self.grid,
+            W.HBox(actions, layout=W.Layout(flex_flow="row wrap")),
+            self.status,
+            W.HTML("<small>Keys (mouse over the widget): a class value relabels the selection "
+                   f"({', '.join(f'{v} {n}' for n, v in scheme.ann_dict.items())}), ← / → turn pages, u undoes.</small>"),
+        ])
+        self.shown: np.ndarray = np.array([], int)
+        self.refresh(reset_page=True)
+        self._keys = Event(source=self, watched_events=["keydown"], prevent_default_action=True)
+        self._keys.on_dom_event(self.on_key)
 
+    def _make_controls(self, classes: list[str], seed: int) -> None:
+        """The sort, filter and display controls; any change redraws from the first page."""
+        scheme = self.scheme
+        sorts = list(review.SORTS) + [c for c in ("label_quality",) if c in self.preds.columns]
         self.sort = W.Dropdown(options=sorts, value="likely wrong", description="sort")
         self.score_class = W.Dropdown(options=classes, value=scheme.positive if scheme.positive in classes else classes[-1],
                                       description="class")
@@ -71,10 +93,16 @@ class ReviewWidget(W.VBox):
         self.channel = W.Dropdown(options=["composite"] + [str(c) for c in range(self.images.shape[1])],
                                   value="composite", description="channel")
         self.sampler = W.Dropdown(options=review.SAMPLERS, value="max entropy", description="sample by")
+        for control in (self.sort, self.score_class, self.descending, self.label_filter, self.split_filter,
+                        self.score_range, self.seed, self.channel):
+            control.observe(lambda _: self.refresh(reset_page=True), names="value")
+
+    def _make_buttons(self) -> tuple[dict, list[W.Button]]:
+        """The navigation and sampling buttons, and the action buttons (relabel, flag, undo, clear), wired up."""
+        scheme = self.scheme
         sample_button = W.Button(description="sample a page", icon="random")
         similar_button = W.Button(description="similar to selected", icon="search")
         prev_button, next_button = W.Button(description="◀ prev"), W.Button(description="next ▶")
-        self.page_label = W.HTML()
         label_buttons = [W.Button(description=f"→ {name}", tooltip=f"set label {name} (key {value})",
                                   button_style="primary", layout=W.Layout(width="auto"))
                          for name, value in scheme.ann_dict.items()]
@@ -85,34 +113,14 @@ class ReviewWidget(W.VBox):
             button.on_click(lambda _, field=field: self.flag(field))
         undo_button = W.Button(description="undo", icon="undo", button_style="warning", layout=W.Layout(width="auto"))
         clear_button = W.Button(description="clear selection", layout=W.Layout(width="auto"))
-        self.status = W.HTML()
-        self.grid = W.GridBox(layout=W.Layout(grid_template_columns="repeat(auto-fill, 122px)", grid_gap="6px"))
-
-        for control in (self.sort, self.score_class, self.descending, self.label_filter, self.split_filter,
-                        self.score_range, self.seed, self.channel):
-            control.observe(lambda _: self.refresh(reset_page=True), names="value")
         prev_button.on_click(lambda _: self.turn(-1))
         next_button.on_click(lambda _: self.turn(+1))
         sample_button.on_click(lambda _: self.sample())
         similar_button.on_click(lambda _: self.similar())
         undo_button.on_click(lambda _: self.undo())
         clear_button.on_click(lambda _: self.clear_selection())
-
-        super().__init__([
-            W.HBox([self.sort, self.score_class, self.descending]),
-            W.HBox([self.label_filter, self.split_filter, self.score_range]),
-            W.HBox([self.channel, self.seed, self.sampler, sample_button, similar_button]),
-            W.HBox([prev_button, self.page_label, next_button]),
-            self.grid,
-            W.HBox(label_buttons + flag_buttons + [undo_button, clear_button], layout=W.Layout(flex_flow="row wrap")),
-            self.status,
-            W.HTML("<small>Keys (mouse over the widget): a class value relabels the selection "
-                   f"({', '.join(f'{v} {n}' for n, v in scheme.ann_dict.items())}), ← / → turn pages, u undoes.</small>"),
-        ])
-        self.shown: np.ndarray = np.array([], int)
-        self.refresh(reset_page=True)
-        self._keys = Event(source=self, watched_events=["keydown"], prevent_default_action=True)
-        self._keys.on_dom_event(self.on_key)
+        navigation = {"prev": prev_button, "next": next_button, "sampling": [sample_button, similar_button]}
+        return navigation, label_buttons + flag_buttons + [undo_button, clear_button]
 
     # -- what is shown
     def ordered_rows(self) -> np.ndarray:
@@ -211,7 +219,7 @@ class ReviewWidget(W.VBox):
 
     def sample(self) -> None:
         rows = review.sample_for_review(self.preds, self.sampler.value, self.per_page, self.score_class.value,
-                                        self.features, candidates=self.rows, seed=self.seed.value)
+                                        features=self.features, candidates=self.rows, seed=self.seed.value)
         self.show(rows)
         self.status.value = f"sampled {len(rows)} by {self.sampler.value}"
 

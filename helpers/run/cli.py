@@ -10,7 +10,7 @@ from ..core.errors import InputError, ParameterError
 from ..data.demo import NOISE_KINDS, DemoSpec, make_demo
 from .generated import sync_generated
 from .lock import RunLocked
-from .parameters import load_parameters
+from .parameter_files import load_parameters
 from .reports import comparison_text, summary_table
 from .runner import run_pipeline
 

@@ -12,7 +12,7 @@ import nbformat
 import pandas as pd
 from nbconvert import HTMLExporter
 
-from ..core.io import OutputSet
+from ..core.atomic import OutputSet
 
 OK_STATUSES = ("ok", "not applicable", "unchanged")
 

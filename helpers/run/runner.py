@@ -26,20 +26,17 @@ from pathlib import Path
 from typing import Any, Callable
 
 import yaml
+from dask.distributed import Client, as_completed
 
+from ..core.atomic import OUTPUT_LOG_ENV, write_json
 from ..core.errors import ParameterError
-from ..core.io import OUTPUT_LOG_ENV, code_hash, file_identity, write_json
+from ..core.fingerprints import code_hash, file_identity
 from ..core.paths import PROJECT_ROOT, resolve
 from ..curation.strategies import DEFAULT_STRATEGIES, STRATEGIES
 from ..data.layout import step_name
+from .config import check_parameters
 from .lock import run_lock
-from .parameters import (
-    DAG_NOTEBOOKS,
-    NOTEBOOK_PARAMETERS,
-    STRATEGY_NOTEBOOKS,
-    check_parameters,
-    notebook_defaults,
-)
+from .parameters import DAG_NOTEBOOKS, NOTEBOOK_PARAMETERS, STRATEGY_NOTEBOOKS, notebook_defaults
 from .reports import OK_STATUSES, StepResult, read_headline, render_html, write_index
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
@@ -364,11 +361,6 @@ def _dask_task(step: Step, reports_dir: Path, metrics_dir: Path, threads: int, s
 
 def _run_dask(the_plan: Plan, address: str, unchanged: set[str], threads: int,
               finished: Callable[[Step, StepResult], None]) -> None:
-    from dask.distributed import (  # optional heavy extra: only for --scheduler
-        Client,
-        as_completed,
-    )
-
     with Client(address) as client:
         futures, steps_of = {}, {}
         for step in the_plan.steps:

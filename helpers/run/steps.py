@@ -3,65 +3,88 @@ relabeling and final classifier. Each returns an Outcome; one that did not apply
 every later step, so a strategy that cannot apply says why in every cell and the run goes on."""
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 import pandas as pd
 
 from .. import plots
-from ..core.columns import PROPOSED, output_column
+from ..core.atomic import OutputSet, write_json
+from ..core.columns import INPUT, OUT_OF_FOLD, PROPOSED, output_column
 from ..core.errors import InputError, NotTrainable
-from ..core.io import OutputSet, read_json_status
+from ..core.files import read_json_status
 from ..core.labels import LabelScheme
-from ..curation.compare import read_truth
 from ..curation.oracle import ORACLE, oracle_pair
 from ..curation.proposals import propose
 from ..curation.relabel import label_names, relabel_sweep, relabel_unsure
-from ..curation.right_wrong import split_right_wrong
-from ..curation.strategies import Strategy, classifier_inputs
-from ..curation.training_run import TrainedRun, train_and_save
+from ..curation.right_wrong import right_wrong_counts, split_right_wrong
+from ..curation.strategies import Strategy, classifier_inputs, differentiator_inputs, get_strategy
+from ..curation.training_run import (
+    OperatingTargets,
+    TrainedRun,
+    TrainRequest,
+    baseline_inputs,
+    compare_runs,
+    headline,
+    label_issue_summary,
+    train_and_save,
+)
 from ..curation.wrong_labels import action_counts, apply_policy, flagged_rows
 from ..data.combine_split import combine
-from ..data.describe import class_counts
+from ..data.describe import class_counts, describe_sets
 from ..data.layout import Layout
 from ..data.sets import Pair, read_annotations
-from ..metrics import own_class_scores
+from ..data.truth import read_truth
+from ..metrics import own_class_scores, test_threshold_table
+from .config import Config
 from .outcome import Outcome
-from .parameters import Config
 
-# ---------------------------------------------------------------- training
+# ---------------------------------------------------------------- every step
 
-def train(pair: Pair, cfg: Config, run: str, tag: str = "", title: str = "", upstream: Outcome | None = None) -> Outcome:
-    """Train on `pair` into run folder `run` (files tagged `tag`); not applicable when the set cannot
-    train a classifier or `upstream` did not apply, and then this step's stale outputs are removed."""
+def strategy(cfg: Config) -> Strategy:
+    """04 / 05: the strategy this run is."""
+    return get_strategy(cfg.strategy)
+
+
+def write_metrics(metrics: dict[str, Any], cfg: Config, chosen: Strategy | None = None) -> None:
+    """A step's metrics.json (what the runner, the index and 06 read)."""
+    write_json(metrics, cfg.layout.metrics(cfg.notebook, chosen.name if chosen else ""))
+
+
+# ---------------------------------------------------------------- 03: baselines
+
+def train(pair: Pair, cfg: Config, request: TrainRequest, upstream: Outcome | None = None) -> Outcome:
+    """Train on `pair` as `request` asks; not applicable when the set cannot train a classifier or
+    `upstream` did not apply, and then the run's stale outputs are removed."""
     if upstream is None or upstream.applies:
         try:
-            trained = train_run(pair, cfg, run, tag, title=title or run)
+            trained = train_and_save(pair, cfg.scheme, request)
             return Outcome(Outcome.TRAINED, run=trained, figures=dict(trained.figures))
         except NotTrainable as exc:
             upstream = Outcome.not_applicable(str(exc))
-    remove_run_outputs(cfg.layout, run, tag)
+    remove_run_outputs(request)
     return upstream
 
 
-def remove_run_outputs(layout: Layout, run: str, tag: str = "") -> None:
+def remove_run_outputs(request: TrainRequest) -> None:
     """A run that did not apply this time leaves no stale predictions or bundle behind."""
-    for stale in (layout.predictions(run, tag), layout.model_perf(run, tag)):
+    for stale in (request.predictions_path, request.bundle_path):
         stale.unlink(missing_ok=True)
 
 
-def train_run(pair: Pair, cfg: Config, run: str, tag: str = "", **options) -> TrainedRun:
-    """train_and_save with the config's parameters, into run folder `run` (files tagged `tag`);
-    `options` go to train_and_save (its title, out-of-fold settings)."""
-    layout = cfg.layout
-    bundle = layout.model_perf(run, tag)
-    return train_and_save(pair, cfg.scheme, cfg.train_config(run_name=f"{run}_{tag}" if tag else run, bundle_path=bundle),
-                          layout.predictions(run, tag), bundle, params=cfg.values, precision_target=cfg.precision_target,
-                          recall_target=cfg.recall_target, **options)
+def baseline_sets(cfg: Config) -> pd.DataFrame:
+    """The baselines' input sets (SA: the combined set, SB: the certain images), validated, per class."""
+    return describe_sets(baseline_inputs(cfg.layout, cfg.which), cfg.scheme)
+
+
+def baselines(cfg: Config) -> dict[str, Outcome]:
+    """03: the baselines `which` asks for (SA, SB), each with out-of-fold outputs when `wrong_from`
+    asks for them. A baseline that cannot train stops 03 with the reason: every strategy needs both."""
+    return {name: baseline(name, pair, cfg) for name, pair in baseline_inputs(cfg.layout, cfg.which).items()}
 
 
 def baseline(name: str, pair: Pair, cfg: Config) -> Outcome:
-    """03: one baseline (SA or SB), with out-of-fold outputs when `wrong_from` asks for them. A baseline
-    that cannot train stops 03 with the reason: every strategy needs both."""
-    run = train_run(pair, cfg, name, title=name, wrong_from=cfg.wrong_from, folds=cfg.folds, fold_jobs=cfg.fold_jobs,
-                    fold_ensemble=cfg.fold_ensemble)
+    """One baseline run, with the figures 03 shows of it."""
+    run = train_and_save(pair, cfg.scheme, cfg.train_request(name, out_of_fold=cfg.baseline_folds))
     outcome = Outcome(Outcome.TRAINED, run=run, figures=dict(run.figures))
     scheme, k = cfg.scheme, cfg.n_examples
     classes = pd.Series(scheme.class_names(run.predictions["annotation"]), index=run.predictions.index)
@@ -74,7 +97,7 @@ def baseline(name: str, pair: Pair, cfg: Config) -> Outcome:
         plots.lowest_scores_grid(run.image_set.images, run.predictions,
                                  run.predictions["label_quality"].to_numpy(dtype=float), k,
                                  "Most likely label issues (cleanlab, lowest label quality)")
-        if "label_quality" in run.predictions.columns else
+        if run.score_source == OUT_OF_FOLD else
         plots.message("No label_quality: run 03 with wrong_from='out_of_fold' for cleanlab's ranking."))
     return outcome
 
@@ -82,31 +105,69 @@ def baseline(name: str, pair: Pair, cfg: Config) -> Outcome:
 def oracle(cfg: Config) -> Outcome:
     """03: the clean-label oracle (the recipe on every non-test image's true class), when
     `truth_path` names the data's hidden truth; not applicable otherwise."""
+    request = cfg.train_request(ORACLE, title="oracle (true labels)")
     truth = read_truth(cfg.truth_path, cfg.layout)
     if truth is None:
-        remove_run_outputs(cfg.layout, ORACLE)
+        remove_run_outputs(request)
         return Outcome.not_applicable("no truth_path: the oracle trains on the true labels (demo data)")
-    return train(oracle_pair(cfg.layout, truth), cfg, ORACLE, title="oracle (true labels)")
+    return train(oracle_pair(cfg.layout, truth), cfg, request)
 
 
-def right_wrong_sets(name: str, run: TrainedRun, cfg: Config) -> dict[str, Pair]:
-    """03: write a baseline's `<class>_{wrong,right}` sets, judged by the outputs `wrong_from` names."""
-    return split_right_wrong(run.image_set, run.predictions, cfg.scheme,
-                             lambda class_name, which: cfg.layout.right_wrong(name, class_name, which), cfg.wrong_from)
+def right_wrong_sets(cfg: Config, runs: Mapping[str, TrainedRun]) -> dict[str, pd.DataFrame]:
+    """03: write each baseline's `<class>_{wrong,right}` sets, judged by its out-of-sample outputs when
+    it has them (out-of-fold), else its own; returns the counts per class of each."""
+    counts = {}
+    for name, run in runs.items():
+        split_right_wrong(run.image_set, run.predictions, cfg.scheme,
+                          lambda class_name, which: cfg.layout.right_wrong(name, class_name, which),
+                          score_source=run.score_source)
+        counts[name] = right_wrong_counts(run.predictions, cfg.scheme, run.score_source)
+    return counts
+
+
+def threshold_tables(runs: Mapping[str, TrainedRun], cfg: Config) -> dict[str, pd.DataFrame]:
+    """Per baseline: the threshold sweep of the positive output on the certain test rows."""
+    return {name: test_threshold_table(run.predictions, cfg.scheme) for name, run in runs.items()}
+
+
+def compare_baselines(runs: Mapping[str, TrainedRun], cfg: Config) -> pd.DataFrame:
+    """SA and SB side by side on the shared test rows."""
+    return compare_runs(runs, cfg.scheme)
+
+
+def label_issues(runs: Mapping[str, TrainedRun], cfg: Config) -> pd.DataFrame:
+    """Per baseline: images called wrong in-sample and out-of-fold, cleanlab's issues, what the folds cost."""
+    return label_issue_summary(runs, cfg.scheme)
+
+
+def baselines_metrics(cfg: Config, runs: Mapping[str, TrainedRun], oracle_run: Outcome) -> dict[str, Any]:
+    """What 03 writes to its metrics.json."""
+    return {"step": "03_baselines_SA_SB", "status": "ok", "wrong_from": cfg.wrong_from,
+            "runs": {name: {**headline(run), "right_wrong": counts.to_dict(orient="index")}
+                     for name, run in runs.items()
+                     for counts in [right_wrong_counts(run.predictions, cfg.scheme, run.score_source)]},
+            "oracle": (headline(oracle_run.run) if oracle_run.applies
+                       else {"status": oracle_run.status, "reason": oracle_run.reason})}
 
 
 # ---------------------------------------------------------------- 04: differentiator or proposals
 
 def build_set(inputs: dict[str, Pair], out: Pair, scheme: LabelScheme) -> Outcome:
-    """Combine the inputs (empty ones allowed) into `out`, tagging each row's `origin` (its input)."""
-    return Outcome(Outcome.BUILT, table=combine(list(inputs.values()), out, scheme, origins=list(inputs), allow_empty=True))
+    """Combine the inputs (empty ones allowed) into `out`, tagging each row's `input` (its input set)."""
+    table = combine(list(inputs.values()), out, scheme, inputs=list(inputs), allow_empty=True)
+    return Outcome(Outcome.BUILT, table=table)
 
 
-def differentiator_set(strategy: Strategy, inputs: dict[str, Pair], layout: Layout) -> Outcome:
+def differentiator_sets(strategy: Strategy, cfg: Config) -> pd.DataFrame:
+    """The strategy's inputs (the origin's `combine_dict_diff`), validated, with rows per class."""
+    return describe_sets(differentiator_inputs(strategy, cfg.layout), cfg.scheme, allow_empty=True)
+
+
+def differentiator_set(strategy: Strategy, cfg: Config) -> Outcome:
     """Build `s_XY/combined_{images,ann}_diff` for a differentiator; nothing for a proposal strategy."""
     if not strategy.trains_differentiator:
         return Outcome(Outcome.BUILT, "none: this strategy trains no differentiator")
-    return build_set(inputs, layout.run_set(strategy.name, "diff"), layout.scheme)
+    return build_set(differentiator_inputs(strategy, cfg.layout), cfg.layout.run_set(strategy.name, "diff"), cfg.scheme)
 
 
 def differentiator(strategy: Strategy, cfg: Config) -> Outcome:
@@ -115,17 +176,23 @@ def differentiator(strategy: Strategy, cfg: Config) -> Outcome:
     Either way `s_XY/ann_with_predictions_diff.csv` holds a parasite output per unsure for 05.
     """
     layout, name, scheme = cfg.layout, strategy.name, cfg.scheme
-    if strategy.trains_differentiator:
-        outcome = train(layout.run_set(name, "diff"), cfg, name, "diff", title=f"{name} differentiator")
-        if outcome.run is not None:
-            predictions = outcome.run.predictions
-            group = predictions["origin"] if "origin" in predictions else pd.Series("all", index=predictions.index)
-            outcome.figures["scores"] = plots.score_histograms(
-                predictions, output_column(scheme.positive), group, title=f"{name}: {scheme.positive} output by input")
-        return outcome
+    if not strategy.trains_differentiator:
+        return proposals(strategy, cfg)
+    outcome = train(layout.run_set(name, "diff"), cfg, cfg.train_request(name, "diff", title=f"{name} differentiator"))
+    if outcome.run is not None:
+        predictions = outcome.run.predictions
+        group = predictions[INPUT] if INPUT in predictions else pd.Series("all", index=predictions.index)
+        outcome.figures["scores"] = plots.score_histograms(
+            predictions, output_column(scheme.positive), group, title=f"{name}: {scheme.positive} output by input")
+    return outcome
+
+
+def proposals(strategy: Strategy, cfg: Config) -> Outcome:
+    """A proposal strategy's labels for the unsures, from SB, written as its `_diff` predictions."""
+    layout, name, scheme = cfg.layout, strategy.name, cfg.scheme
     predictions_path = layout.predictions(name, "diff")
-    predictions, proposal = propose(strategy.method, layout, cfg.delta, cfg.n_neighbors,
-                                    cfg.precision_target, cfg.recall_target)
+    predictions, proposal = propose(strategy.method, layout, delta=cfg.delta, n_neighbors=cfg.n_neighbors,
+                                    targets=OperatingTargets(cfg.precision_target, cfg.recall_target))
     with OutputSet(inputs=[layout.class_set(scheme.unsure).ann]) as out:
         out.csv(predictions, predictions_path)
     layout.model_perf(name, "diff").unlink(missing_ok=True)  # a stale differentiator of an earlier definition
@@ -137,6 +204,12 @@ def differentiator(strategy: Strategy, cfg: Config) -> Outcome:
                    details={"method": strategy.method, "predictions": str(predictions_path),
                             "proposal": proposal.details},
                    figures={"scores": scores})
+
+
+def differentiator_metrics(strategy: Strategy, cfg: Config, diff_set: Outcome, outcome: Outcome) -> dict[str, Any]:
+    """What 04 writes to its metrics.json."""
+    return outcome.metrics("04_differentiator", strategy=strategy.name, description=strategy.description,
+                           inputs=input_counts(diff_set))
 
 
 # ---------------------------------------------------------------- 05: wrong labels, relabel, final set, final classifier
@@ -162,8 +235,8 @@ def curate_wrong_labels(strategy: Strategy, cfg: Config) -> Outcome:
     rounds = [{"round": 1, "flagged by": strategy.baseline, "flagged": len(flagged), **action_counts(curated)}]
     _write_curated(curated, curated_pair, [source, layout.certain.ann])
     for r in range(2, cfg.rounds + 1):
-        trained = train_run(curated_pair, cfg, name, f"round{r}", title=f"{name} round {r} (out-of-fold)",
-                            wrong_from="out_of_fold", folds=cfg.folds, fold_jobs=cfg.fold_jobs)
+        trained = train_and_save(curated_pair, cfg.scheme, cfg.train_request(
+            name, f"round{r}", title=f"{name} round {r} (out-of-fold)", out_of_fold=cfg.round_folds))
         flagged = flagged_rows(trained.predictions, cfg.scheme, str(trained.predictions_path))
         if len(flagged) >= rounds[-1]["flagged"]:
             rounds.append({"round": r, "flagged by": f"{name} round {r}", "flagged": len(flagged),
@@ -172,7 +245,8 @@ def curate_wrong_labels(strategy: Strategy, cfg: Config) -> Outcome:
         curated = apply_policy(curated, flagged, policy, cfg.fix_threshold)
         rounds.append({"round": r, "flagged by": f"{name} round {r}", "flagged": len(flagged), **action_counts(curated)})
         _write_curated(curated, curated_pair, [trained.predictions_path])
-    return Outcome(Outcome.BUILT, table=curated, details={"wrong_labels": policy, "rounds": rounds})
+    return Outcome(Outcome.BUILT, table=curated,
+                   details={"wrong_labels": policy, "rounds": rounds, "file": str(curated_pair.ann)})
 
 
 def _write_curated(curated: pd.DataFrame, out: Pair, inputs: list) -> None:
@@ -187,8 +261,10 @@ def round_counts(curated: Outcome) -> pd.DataFrame:
     return pd.DataFrame(curated.details["rounds"]).set_index("round")
 
 
-def relabel(strategy: Strategy, layout: Layout, thresh: float) -> Outcome:
-    """Relabel the unsures from the strategy's differentiator and write unsure_relabeled_thresh_<t>.csv."""
+def relabel(strategy: Strategy, cfg: Config) -> Outcome:
+    """Relabel the unsures from the strategy's differentiator (at `relabel_thresh`) and write
+    unsure_relabeled_thresh_<t>.csv."""
+    layout, thresh = cfg.layout, cfg.relabel_thresh
     status = read_json_status(layout.metrics("04_differentiator", strategy.name))
     if status["status"] != "ok":
         return Outcome.not_applicable(f"differentiator of {strategy.name} is {status['status']}: "
@@ -197,25 +273,27 @@ def relabel(strategy: Strategy, layout: Layout, thresh: float) -> Outcome:
     unsure_ann = layout.class_set(layout.scheme.unsure).ann
     relabeled = relabel_unsure(read_annotations(unsure_ann, scheme=layout.scheme), read_annotations(predictions_path),
                                layout.scheme, thresh, str(predictions_path))
+    written = layout.relabeled(strategy.name, thresh)
     with OutputSet(inputs=[predictions_path, unsure_ann]) as out:
-        out.csv(relabeled, layout.relabeled(strategy.name, thresh))
+        out.csv(relabeled, written)
     sweep = relabel_sweep(relabeled["relabel_score"].to_numpy())
     figure = plots.class_counts_bar(sweep[["to positive", "to negative"]],
                                     f"{strategy.name}: unsures relabeled per threshold (used: {thresh:g})")
-    return Outcome(Outcome.BUILT, table=relabeled, figures={"relabel_sweep": figure})
+    return Outcome(Outcome.BUILT, table=relabeled, details={"file": str(written)}, figures={"relabel_sweep": figure})
 
 
-def final_set(strategy: Strategy, layout: Layout, thresh: float, relabeled: Outcome,
-              sample_weights: str = "none") -> Outcome:
+def final_set(strategy: Strategy, cfg: Config, relabeled: Outcome) -> Outcome:
     """Build `s_XY/combined_{images,ann}_final`: the certain images plus the relabeled unsures.
 
     With sample_weights="label_quality" each row also gets the baseline's `label_quality`
     (confident learning, 03 with wrong_from=out_of_fold) for the loss to weight by.
     """
+    layout = cfg.layout
+
     def build() -> Outcome:
-        quality = baseline_label_quality(strategy, layout) if sample_weights == "label_quality" else None
+        quality = baseline_label_quality(strategy, layout) if cfg.sample_weights == "label_quality" else None
         out = layout.run_set(strategy.name, "final")
-        built = build_set(classifier_inputs(strategy, layout, thresh), out, layout.scheme)
+        built = build_set(classifier_inputs(strategy, layout, cfg.relabel_thresh), out, layout.scheme)
         if quality is not None:
             ann = built.table.drop(columns="label_quality", errors="ignore").merge(quality, on="image_id", how="left")
             ann.index.name = "index"
@@ -230,7 +308,20 @@ def final_set(strategy: Strategy, layout: Layout, thresh: float, relabeled: Outc
 def final_classifier(strategy: Strategy, cfg: Config, final: Outcome) -> Outcome:
     """05: train the final classifier on the final set (not applicable when the set was not built)."""
     name = strategy.name
-    return train(cfg.layout.run_set(name, "final"), cfg, name, "final", title=f"{name} classifier", upstream=final)
+    return train(cfg.layout.run_set(name, "final"), cfg, cfg.train_request(name, "final", title=f"{name} classifier"),
+                 upstream=final)
+
+
+def classifier_metrics(strategy: Strategy, cfg: Config, outcome: Outcome, relabeled: Outcome,
+                       curated: Outcome) -> dict[str, Any]:
+    """What 05 writes to its metrics.json, with the files it wrote that 06 reads (`files`)."""
+    extra = {"strategy": strategy.name, "relabel_thresh": cfg.relabel_thresh,
+             "relabeled": relabel_counts(relabeled, cfg.scheme).iloc[:, 0].to_dict(), **curated.details}
+    extra.pop("file", None)
+    if outcome.run is not None:
+        extra["files"] = {"predictions": str(outcome.run.predictions_path), "bundle": str(outcome.run.bundle_path),
+                          "relabeled": relabeled.details.get("file"), "curated": curated.details.get("file")}
+    return outcome.metrics("05_relabel_and_classify", **extra)
 
 
 def baseline_label_quality(strategy: Strategy, layout: Layout) -> pd.DataFrame:
@@ -261,9 +352,9 @@ def set_counts(built: Outcome, scheme: LabelScheme) -> pd.DataFrame:
         return built.status_frame()
     if built.table is None:
         return pd.DataFrame({"set": [built.reason]})
-    return class_counts(built.table, scheme, by="origin")
+    return class_counts(built.table, scheme, by=INPUT)
 
 
-def origin_counts(built: Outcome) -> dict[str, int]:
-    """Rows per input of a built set (empty when none was built)."""
-    return {} if built.table is None else {k: int(v) for k, v in built.table["origin"].value_counts().items()}
+def input_counts(built: Outcome) -> dict[str, int]:
+    """Rows per input set of a built set (empty when none was built)."""
+    return {} if built.table is None else {k: int(v) for k, v in built.table[INPUT].value_counts().items()}

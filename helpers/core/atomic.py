@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import glob
-import hashlib
 import json
 import os
 import socket
@@ -13,8 +12,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from .errors import InputError
 
 CHUNK_BYTES = 64 * 2**20  # streaming copies move this much per step: memory stays flat
 _UMASK = os.umask(0)
@@ -191,52 +188,3 @@ def write_json(data: Any, path: str | Path) -> Path:
     with OutputSet() as out:
         out.json(data, path)
     return Path(path)
-
-
-def read_csv_file(path: str | Path, missing: str = "file not found") -> pd.DataFrame:
-    """A CSV file as a DataFrame; a missing or unreadable file raises InputError naming it."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, missing)
-    try:
-        return pd.read_csv(path)
-    except Exception as exc:
-        raise InputError(path, f"not a readable CSV file ({exc})") from None
-
-
-def read_json_status(path: str | Path) -> dict[str, Any]:
-    """A step's metrics.json, or a status saying it has not run."""
-    path = Path(path)
-    return json.loads(path.read_text()) if path.is_file() else {"status": "missing", "reason": f"{path} not found"}
-
-
-HELPERS_DIR = Path(__file__).resolve().parents[1]
-
-
-def code_hash() -> str:
-    """Hash of the helpers package's sources: what made a result, as far as code goes."""
-    h = hashlib.sha256()
-    for path in sorted(HELPERS_DIR.rglob("*.py")):
-        h.update(path.relative_to(HELPERS_DIR).as_posix().encode() + path.read_bytes())
-    return h.hexdigest()
-
-
-def file_identity(path: str | Path, content_below: int = 16 * 2**20) -> str:
-    """What a file is, cheaply: its checksum when small (annotation CSVs: an edit is seen even when
-    size and modification time are kept), else size and modification time (large `.npy` files)."""
-    path = Path(path)
-    if not path.exists():
-        return f"{path}:missing"
-    st = path.stat()
-    if st.st_size < content_below:
-        return f"{path}:{file_checksum(path)}"
-    return f"{path}:{st.st_size}:{st.st_mtime_ns}"
-
-
-def file_checksum(path: str | Path, algorithm: str = "sha256") -> str:
-    """Checksum of a file, streamed (large `.npy` files never load whole)."""
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK_BYTES), b""):
-            h.update(block)
-    return f"{algorithm}:{h.hexdigest()}"

@@ -1,0 +1,101 @@
+"""The training settings: the parameter table's training rows, and the config of one training run.
+
+`TrainSettings` holds one row per training knob (default, meaning, check). The parameter table
+(helpers.run.parameters) takes these rows as they are, so a new knob is one row here plus the line
+in the training loop that uses it: the notebooks' parameters cells, `default.yaml` and the README
+table are generated from the table, and `Config.train_config()` passes every row on.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..core.checks import boolean, check_fields, choice, integer, number, param
+from ..core.errors import ParameterError
+from .augment import AUGMENTS
+from .inference import EVAL_BATCH_SIZE
+from .networks import ARCHS
+
+LOSSES = ("cross_entropy", "focal")
+CLASS_WEIGHTS = ("none", "balanced")
+SAMPLE_WEIGHTS = ("none", "label_quality")
+KEEP_WEIGHTS = ("best", "last")
+SELECT_BY = {"val_loss": ("val_loss", -1), "val_accuracy": ("val_accuracy_certain", 1),
+             "val_roc_auc": ("val_roc_auc_certain", 1)}  # -> (history column, +1 higher is better / -1 lower)
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULES = ("constant", "onecycle", "cosine")
+
+
+def device_name(value: Any) -> str:
+    if not isinstance(value, str) or not (value == "auto" or value.split(":")[0] in ("cpu", "cuda")):
+        raise ValueError(f"must be auto, cpu or cuda[:N], got {value!r}")
+    return value
+
+
+@dataclass
+class TrainSettings:
+    """The training rows of the parameter table. The defaults are the origin's recipe."""
+
+    arch: str = param("resnet18", "network: resnet10, resnet18 (origin), resnet34 or resnet50", choice(*sorted(ARCHS)))
+    width: int = param(64, "base channels: 64 = origin, 16 or 32 for fast runs", integer(4))
+    epochs: int = param(40, "training epochs", integer(1))
+    batch_size: int = param(32, "training batch size", integer(1))
+    lr: float = param(0.001, "Adam learning rate", number(0, 10, lo_open=True, hi_open=True))
+    val_frac: float = param(0.3, "share of trainable rows used for validation",
+                            number(0, 1, lo_open=True, hi_open=True))
+    loss: str = param("cross_entropy", "cross_entropy or focal", choice(*LOSSES))
+    focal_gamma: float = param(2.0, "focusing parameter of the focal loss", number(0, 100, hi_open=True))
+    label_smoothing: float = param(0.0, "label smoothing in [0, 1)", number(0, 1, hi_open=True))
+    class_weights: str = param("none", "none, or balanced: each class's loss weighted by n / (classes x count)",
+                               choice(*CLASS_WEIGHTS))
+    keep_weights: str = param("best", "best: weights of the epoch with the best validation score (select_by); last: of "
+                              "the final epoch (as the origin)", choice(*KEEP_WEIGHTS))
+    select_by: str = param("val_loss", "the validation score that picks the best epoch: val_loss (all validation "
+                           "rows), val_accuracy or val_roc_auc (on the certain validation rows, not relabeled unsures)",
+                           choice(*SELECT_BY))
+    patience: int = param(0, "stop after this many epochs without a better validation score; 0 = never", integer(0))
+    optimizer: str = param("adam", "adam, or adamw (decoupled weight decay)", choice(*OPTIMIZERS))
+    weight_decay: float = param(0.0, "weight decay of the optimizer", number(0, 1, hi_open=True))
+    schedule: str = param("constant", "learning rate per batch: constant, onecycle (up to lr over the first 30%, then "
+                          "down) or cosine (one epoch of warm-up, then down to 0)", choice(*SCHEDULES))
+    augment: str = param("none", "none, flips_rot90 (the 8 symmetries of the square, for crops with no up or down) "
+                         "or flips_rot90_shift (also shifts of up to 2 pixels)", choice(*AUGMENTS))
+    tta: bool = param(False, "test-time augmentation: predict the mean output over the image's symmetries", boolean)
+    calibrate: bool = param(False, "fit a softmax temperature on the validation rows, so outputs such as 0.9 mean "
+                            "what they say", boolean)
+    device: str = param("auto", "auto (CUDA when present), cpu or cuda[:N]", device_name)
+    seed: int = param(0, "random seed: same seed, same machine, same results", integer(0))
+    sample_weights: str = param("none", "none, or label_quality: each image's loss weighted by the baseline's "
+                                "label quality (needs 03 with wrong_from='out_of_fold')", choice(*SAMPLE_WEIGHTS))
+
+
+TRAIN_PARAMETERS: tuple[str, ...] = tuple(f.name for f in fields(TrainSettings))
+
+
+@dataclass
+class TrainConfig(TrainSettings):
+    """One training run's settings: the training rows (checked on creation; an error names the
+    parameter) plus how this run reports and where it resumes from."""
+
+    normalize: bool = True
+    run_name: str = ""
+    resume_from: Path | None = None  # a checkpoint.pt to continue from
+    eval_batch_size: int = EVAL_BATCH_SIZE
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ParameterError("device", "cuda requested but no CUDA device is available")
+
+    @property
+    def torch_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

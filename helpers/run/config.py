@@ -1,0 +1,116 @@
+"""The checked config of one notebook run, and the training requests it builds.
+
+Each notebook's validation cell calls `check_parameters(notebook, collect_parameters(globals(),
+before))`, which rejects an unknown, missing or malformed parameter with an error naming it and
+returns a typed `Config`: the checked parameters plus the label scheme and the path layout.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..core.checks import check_value
+from ..core.columns import OUT_OF_FOLD
+from ..core.errors import ParameterError
+from ..core.labels import LabelScheme
+from ..curation.strategies import STRATEGIES
+from ..curation.training_run import FoldSettings, OperatingTargets, TrainRequest
+from ..data.layout import Layout
+from ..model.checkpoints import checkpoint_path
+from ..model.settings import TRAIN_PARAMETERS, TrainConfig
+from .parameters import NOTEBOOK_PARAMETERS, PARAMETERS, Parameters
+
+
+@dataclass
+class Config(Parameters):
+    """The checked parameters of one notebook run (typed, as in the table), plus what derives from them."""
+
+    notebook: str = ""
+    scheme: LabelScheme = field(init=False, repr=False)
+    layout: Layout = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.scheme = LabelScheme.from_dict(self.ann_dict)
+        self.layout = Layout.from_params(self.data_dir, self.data_dir_n, self.data_dir_base, self.scheme)
+
+    @property
+    def values(self) -> dict[str, Any]:
+        """The notebook's own parameters, by name (what a run records in params.json)."""
+        return {name: getattr(self, name) for name in NOTEBOOK_PARAMETERS[self.notebook]}
+
+    def train_config(self, run_name: str = "", bundle_path: Path | None = None) -> TrainConfig:
+        """The training parameters as a checked TrainConfig (errors name the parameter).
+
+        With `resume` on, a run continues from the checkpoint beside its bundle when one exists.
+        """
+        checkpoint = checkpoint_path(bundle_path) if bundle_path is not None else None
+        resume_from = checkpoint if self.resume and checkpoint is not None and checkpoint.is_file() else None
+        values = {name: getattr(self, name) for name in TRAIN_PARAMETERS}
+        try:
+            return TrainConfig(**values, run_name=run_name, resume_from=resume_from)
+        except ParameterError as exc:
+            raise ParameterError(exc.name, exc.problem, where=self.notebook) from None
+
+    def train_request(self, run: str, tag: str = "", *, title: str = "",
+                      out_of_fold: FoldSettings | None = None) -> TrainRequest:
+        """Everything a training run into run folder `run` (files tagged `tag`) needs: the training
+        config, its two files, the operating targets, the notebook's parameters to record and, when
+        given, the out-of-fold settings."""
+        layout = self.layout
+        bundle = layout.model_perf(run, tag)
+        return TrainRequest(self.train_config(run_name=f"{run}_{tag}" if tag else run, bundle_path=bundle),
+                            layout.predictions(run, tag), bundle, out_of_fold=out_of_fold,
+                            targets=OperatingTargets(self.precision_target, self.recall_target), params=self.values,
+                            title=title or run)
+
+    @property
+    def baseline_folds(self) -> FoldSettings | None:
+        """03: out-of-fold settings of the baselines, when `wrong_from` asks for out-of-fold outputs."""
+        return FoldSettings(self.folds, self.fold_jobs, self.fold_ensemble) if self.wrong_from == OUT_OF_FOLD else None
+
+    @property
+    def round_folds(self) -> FoldSettings:
+        """05: out-of-fold settings of a later round of wrong-label curation."""
+        return FoldSettings(self.folds, self.fold_jobs)
+
+
+def collect_parameters(namespace: Mapping[str, Any], before: set[str]) -> dict[str, Any]:
+    """Names a notebook defined after `before` was taken: its parameters and injected ones."""
+    return {k: v for k, v in namespace.items() if k not in before and not k.startswith("_")}
+
+
+def check_parameters(notebook: str, values: Mapping[str, Any]) -> Config:
+    """Validate a notebook's parameters; unknown, missing or malformed ones raise ParameterError."""
+    if notebook not in NOTEBOOK_PARAMETERS:
+        raise ParameterError("notebook", f"unknown notebook {notebook!r}; known: {sorted(NOTEBOOK_PARAMETERS)}")
+    known = NOTEBOOK_PARAMETERS[notebook]
+    for name in values:
+        if name not in known:
+            raise ParameterError(name, f"unknown parameter; {notebook} takes {list(known)}", where=notebook)
+    checked = {}
+    for name in known:
+        if name not in values:
+            raise ParameterError(name, "missing", where=notebook)
+        checked[name] = check_value(name, PARAMETERS[name].check, values[name], where=notebook)
+    cfg = Config(**checked, notebook=notebook)
+    if any(k in known for k in TRAIN_PARAMETERS if k != "seed"):
+        cfg.train_config()  # e.g. cuda asked for where there is none: fails here, before any work
+    if "fold_ensemble" in known and cfg.fold_ensemble and cfg.wrong_from != OUT_OF_FOLD:
+        raise ParameterError("fold_ensemble", "needs wrong_from='out_of_fold' (the fold models it averages)",
+                             where=notebook)
+    if notebook == "01_combine":
+        _check_inputs_are_not_outputs(cfg)
+    return cfg
+
+
+def _check_inputs_are_not_outputs(cfg: Config) -> None:
+    """01's inputs (sources, override file) must not be files a step writes: a later step would
+    destroy them. The runner checks this for every plan, and 01 on its own."""
+    inputs = [("sources", path) for pair in cfg.layout.sources(cfg.sources) for path in pair]
+    if cfg.overrides_path:
+        inputs.append(("overrides_path", cfg.layout.overrides(cfg.overrides_path)))
+    for name, path in inputs:
+        problem = cfg.layout.input_collision(path, ("s_a", "s_b", *STRATEGIES))
+        if problem:
+            raise ParameterError(name, f"{path} {problem}; move or rename it", where=cfg.notebook)
