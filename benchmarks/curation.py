@@ -13,6 +13,11 @@ parasite recall at max_fpr, the share of the SB-to-oracle gap closed, the paired
 of the gain over SB, unsure relabel accuracy, pruned / fixed counts and their precision; cleanlab's
 precision and recall on the planted flips; the review-efficiency ratios to random at 5% and 10%.
 
+And the verdict (06's rule: paired bootstrap against SB, Holm-corrected) as a user would get it:
+scored on the annotations alone and after the simulated reviewer verified `--budgets` shares of the
+test-review queue, by ROC AUC and by accuracy: its pick, the pick's accuracy against the truth, and
+the regret (the best run's truth accuracy minus the pick's; the oracle is never a candidate).
+
 Resumable: each finished setting is one line of --out, and a rerun skips it. The summary (one
 markdown table per noise kind, means over seeds) and the plot (gap closed by the best strategy
 against the flip fraction, per noise kind) are rebuilt from --out every time.
@@ -34,7 +39,15 @@ sys.path.insert(0, str(ROOT))
 
 from helpers import plots  # noqa: E402
 from helpers.core.labels import LabelScheme  # noqa: E402
+from helpers.curation.compare import (  # noqa: E402
+    collect_runs,
+    comparison_table,
+    queue_test_rows,
+    read_verified,
+    simulated_review,
+)
 from helpers.curation.label_issues import flip_finding  # noqa: E402
+from helpers.curation.oracle import ORACLE  # noqa: E402
 from helpers.data.layout import Layout  # noqa: E402
 from helpers.data.sets import read_annotations  # noqa: E402
 from helpers.data.truth import read_truth  # noqa: E402
@@ -76,9 +89,58 @@ def measure(noise: str, frac: float, seed: int, args: argparse.Namespace) -> dic
             for name in table.index if table.loc[name, "status"] == "ok"}
     gain = pd.DataFrame(compare["review_gain"]["s_b"]).set_index("ranking")
     return {"noise": noise, "flip_frac": frac, "seed": seed, "strategies": args.strategies, "folds": args.folds,
-            "params": args.param,
+            "params": args.param, "verdicts": verdict_scores(data, args.strategies, args.budgets, seed),
             "seconds": round(time.perf_counter() - start, 1), "runs": runs, "cleanlab": cleanlab_scores(data),
             "review_x_random": {k: float(gain.loc["label quality (cleanlab)", f"x random at {k}"]) for k in ("5%", "10%")}}
+
+
+def verdict_scores(data: Path, strategies: list[str], budgets: list[float], seed: int) -> list[dict]:
+    """06's verdict after the simulated reviewer verified each share in `budgets` of the test-review
+    queue (0: the annotations alone), per primary metric: the pick, its accuracy against the truth,
+    the regret against the best run (not the oracle), and which runs were significantly above SB."""
+    layout = _layout(data)
+    truth = read_truth(str(data / "truth.csv"), layout)
+    records = collect_runs(layout, strategies)
+    queue = queue_test_rows(records, layout)
+    out = []
+    for share in budgets:
+        budget = int(round(share * len(queue)))
+        review = simulated_review(queue, truth, budget, layout)
+        verified = read_verified("", layout)
+        for primary in ("roc_auc", "accuracy"):
+            table, result = comparison_table(records, layout, truth, verified=verified, primary=primary, seed=seed)
+            truth_accuracy = table["accuracy vs truth"].drop(ORACLE, errors="ignore").dropna()
+            pick = result["best"]
+            out.append({"budget": share, "reviewed": budget, "wrong_found": review.get("annotations_found_wrong", 0),
+                        "primary": primary, "pick": pick, "pick_truth": float(truth_accuracy[pick]),
+                        "sb_truth": float(truth_accuracy["s_b"]), "best_truth": float(truth_accuracy.max()),
+                        "best_run": str(truth_accuracy.idxmax()),
+                        "regret": float(truth_accuracy.max() - truth_accuracy[pick]),
+                        "significant": result.get("significantly_above_sb", [])})
+    simulated_review(queue, truth, 0, layout)  # leave the run as the pipeline left it
+    return out
+
+
+def verdict_summary(lines: list[dict]) -> pd.DataFrame:
+    """Per (noise, flip fraction, primary metric, review budget): the verdict's mean regret (points of
+    accuracy against the truth), its pick's mean gain over SB, the worst seed's regret, and the picks."""
+    rows = [{"noise": x["noise"], "flip_frac": x["flip_frac"], "primary": v["primary"], "reviewed": v["budget"],
+             "regret (points)": 100 * v["regret"], "pick minus SB (points)": 100 * (v["pick_truth"] - v["sb_truth"]),
+             "pick": v["pick"]} for x in lines for v in x.get("verdicts", [])]
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    keys = ["noise", "flip_frac", "primary", "reviewed"]
+    grouped = frame.groupby(keys, sort=False)
+    return pd.DataFrame({"mean regret (points)": grouped["regret (points)"].mean(),
+                         "worst regret": grouped["regret (points)"].max(),
+                         "mean pick minus SB (points)": grouped["pick minus SB (points)"].mean(),
+                         "picks": grouped["pick"].agg(lambda p: ", ".join(p))})
+
+
+def _layout(data: Path) -> Layout:
+    return Layout.from_params(str(data / "patient"), str(data / "neg"), str(data / "runs"),
+                              LabelScheme.from_dict(ANN_DICT))
 
 
 def cleanlab_scores(data: Path) -> dict:
@@ -186,6 +248,8 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--strategies", default="s_2thr,s_prune,s_fix,s_2thr_fix,s_soft_fix")
     parser.add_argument("--folds", type=int, default=3)
+    parser.add_argument("--budgets", default="0,0.05,0.10,0.20",
+                        help="shares of the test rows the simulated reviewer verifies before each verdict")
     parser.add_argument("--work", type=Path, default=Path("/tmp/curation_bench"))
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/curation.jsonl")
     parser.add_argument("--plot", type=Path, default=ROOT / "benchmarks/results/curation.png")
@@ -194,6 +258,7 @@ def main() -> None:
     parser.add_argument("--summary-only", action="store_true", help="rebuild the tables and plot from --out")
     args = parser.parse_args()
     args.strategies = args.strategies.split(",")
+    args.budgets = [float(b) for b in args.budgets.split(",")]
     done = {setting_key(x["noise"], x["flip_frac"], x["seed"]) for x in read_lines(args.out)}
     if not args.summary_only:
         for noise in args.noise.split(","):
@@ -220,7 +285,8 @@ def main() -> None:
              "Every run (means over seeds)": table,
              "Flip finding (cleanlab on SB, out-of-fold) and review efficiency (label quality), per setting":
                  per_setting(lines),
-             "The best strategy per setting (highest mean accuracy against the truth)": best}
+             "The best strategy per setting (highest mean accuracy against the truth)": best,
+             "The verdict's regret per share of the test rows reviewed (means over seeds)": verdict_summary(lines)}
     for title, frame in views.items():
         print(f"### {title}\n\n{markdown(frame)}\n")
     plot(best, args.plot)

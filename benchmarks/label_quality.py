@@ -38,7 +38,8 @@ from helpers.core.columns import (
 )
 from helpers.core.labels import LabelScheme  # noqa: E402
 from helpers.curation.label_issues import flip_finding, flip_rows  # noqa: E402
-from helpers.curation.training_run import FoldSettings, TrainRequest, train_and_save  # noqa: E402
+from helpers.curation.out_of_fold import FoldSettings  # noqa: E402
+from helpers.curation.training_run import TrainRequest, train_and_save  # noqa: E402
 from helpers.data.layout import Layout  # noqa: E402
 from helpers.data.sets import read_annotations  # noqa: E402
 from helpers.run.parameters import train_config  # noqa: E402

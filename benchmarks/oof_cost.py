@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from helpers.core.labels import DEFAULT_ANN_DICT, LabelScheme  # noqa: E402
-from helpers.curation.out_of_fold import out_of_fold_probabilities  # noqa: E402
+from helpers.curation.out_of_fold import FoldSettings, out_of_fold_probabilities  # noqa: E402
 from helpers.data.layout import Layout  # noqa: E402
 from helpers.data.sets import open_image_set  # noqa: E402
 from helpers.model.training import fit  # noqa: E402
@@ -43,7 +43,7 @@ def main() -> None:
     print(json.dumps({"what": "final fit", "images": len(image_set), "epochs": args.epochs, "seconds": round(final, 1)}),
           flush=True)
     for jobs in (int(j) for j in args.jobs.split(",")):
-        oof = out_of_fold_probabilities(image_set, scheme, cfg, args.folds, jobs)
+        oof = out_of_fold_probabilities(image_set, scheme, cfg, FoldSettings(args.folds, jobs))
         print(json.dumps({"what": "out-of-fold", "folds": args.folds, "fold_jobs": jobs, "seconds": round(oof.seconds, 1),
                           "cost_vs_final_fit": round(oof.seconds / final, 2)}), flush=True)
 

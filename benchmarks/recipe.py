@@ -32,7 +32,8 @@ sys.path.insert(0, str(ROOT))
 
 from helpers.core.labels import DEFAULT_ANN_DICT, LabelScheme  # noqa: E402
 from helpers.curation.oracle import oracle_pair  # noqa: E402
-from helpers.curation.training_run import FoldSettings, TrainRequest, train_and_save  # noqa: E402
+from helpers.curation.out_of_fold import FoldSettings  # noqa: E402
+from helpers.curation.training_run import TrainRequest, train_and_save  # noqa: E402
 from helpers.data.combine_split import combine, split_by_class  # noqa: E402
 from helpers.data.demo import DemoSpec, make_demo  # noqa: E402
 from helpers.data.layout import Layout  # noqa: E402

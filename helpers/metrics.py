@@ -210,3 +210,25 @@ def ranking_scores(is_target: np.ndarray, scores: np.ndarray, at_recall: float =
     return {"roc_auc": float(roc_auc_score(is_target, scores)),
             "average_precision": float(average_precision_score(is_target, scores)),
             key: float(precision[recall >= at_recall].max())}
+
+
+def bootstrap_p_above(differences: np.ndarray) -> float:
+    """One-sided p-value that a paired difference is above zero, from its bootstrap resamples: the
+    share of resamples at or below zero (with the +1 that keeps it from being 0)."""
+    d = np.asarray(differences, float)
+    d = d[np.isfinite(d)]
+    return float((1 + (d <= 0).sum()) / (1 + len(d)))
+
+
+def holm_adjusted(p_values: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjusted p-values (reject where adjusted p <= alpha): controls the chance of
+    any false claim across all the tests at alpha, whatever their dependence."""
+    p = np.asarray(p_values, float)
+    m = len(p)
+    order = np.argsort(p, kind="stable")
+    adjusted = np.empty(m)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        adjusted[i] = running
+    return adjusted

@@ -199,17 +199,22 @@ def lowest_scores_grid(images: np.ndarray, predictions: pd.DataFrame, scores: np
     return labelled_grid(np.asarray(images[rows]), captions(predictions, rows), title=title)
 
 
-def comparison_chart(table: pd.DataFrame, column: str, ci_prefix: str,
+def comparison_chart(table: pd.DataFrame, column: str, ci_prefix: str, *, pick: str | None = None,
                      baselines: Sequence[str] = ("s_a", "s_b"), references: Sequence[str] = ("s_oracle",)) -> Figure:
     """`column` of every run with its bootstrap interval (`<ci_prefix> CI low/high`); runs that did not
-    apply are labelled. The `baselines` are drawn blue, `references` (the oracle) grey, every strategy orange."""
+    apply are labelled. The `baselines` are drawn blue, `references` (the oracle) grey, every strategy
+    orange; the verdict's `pick` is outlined and starred."""
     fig = Figure(figsize=(max(5, 0.8 * len(table) + 2), 3.4), layout="constrained")
     ax = fig.subplots()
     names = list(table.index)
     ok = table["status"] == "ok"
     values = table[column].where(ok).astype(float).fillna(0) if column in table else pd.Series(0.0, index=table.index)
     colors = ["C0" if n in baselines else "0.6" if n in references else "C1" for n in names]
-    ax.bar(names, values, color=colors)
+    bars = ax.bar(names, values, color=colors)
+    if pick in names:
+        bars[names.index(pick)].set(edgecolor="black", linewidth=2)
+        ax.annotate("★ verdict", (names.index(pick), float(values[pick])), textcoords="offset points", xytext=(0, 12),
+                    ha="center", fontsize=9)
     if f"{ci_prefix} CI low" in table:
         lo, hi = table[f"{ci_prefix} CI low"].astype(float), table[f"{ci_prefix} CI high"].astype(float)
         ax.errorbar(names, values, yerr=[np.maximum(values - lo.fillna(values), 0), np.maximum(hi.fillna(values) - values, 0)],

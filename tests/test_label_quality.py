@@ -11,7 +11,7 @@ from helpers.core.errors import InputError, NotTrainable
 from helpers.core.labels import EXCLUDED_UNSURE_VALUE, round_annotations
 from helpers.curation.compare import flip_finding_table
 from helpers.curation.label_issues import flip_finding, label_issue_columns, review_efficiency, review_gain
-from helpers.curation.out_of_fold import fold_assignment, out_of_fold_probabilities
+from helpers.curation.out_of_fold import FoldSettings, fold_assignment, out_of_fold_probabilities
 from helpers.curation.proposals import (
     binary_entropy_bits,
     ceal,
@@ -27,7 +27,7 @@ from helpers.curation.strategies import (
     classifier_inputs,
     differentiator_inputs,
 )
-from helpers.curation.training_run import FoldSettings, TrainRequest, train_and_save
+from helpers.curation.training_run import TrainRequest, train_and_save
 from helpers.data.combine_split import combine, split_by_class
 from helpers.data.layout import Layout
 from helpers.data.sets import open_image_set
@@ -70,7 +70,7 @@ def test_fold_assignment_is_stratified_and_covers_only_trainable_rows():
 def test_out_of_fold_models_never_train_on_their_own_rows(tmp_path, scheme):
     pair, _ = _pattern_set(tmp_path)
     image_set = open_image_set(pair, scheme)
-    oof = out_of_fold_probabilities(image_set, scheme, train_config(epochs=1, **FAST), folds=3)
+    oof = out_of_fold_probabilities(image_set, scheme, train_config(epochs=1, **FAST), FoldSettings(3))
     test = (image_set.ann["split"] == "test").to_numpy()
     assert (oof.fold[test] == -1).all() and (oof.fold[~test] >= 0).all()
     for k, train_rows in enumerate(oof.train_rows):
@@ -83,7 +83,7 @@ def test_out_of_fold_models_never_train_on_their_own_rows(tmp_path, scheme):
 def test_folds_in_parallel_processes_give_the_same_outputs(tmp_path, scheme):
     pair, _ = _pattern_set(tmp_path, n=120)
     image_set = open_image_set(pair, scheme)
-    serial, parallel = (out_of_fold_probabilities(image_set, scheme, train_config(epochs=1, **FAST), 2, jobs)
+    serial, parallel = (out_of_fold_probabilities(image_set, scheme, train_config(epochs=1, **FAST), FoldSettings(2, jobs))
                         for jobs in (1, 2))
     np.testing.assert_array_equal(serial.fold, parallel.fold)
     held = serial.fold >= 0

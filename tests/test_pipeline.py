@@ -4,9 +4,10 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from dask.distributed import LocalCluster
-from notebook_runs import read_metrics, run_notebook
+from notebook_runs import images_shown, read_metrics, run_notebook
 
 import helpers.run.runner as runner
 from helpers.core.paths import PROJECT_ROOT
@@ -28,7 +29,8 @@ def test_whole_dag_with_reports_then_a_rerun_skips_it_and_changed_steps_run_on_d
     """One pipeline, three runs: all of it locally; again, where nothing executes; and once more on a
     Dask cluster with one strategy's threshold changed, where only what that change touches executes."""
     base = tmp_path / "runs"
-    params = _params(tiny_demo, base, wrong_from="out_of_fold", folds=2)
+    params = _params(tiny_demo, base, wrong_from="out_of_fold", folds=2, review_budget=5,
+                     verified_path=str(tmp_path / "verified.csv"))
     results, the_plan = run_pipeline(params, jobs=2)
     assert len(results) == 22
     assert all(r.status in ("ok", "not applicable") for r in results), [(r.step, r.status, r.error) for r in results]
@@ -55,6 +57,13 @@ def test_whole_dag_with_reports_then_a_rerun_skips_it_and_changed_steps_run_on_d
     methods = {(row["baseline"], row["method"]) for row in compare["flip_finding"]}
     assert methods == {(b, m) for b in ("s_a", "s_b") for m in ("in_sample", "out_of_fold", "cleanlab")}
     assert compare["verdict"]["best"] in runs and compare["verdict"]["best"] != "s_oracle"
+    # the simulated reviewer verified the head of the test-review queue; 07 walks that queue
+    assert compare["verdict"]["verified_rows"] == 5 and compare["test_review"]["review_budget"] == 5
+    assert (base / "test_review_queue.csv").is_file() and len(pd.read_csv(base / "verified_simulated.csv")) == 5
+    dirs = {k: params[k] for k in ("data_dir", "data_dir_n", "data_dir_base")}
+    nb = run_notebook("07_review", tmp_path / "review", **dirs, queue="test", verified_path=str(tmp_path / "verified.csv"),
+                      per_page=8)
+    assert images_shown(nb) >= 2 and not (tmp_path / "verified.csv").exists()  # looking verifies nothing
     gains = {row["ranking"]: row for row in compare["review_gain"]["s_b"]}  # the tiny demo has flips
     assert {"perfect", "likely wrong (out-of-fold)", "label quality (cleanlab)", "entropy"} <= set(gains)
     assert all(0 <= row["found at 5%"] <= row["found at 10%"] <= 1 for row in gains.values())

@@ -7,7 +7,8 @@ import torch
 from conftest import write_set
 
 from helpers.core.errors import ParameterError
-from helpers.curation.training_run import FoldSettings, TrainRequest, train_and_save
+from helpers.curation.out_of_fold import FoldSettings
+from helpers.curation.training_run import TrainRequest, train_and_save
 from helpers.data.sets import open_image_set
 from helpers.metrics import expected_calibration_error
 from helpers.model.augment import augment_batch, symmetries, symmetry

@@ -125,6 +125,34 @@ def test_new_label_overrides_rerun_the_pipeline_from_01(tmp_path, monkeypatch):
     assert {r.status for r in results} == {"unchanged"}
 
 
+def test_new_verified_test_labels_rerun_only_the_comparison(tmp_path, monkeypatch):
+    """A verified label changes scoring only: no training step reruns for it."""
+    calls: list[str] = []
+    monkeypatch.setattr(runner, "execute", _fake_execute(set(), calls))
+    params = {**_dirs(tmp_path), "strategies": ["s_1a"], "verified_path": str(tmp_path / "verified.csv")}
+    run_pipeline(params)
+    from helpers.data.verified import VerifiedStore
+
+    VerifiedStore(tmp_path / "verified.csv", who="tester").add(["patient_combined_images:3"], "parasite",
+                                                                annotated=["non-parasite"])
+    results, _ = run_pipeline(params)
+    assert [r.step for r in results if r.status == "ok"] == ["06_compare"]
+    assert {r.status for r in results if r.step != "06_compare"} == {"unchanged"}
+
+
+def test_review_budget_above_the_test_rows_is_refused_before_anything_runs(tmp_path, monkeypatch):
+    calls: list[str] = []
+    monkeypatch.setattr(runner, "execute", _fake_execute(set(), calls))
+    layout_dirs = _dirs(tmp_path)
+    combined = Path(layout_dirs["data_dir"]) / "combined_ann.csv"
+    combined.parent.mkdir(parents=True)
+    combined.write_text("index,annotation,image_id,split\n0,1.0,a:0,test\n1,0.0,a:1,test\n2,0.0,a:2,train\n")
+    params = {**layout_dirs, "strategies": ["s_1a"], "truth_path": "truth.csv", "review_budget": 3}
+    with pytest.raises(ParameterError, match="'review_budget'.*is 3, more than the 2 test rows"):
+        run_pipeline(params)
+    assert calls == []
+
+
 def test_a_change_in_the_helpers_code_reruns_the_steps(tmp_path, monkeypatch):
     calls: list[str] = []
     monkeypatch.setattr(runner, "execute", _fake_execute(set(), calls))

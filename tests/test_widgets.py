@@ -96,3 +96,25 @@ def test_embedding_lasso_and_click_show_images_in_the_grid(review_files, scheme)
 
     view._on_click(Click)
     assert int(w.shown[0]) == 5  # the clicked point first, then its nearest neighbours
+
+
+def test_verifying_test_labels_writes_the_verified_file_with_who_and_offers_certain_classes_only(review_files,
+                                                                                              scheme):
+    from helpers.data.verified import VerifiedStore
+
+    folder, features = review_files
+    preds = pd.read_csv(folder / "preds.csv")
+    store = VerifiedStore(folder / "verified.csv", who="tester")
+    w = ReviewWidget(preds, np.load(folder / "images.npy"), scheme, store, features=features, per_page=8)
+    labels = [getattr(b, "description", "") for box in w.children if hasattr(box, "children") for b in box.children]
+    assert "→ parasite" in labels and "→ non-parasite" in labels
+    assert "→ unsure" not in labels and not any(label.startswith("flag") for label in labels)
+    w.grid.children[0].children[2].value = True
+    chosen = int(w.shown[0])
+    _button(w, "→ non-parasite").click()
+    table = pd.read_csv(folder / "verified.csv")
+    assert table[["image_id", "label", "who", "queue"]].values.tolist() == [[f"src:{chosen}", "non-parasite", "tester",
+                                                                            "test"]]
+    assert not (folder / "overrides.csv").exists()  # a verified label is no label correction: nothing retrains
+    _button(w, "undo").click()
+    assert pd.read_csv(folder / "verified.csv").empty

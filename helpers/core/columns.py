@@ -20,6 +20,10 @@ from .errors import InputError
 # model's that never saw it (out-of-fold). Decides which images are "wrong" and what cleanlab reads.
 IN_SAMPLE, OUT_OF_FOLD = "in_sample", "out_of_fold"
 WRONG_FROM = (IN_SAMPLE, OUT_OF_FOLD)
+# What 07 reviews: a run's predictions (''), or the test rows in 06's review queue, whose labels
+# become verified test labels.
+TEST_QUEUE = "test"
+REVIEW_QUEUES = ("", TEST_QUEUE)
 PROPOSED = "proposed_annotation"
 INPUT = "input"  # in a set built from several inputs (04, 05): which input set a row came from
 SOFT_TARGET = "soft_target"

@@ -7,18 +7,36 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import rankdata
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
-from ..core.columns import output_column, output_columns, test_mask
+from ..core.atomic import OutputSet
+from ..core.columns import TEST_QUEUE, output_column, output_columns, test_mask
+from ..core.errors import ParameterError
 from ..core.files import read_json_status
 from ..core.labels import POSITIVE_VALUE, LabelScheme, round_annotations
+from ..core.paths import resolve
 from ..data.layout import Layout
 from ..data.sets import read_annotations
 from ..data.truth import truth_lookup
-from ..metrics import binary_calibration_error, operating_thresholds, recall_at_fpr
+from ..data.verified import VerifiedStore, verified_labels
+from ..metrics import (
+    binary_calibration_error,
+    bootstrap_p_above,
+    holm_adjusted,
+    operating_thresholds,
+    recall_at_fpr,
+)
 from .label_issues import flip_finding, review_efficiency
 from .oracle import ORACLE
 from .relabel import relabel_accuracy, relabel_coverage
+from .test_review import (
+    SIMULATED_REVIEWER,
+    estimated_label_errors,
+    review_queue,
+    scoring_labels,
+    simulate_review,
+)
 from .wrong_labels import action_counts, action_precision
 
 BASELINES = ("s_a", "s_b")
@@ -91,14 +109,26 @@ def aligned_scores(record: RunRecord, test: pd.DataFrame, scheme: LabelScheme) -
 
 def bootstrap(metric: str, is_pos: np.ndarray, scores: dict[str, tuple[np.ndarray, np.ndarray]],
               n: int, seed: int) -> dict[str, np.ndarray]:
-    """The metric of every run on the same `n` resamples of the test rows (paired)."""
-    rng = np.random.default_rng(seed)
-    samples = {name: np.empty(n) for name in scores}
-    for b in range(n):
-        idx = rng.integers(0, len(is_pos), len(is_pos))
-        for name, (score, pred) in scores.items():
-            samples[name][b] = _metric(metric, is_pos[idx], score[idx], pred[idx])
-    return samples
+    """The metric of every run on the same `n` resamples of the test rows (paired), vectorised over
+    the resamples."""
+    idx = np.random.default_rng(seed).integers(0, len(is_pos), (n, len(is_pos)))
+    return {name: resampled_metric(metric, is_pos[idx], score[idx], pred[idx]) for name, (score, pred) in scores.items()}
+
+
+def resampled_metric(metric: str, is_pos: np.ndarray, score: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """`metric` of each row of (resamples, rows) arrays: accuracy, F1 of the positive class, or ROC
+    AUC by the rank-sum (Mann-Whitney) formula with ties averaged, NaN with one class."""
+    if metric == "accuracy":
+        return (is_pos == pred).mean(axis=1)
+    if metric == "f1":
+        tp = (is_pos & pred).sum(axis=1)
+        return 2 * tp / np.maximum(is_pos.sum(axis=1) + pred.sum(axis=1), 1)
+    n_pos = is_pos.sum(axis=1)
+    n_neg = is_pos.shape[1] - n_pos
+    ranks = rankdata(score, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = ((ranks * is_pos).sum(axis=1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    return np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
 
 
 def paired_gain_interval(correct: np.ndarray, baseline_correct: np.ndarray, n: int, seed: int) -> tuple[float, float]:
@@ -147,24 +177,28 @@ def review_curves(layout: Layout, truth: pd.DataFrame | None) -> dict[str, pd.Da
 
 @dataclass
 class TestScores:
-    """What every run is scored against on the shared test rows: the annotations and (demo) the truth."""
+    """What every run is scored against on the shared test rows: their labels (verified where a person
+    confirmed one, else annotated) and (demo) the truth."""
 
     test: pd.DataFrame  # image_id, annotated value
-    is_pos: np.ndarray
+    is_pos: np.ndarray  # the scoring label is the positive class
+    verified: np.ndarray  # the row's label was verified
     truth_pos: np.ndarray | None  # the true class is the positive one; None without truth
     scores: dict[str, tuple[np.ndarray, np.ndarray]]  # run -> (positive score, predicted positive)
 
 
 def comparison_table(records: dict[str, RunRecord], layout: Layout, truth: pd.DataFrame | None, *,
-                     primary: str = "roc_auc", n_bootstrap: int = 1000, seed: int = 0, max_fpr: float = 0.01,
-                     rbc_per_ul: float = 5e6) -> tuple[pd.DataFrame, dict]:
-    """One row per run: test metrics on the shared rows, CI of the primary metric, the positive
-    class's recall at a false-positive rate of at most `max_fpr` (and the false positives per µl
-    that rate implies at `rbc_per_ul` red cells), truth scores."""
+                     verified: pd.DataFrame | None = None, primary: str = "roc_auc", n_bootstrap: int = 1000,
+                     seed: int = 0, max_fpr: float = 0.01, rbc_per_ul: float = 5e6) -> tuple[pd.DataFrame, dict]:
+    """One row per run: test metrics on the shared rows (scored on `verified` labels where they exist,
+    the annotations elsewhere), CI of the primary metric, the positive class's recall at a
+    false-positive rate of at most `max_fpr` (and the false positives per µl that rate implies at
+    `rbc_per_ul` red cells), truth scores; and the verdict, with and without the verified labels."""
     scheme = layout.scheme
     test = test_rows(layout)
+    labels, is_verified = scoring_labels(test, verified if verified is not None else pd.DataFrame())
     truth_pos = None if truth is None else truth_lookup(truth, test["image_id"]) == scheme.positive
-    scored = TestScores(test, test["value"].to_numpy() == POSITIVE_VALUE, truth_pos,
+    scored = TestScores(test, labels == POSITIVE_VALUE, is_verified, truth_pos,
                         {name: aligned_scores(r, test, scheme) for name, r in records.items() if r.status == "ok"})
     samples = bootstrap(primary, scored.is_pos, scored.scores, n_bootstrap, seed) if n_bootstrap else {}
     rows = []
@@ -185,7 +219,30 @@ def comparison_table(records: dict[str, RunRecord], layout: Layout, truth: pd.Da
     table = pd.DataFrame(rows).set_index("run")
     if "accuracy vs truth" in table.columns:
         table["SB-to-oracle gap closed"] = gap_closed(table["accuracy vs truth"])
-    return table, verdict(table, samples, primary)
+    return table, {**verdict(table, samples, primary), **verification_summary(scored, table, primary=primary,
+                                                                              n_bootstrap=n_bootstrap, seed=seed)}
+
+
+def verification_summary(scored: TestScores, table: pd.DataFrame, *, primary: str, n_bootstrap: int,
+                         seed: int) -> dict[str, Any]:
+    """How many test rows are verified, how many label errors cleanlab estimates among the rest, and
+    (with verified rows) the verdict the annotations alone would give."""
+    annotated_pos = scored.test["value"].to_numpy() == POSITIVE_VALUE
+    runs = {name: s for name, s in scored.scores.items() if name != ORACLE}  # the oracle learned from the truth
+    mean = np.mean([score for score, _ in runs.values()], axis=0) if runs else np.full(len(annotated_pos), 0.5)
+    rest = ~scored.verified
+    out: dict[str, Any] = {"test_rows": int(len(scored.test)), "verified_rows": int(scored.verified.sum()),
+                           "estimated_label_errors_unverified": estimated_label_errors(annotated_pos[rest], mean[rest]),
+                           "verified_labels_changed": int((annotated_pos != scored.is_pos).sum())}
+    if out["verified_rows"]:
+        column = primary_column(table, primary)
+        plain = table[["status"]].copy()
+        plain[column] = [_metric(primary, annotated_pos, *scored.scores[n]) if n in scored.scores else np.nan
+                         for n in table.index]
+        samples = bootstrap(primary, annotated_pos, scored.scores, n_bootstrap, seed) if n_bootstrap else {}
+        annotations_only = verdict(plain, samples, primary)
+        out["without_verified"] = {k: annotations_only.get(k) for k in ("best", "best_value", "text")}
+    return out
 
 
 def annotation_scores(name: str, scored: TestScores, scheme: LabelScheme, *, max_fpr: float,
@@ -278,9 +335,15 @@ def primary_column(table: pd.DataFrame, primary: str) -> str:
     return PRIMARY_COLUMN[primary] or next(c for c in table.columns if c.endswith(" F1"))
 
 
+ALPHA = 0.05  # the chance of claiming any strategy beats SB when none does
+
+
 def verdict(table: pd.DataFrame, samples: dict[str, np.ndarray], primary: str) -> dict:
-    """The best run by the primary metric, and its margin over the runner-up and the best baseline,
-    with paired bootstrap 95% intervals of the differences."""
+    """Which run to trust. With SB and bootstrap resamples: every other run (not the oracle) is tested
+    against SB on the primary metric (one-sided paired bootstrap), Holm's correction keeps the chance
+    of any false claim at ALPHA across them all, and the pick is the best of the runs significantly
+    above SB, or SB itself when none is. Without them: the best point estimate. Either way the
+    leader's margin over the runner-up and the best baseline follows, with their intervals."""
     column = primary_column(table, primary)
     ok = table[(table["status"] == "ok") & (table.index != ORACLE)]  # the oracle is a reference, never a pick
     if ok.empty:
@@ -292,27 +355,117 @@ def verdict(table: pd.DataFrame, samples: dict[str, np.ndarray], primary: str) -
                         f"choose another primary_metric or a larger test_frac)."}
     ok = ok[defined]  # a run whose score is undefined can be neither best nor runner-up
     ranked = ok[column].sort_values(ascending=False)
-    best = ranked.index[0]
-    out: dict[str, Any] = {"primary_metric": primary, "best": best, "best_value": float(ranked.iloc[0])}
-    parts = [f"Best by test {column}: {best} ({ranked.iloc[0]:.3f}"]
+    tested = "s_b" in ranked.index and len(ranked) > 1 and all(name in samples for name in ranked.index)
+    out: dict[str, Any] = {"primary_metric": primary}
+    if tested:
+        out.update(tests_against_sb(ranked, samples, column))
+    else:
+        out.update({"best": ranked.index[0], "best_value": float(ranked.iloc[0])})
+    lead = "Highest point estimate of test" if tested else "Best by test"
+    parts = [out["decision"]] if tested else []
+    parts += describe_leader(ok, ranked, samples, primary, column, lead=lead, out=out)
+    out["text"] = " ".join(parts)
+    return out
+
+
+def tests_against_sb(ranked: pd.Series, samples: dict[str, np.ndarray], column: str) -> dict[str, Any]:
+    """Each run other than SB tested for being above SB (paired bootstrap, one-sided), Holm-corrected;
+    the pick is the best significant one, else SB."""
+    candidates = [name for name in ranked.index if name != "s_b"]
+    p = [bootstrap_p_above(samples[name] - samples["s_b"]) for name in candidates]
+    adjusted = holm_adjusted(p)
+    tests = {name: {"difference": float(ranked[name] - ranked["s_b"]), "p": p_raw, "p_holm": float(p_adj),
+                    "significant": bool(p_adj <= ALPHA)}
+             for name, p_raw, p_adj in zip(candidates, p, adjusted)}
+    winners = [name for name in candidates if tests[name]["significant"]]  # in ranked order: best first
+    rule = f"paired bootstrap against SB, Holm's correction over {len(candidates)} runs at {ALPHA:.0%}"
+    if winners:
+        best = winners[0]
+        t = tests[best]
+        decision = (f"Verdict: {best} beats SB on test {column} ({ranked[best]:.3f} vs {ranked['s_b']:.3f}, "
+                    f"{t['difference']:+.3f}; Holm-adjusted p = {t['p_holm']:.3f}; {rule}); "
+                    f"{len(winners)} of {len(candidates)} runs are significantly above SB.")
+    else:
+        best = "s_b"
+        decision = (f"Verdict: no strategy beats SB on this data: none of {len(candidates)} runs is significantly "
+                    f"above SB's test {column} {ranked['s_b']:.3f} ({rule}), so keep SB.")
+    return {"best": best, "best_value": float(ranked[best]), "rule": rule, "tests": tests,
+            "significantly_above_sb": winners, "decision": decision}
+
+
+def describe_leader(ok: pd.DataFrame, ranked: pd.Series, samples: dict[str, np.ndarray], primary: str, column: str, *,
+                    lead: str, out: dict[str, Any]) -> list[str]:
+    """The run with the highest point estimate and its margins over the runner-up and the best
+    baseline, with paired bootstrap 95% intervals (entries `runner-up`, `best_baseline` of `out`)."""
+    leader = ranked.index[0]
+    first = f"{lead} {column}: {leader} ({ranked.iloc[0]:.3f}"
     if f"{primary} CI low" in ok.columns:
-        parts[0] += f", 95% CI {ok.loc[best, f'{primary} CI low']:.3f}-{ok.loc[best, f'{primary} CI high']:.3f}"
-    parts[0] += ")."
-    comparisons = []
-    if len(ranked) > 1:
-        comparisons.append(("runner-up", ranked.index[1]))
-    baselines = [b for b in BASELINES if b in ok.index and b != best]
+        first += f", 95% CI {ok.loc[leader, f'{primary} CI low']:.3f}-{ok.loc[leader, f'{primary} CI high']:.3f}"
+    parts = [first + ")."]
+    comparisons = [("runner-up", ranked.index[1])] if len(ranked) > 1 else []
+    baselines = [b for b in BASELINES if b in ok.index and b != leader]
     if baselines:
         comparisons.append(("best baseline", max(baselines, key=lambda b: ok.loc[b, column])))
     for label, other in comparisons:
-        diff = float(ranked.loc[best] - ok.loc[other, column])
+        diff = float(ranked.loc[leader] - ok.loc[other, column])
         entry = {"run": other, "difference": diff}
         text = f"{diff:+.3f} over the {label} {other}"
-        if best in samples and other in samples:
-            lo, hi = np.nanpercentile(samples[best] - samples[other], [2.5, 97.5])
+        if leader in samples and other in samples:
+            lo, hi = np.nanpercentile(samples[leader] - samples[other], [2.5, 97.5])
             entry["ci"] = [float(lo), float(hi)]
             text += f" (paired bootstrap 95% CI {lo:+.3f} to {hi:+.3f}{'; not significant' if lo <= 0 <= hi else ''})"
         out[label.replace(" ", "_")] = entry
         parts.append(text + ".")
-    out["text"] = " ".join(parts)
-    return out
+    return parts
+
+
+# ---------------------------------------------------------------- reviewing the test rows
+
+def queue_test_rows(records: dict[str, RunRecord], layout: Layout) -> pd.DataFrame:
+    """The test rows ordered by how likely their annotation is wrong, from every run's test outputs
+    (not the oracle's: it learned from the truth); written to `layout.test_queue` for 07."""
+    test = test_rows(layout)
+    scores = {name: aligned_scores(r, test, layout.scheme)[0] for name, r in records.items()
+              if r.status == "ok" and name != ORACLE}
+    queue = review_queue(test["image_id"].to_numpy(), test["value"].to_numpy(), scores, layout.scheme)
+    with OutputSet() as out:
+        queue.to_csv(out.path(layout.test_queue))
+    return queue
+
+
+def simulated_review(queue: pd.DataFrame, truth: pd.DataFrame | None, budget: int, layout: Layout) -> dict[str, Any]:
+    """The simulated reviewer (`review_budget`): the first `budget` rows of the queue answered from the
+    truth, as verified labels marked simulated; with a budget of 0 an earlier simulation's are removed."""
+    store = VerifiedStore(layout.simulated_verified, who=SIMULATED_REVIEWER, queue=TEST_QUEUE)
+    if not budget:
+        store.path.unlink(missing_ok=True)
+        return {"review_budget": 0}
+    if truth is None:
+        raise ParameterError("review_budget", "needs truth_path: the simulated reviewer answers from the truth")
+    if budget > len(queue):
+        raise ParameterError("review_budget", f"is {budget}, more than the {len(queue)} test rows")
+    wrong = simulate_review(queue, truth, budget, store)
+    return {"review_budget": budget, "annotations_found_wrong": wrong}
+
+
+def read_verified(verified_path: str, layout: Layout) -> pd.DataFrame:
+    """The verified labels in force: the simulated reviewer's, then a person's (`verified_path`), whose
+    label wins for an image both answered. Every row is checked (see data.verified.verified_labels)."""
+    combined = read_annotations(layout.combined.ann)
+    paths = [layout.simulated_verified, *([resolve(verified_path)] if verified_path else [])]
+    parts = [verified_labels(path, combined, layout.scheme) for path in paths if path.is_file()]
+    if not parts:
+        return pd.DataFrame(columns=["image_id", "value", "who", "time", "queue", "simulated"])
+    return pd.concat(parts, ignore_index=True).drop_duplicates("image_id", keep="last")
+
+
+def verification_text(result: dict[str, Any]) -> str:
+    """What the verdict was scored on, in a sentence or two (06 prints it under the verdict)."""
+    if "test_rows" not in result:
+        return ""
+    text = (f"Scored on {result['test_rows']} test rows, {result['verified_rows']} of them on verified labels "
+            f"({result['verified_labels_changed']} of which differ from the annotation); cleanlab estimates "
+            f"{result['estimated_label_errors_unverified']} label errors among the unverified rows.")
+    if "without_verified" in result:
+        text += f" On the annotations alone: {result['without_verified']['text']}"
+    return text

@@ -13,11 +13,12 @@ from multiprocessing import get_context
 
 import numpy as np
 import torch
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from ..core.checks import check_value, integer
 from ..core.errors import NotTrainable
 from ..core.labels import LabelScheme
+from ..data.combine_split import group_values
 from ..data.sets import ImageSet, Pair, open_image_set
 from ..model.inference import predict_probabilities
 from ..model.networks import ResNet
@@ -25,16 +26,38 @@ from ..model.settings import TrainConfig
 from ..model.training import TrainingData, fit, prepare_training_data
 
 
-def fold_assignment(targets: np.ndarray, folds: int, seed: int, path: str = "annotations") -> np.ndarray:
-    """Fold index (0..folds-1) of every trainable row (target >= 0), stratified by class; -1 elsewhere."""
+@dataclass(frozen=True)
+class FoldSettings:
+    """Out-of-fold training: `folds` models, each trained without its fold, `jobs` of them at once;
+    with `ensemble` the rows no fold trained on are predicted by the fold models' mean; with
+    `group_by` (a column) each group lies wholly in one fold."""
+
+    folds: int = 5
+    jobs: int = 1
+    ensemble: bool = False
+    group_by: str = ""
+
+
+def fold_assignment(targets: np.ndarray, folds: int, seed: int, path: str = "annotations", *,
+                    groups: np.ndarray | None = None) -> np.ndarray:
+    """Fold index (0..folds-1) of every trainable row (target >= 0), stratified by class (and with
+    `groups`, one value per row, every group in one fold); -1 elsewhere."""
     trainable = np.flatnonzero(targets >= 0)
     counts = np.bincount(targets[trainable])
     if len(trainable) < folds or counts[counts > 0].min() < folds:
         raise NotTrainable(path, f"out-of-fold predictions need at least {folds} training images of every class "
                                  f"(folds={folds}); the smallest class has {int(counts[counts > 0].min())}")
     fold = np.full(len(targets), -1)
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    for k, (_, held) in enumerate(splitter.split(trainable, targets[trainable])):
+    if groups is not None:
+        held_groups = np.asarray(groups, dtype=object)[trainable]
+        if len(set(held_groups)) < folds:
+            raise NotTrainable(path, f"out-of-fold predictions that keep groups whole need at least {folds} groups "
+                                     f"(folds={folds}); the training rows fall in {len(set(held_groups))}")
+        splits = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed).split(
+            trainable, targets[trainable], held_groups)
+    else:
+        splits = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(trainable, targets[trainable])
+    for k, (_, held) in enumerate(splits):
         fold[trainable[held]] = k
     return fold
 
@@ -81,17 +104,19 @@ def _fold_in_process(pair: Pair, ann_dict: dict, cfg: TrainConfig, holdout: np.n
     return _fold_outputs(open_image_set(pair, scheme), scheme, cfg, holdout, unseen, class_values)
 
 
-def out_of_fold_probabilities(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig, folds: int = 5,
-                              jobs: int = 1, ensemble: bool = False) -> OutOfFold:
+def out_of_fold_probabilities(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig,
+                              settings: FoldSettings = FoldSettings()) -> OutOfFold:
     """Every trainable row's outputs from a model trained on the other folds (same config otherwise).
 
     With `jobs` > 1 the folds train in parallel processes, the CPU threads shared between them. With
     `ensemble` the fold models also predict the rows no fold held out (their mean: `ensemble_probs`).
     """
+    folds, jobs, ensemble = settings.folds, settings.jobs, settings.ensemble
     check_value("folds", integer(2), folds)
     start = time.perf_counter()
     data: TrainingData = prepare_training_data(image_set, scheme, cfg.val_frac, cfg.seed)
-    fold = fold_assignment(data.targets, folds, cfg.seed, str(image_set.pair.ann))
+    groups = group_values(image_set.ann, settings.group_by, image_set.pair.ann) if settings.group_by else None
+    fold = fold_assignment(data.targets, folds, cfg.seed, str(image_set.pair.ann), groups=groups)
     fold_cfg = replace(cfg, resume_from=None, progress=False)
     holdouts = [fold == k for k in range(folds)]
     unseen = (fold < 0) if ensemble else np.zeros(len(fold), bool)  # predicted only when the mean is wanted

@@ -26,18 +26,8 @@ from ..model.networks import ResNet
 from ..model.settings import TrainConfig
 from ..model.training import FitResult, fit
 from .label_issues import label_issue_columns
-from .out_of_fold import out_of_fold_probabilities
+from .out_of_fold import FoldSettings, out_of_fold_probabilities
 from .right_wrong import right_wrong_counts
-
-
-@dataclass(frozen=True)
-class FoldSettings:
-    """Out-of-fold training: `folds` models, each trained without its fold, `jobs` of them at once;
-    with `ensemble` the rows no fold trained on are predicted by the fold models' mean."""
-
-    folds: int = 5
-    jobs: int = 1
-    ensemble: bool = False
 
 
 @dataclass(frozen=True)
@@ -152,7 +142,7 @@ def add_out_of_fold(predictions: pd.DataFrame, image_set: ImageSet, scheme: Labe
     """Add out-of-fold outputs and cleanlab's columns to `predictions` (in place); with a fold
     ensemble, the rows no fold trained on take the fold models' mean as their `<class> output`."""
     folds = request.out_of_fold
-    oof = out_of_fold_probabilities(image_set, scheme, request.train, folds.folds, folds.jobs, folds.ensemble)
+    oof = out_of_fold_probabilities(image_set, scheme, request.train, folds)
     held = oof.fold >= 0
     for i, name in enumerate(result.spec.class_names):
         if folds.ensemble:

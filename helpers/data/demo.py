@@ -8,6 +8,11 @@ the certain labels is flipped: `uniform` noise flips any of them at random; `sys
 flips as people err on these crops, faint parasites called non-parasite and bright distractors
 called parasite, more often the harder the image. `truth.csv` records the true class of every
 image, which labels were flipped, and the noise kind.
+
+Crops come from slides (column `slide`, about `slide_size` crops each): every slide has its own
+stain (a gain per fluorescence channel), brightness and parasitaemia, as a real patient's slide
+does, so a model can learn a slide's look; a test split that keeps slides whole (`group_by:
+slide`) shows what that is worth on a slide it has never seen.
 """
 from __future__ import annotations
 
@@ -32,6 +37,7 @@ class DemoSpec:
     flip_frac: float = 0.03
     noise: str = "uniform"  # or "systematic"
     max_unsure_prob: float = 0.7
+    slide_size: int = 250  # crops per slide, about
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -55,8 +61,17 @@ def _spots(rng: np.random.Generator, n: int, size: int, radius: np.ndarray, sigm
     return np.exp(-d2 / (2 * sigma**2)).astype(np.float32)
 
 
-def render(rng: np.random.Generator, truth_parasite: np.ndarray, spec: DemoSpec) -> tuple[np.ndarray, np.ndarray]:
-    """Images (n, C, S, S) uint8 and the hardness in [0, 1] of each."""
+def slide_looks(rng: np.random.Generator, n_slides: int, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per slide: a stain gain for every channel but the last (DPC-like) one, and a brightness offset."""
+    gain = np.ones((n_slides, channels), np.float32)
+    gain[:, :-1] = rng.uniform(0.75, 1.3, (n_slides, channels - 1))
+    return gain, rng.uniform(-10, 10, n_slides).astype(np.float32)
+
+
+def render(rng: np.random.Generator, truth_parasite: np.ndarray, spec: DemoSpec,
+           slide: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Images (n, C, S, S) uint8 and the hardness in [0, 1] of each; with `slide` (a slide index per
+    image) each slide's stain and brightness applied."""
     n, c, s = len(truth_parasite), spec.channels, spec.size
     yy, xx = np.mgrid[0:s, 0:s].astype(np.float32)
     images = rng.normal(30, 6, size=(n, c, s, s)).astype(np.float32)
@@ -78,6 +93,9 @@ def render(rng: np.random.Generator, truth_parasite: np.ndarray, spec: DemoSpec)
         images[~p & has_distractor, ch] += distractor[~p & has_distractor] * (1.0 if k == 0 else 0.35)
 
     hardness = np.where(p, 1 - strength, np.where(has_distractor, distractor_strength / 0.7, 0.0))
+    if slide is not None:
+        gain, offset = slide_looks(rng, int(slide.max()) + 1, c)
+        images = images * gain[slide][:, :, None, None] + offset[slide][:, None, None, None]
     return np.clip(images, 0, 255).astype(np.uint8), hardness.astype(np.float32)
 
 
@@ -112,16 +130,21 @@ def systematic_flip_prob(hardness: np.ndarray, certain: np.ndarray, flip_frac: f
 
 def _write_source(out: OutputSet, pair: Pair, rng: np.random.Generator, n: int, parasite_frac: float,
                   spec: DemoSpec, annotated: bool) -> pd.DataFrame:
-    """One source; `annotated` sources were labelled by a person, the others by their origin."""
-    truth = rng.random(n) < parasite_frac
-    images, hardness = render(rng, truth, spec)
+    """One source, slide by slide; `annotated` sources were labelled by a person, the others came
+    labelled (a negative control)."""
+    n_slides = max(2, n // spec.slide_size)
+    slide = np.sort(rng.integers(0, n_slides, n))
+    parasitaemia = np.minimum(parasite_frac * rng.uniform(0.3, 1.7, n_slides), 0.95)  # one patient's, per slide
+    truth = rng.random(n) < parasitaemia[slide]
+    images, hardness = render(rng, truth, spec, slide)
     if annotated:
         labels, flipped = noisy_labels(rng, truth, hardness, spec)
     else:
         labels, flipped = truth.astype(np.float64), np.zeros(n, bool)
     out.npy(pair.images, images.shape, images.dtype).append(images)
     fov = np.sort(rng.integers(0, max(1, n // 200), n))  # extra column: field of view, kept through the pipeline
-    out.csv(pd.DataFrame({"annotation": labels, "fov": fov}).rename_axis("index"), pair.ann)
+    slide_names = [f"{pair.images.stem.split('_')[0]}-{k:02d}" for k in slide]
+    out.csv(pd.DataFrame({"annotation": labels, "slide": slide_names, "fov": fov}).rename_axis("index"), pair.ann)
     names = {1: "parasite", 0: "non-parasite"}
     return pd.DataFrame({
         "image_id": [f"{pair.images.stem}:{i}" for i in range(n)],

@@ -119,6 +119,17 @@ class Layout:
         """The label-override CSV, or None when the parameter is empty."""
         return resolve(overrides_path) if overrides_path else None
 
+    # 06: reviewing the test rows
+    @property
+    def test_queue(self) -> Path:
+        """The test rows, most likely mislabelled first (06 writes it; 07 walks it with queue "test")."""
+        return self.data_dir_base / "test_review_queue.csv"
+
+    @property
+    def simulated_verified(self) -> Path:
+        """The verified labels the simulated reviewer gave (`review_budget`, demo truth only)."""
+        return self.data_dir_base / "verified_simulated.csv"
+
     # bookkeeping
     @property
     def reports_dir(self) -> Path:

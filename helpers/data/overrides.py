@@ -12,10 +12,10 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..core.atomic import OutputSet
 from ..core.columns import FLAG_WORDS
 from ..core.errors import InputError
 from ..core.labels import LabelScheme
+from .action_log import ActionLog
 
 OVERRIDE_FIELDS = ("label", "validation", "exclude")
 LABEL_FIELDS = ("label", "annotation")  # `annotation` reads as `label`: both set the image's class
@@ -33,7 +33,7 @@ def _row_problem(field, image_id, new) -> str | None:
 OVERRIDE_COLUMNS = ["batch", "image_id", "field", "old", "new", "time", "source_file"]
 
 
-class OverrideStore:
+class OverrideStore(ActionLog):
     """Appends label corrections (and validation / exclude flags) to a CSV, atomically.
 
     Columns: batch, image_id, field, old, new, time, source_file. One action (a button press over a
@@ -41,52 +41,42 @@ class OverrideStore:
     never touched; 01_combine applies the latest value per image and field.
     """
 
+    flags = ("validation", "exclude")
+
     def __init__(self, path: str | Path, source_file: str = ""):
-        self.path, self.source_file = Path(path), str(source_file)
+        super().__init__(path)
+        self.source_file = str(source_file)
+
+    columns = tuple(OVERRIDE_COLUMNS)
+    text_columns = ("image_id", "field", "new", "old")
+    kind = "label-override file"
 
     def read(self) -> pd.DataFrame:
         """The override rows, each checked; an error names the file and the line."""
-        if not self.path.is_file():
-            return pd.DataFrame(columns=OVERRIDE_COLUMNS)
-        try:
-            table = pd.read_csv(self.path, dtype={"image_id": str, "field": str, "new": str, "old": str})
-        except pd.errors.EmptyDataError:
-            raise InputError(self.path, "not a label-override file: it is empty (no header line)") from None
-        except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-            raise InputError(self.path, f"not a label-override file: unreadable CSV ({str(exc).strip()[:200]})") from None
-        missing = [c for c in OVERRIDE_COLUMNS if c not in table.columns]
-        if missing:
-            raise InputError(self.path, f"not a label-override file: missing columns {missing}")
+        table = super().read()
         for position, row in enumerate(table.itertuples(index=False)):
             problem = _row_problem(row.field, row.image_id, row.new)
             if problem:
                 raise InputError(self.path, f"line {position + 2}: {problem}")
         return table
 
-    def _write(self, table: pd.DataFrame) -> None:
-        with OutputSet() as out:
-            table.to_csv(out.path(self.path), index=False)
-
     def add(self, image_ids: Sequence[str], old: Sequence, new, field: str = "label") -> int:
         """Record one action; returns its batch number."""
         if field not in OVERRIDE_FIELDS:
             raise ValueError(f"field must be one of {OVERRIDE_FIELDS}, got {field!r}")
-        table = self.read()
-        batch = int(table["batch"].max()) + 1 if len(table) else 1
         now = time.strftime("%Y-%m-%dT%H:%M:%S")
-        rows = pd.DataFrame({"batch": batch, "image_id": list(image_ids), "field": field, "old": list(old),
-                             "new": new, "time": now, "source_file": self.source_file})
-        self._write(pd.concat([table, rows], ignore_index=True) if len(table) else rows)
-        return batch
+        return self.append(pd.DataFrame({"batch": 0, "image_id": list(image_ids), "field": field, "old": list(old),
+                                         "new": new, "time": now, "source_file": self.source_file}))
 
-    def undo(self) -> int:
-        """Remove the last action; returns how many rows it had (0 when there is nothing to undo)."""
-        table = self.read()
-        if not len(table):
-            return 0
-        last = table["batch"] == table["batch"].max()
-        self._write(table[~last])
-        return int(last.sum())
+    def record_labels(self, image_ids: Sequence[str], old: Sequence[str], new: str) -> int:
+        """The review widget's action: every image relabeled `new` (from `old`)."""
+        return self.add(image_ids, old, new, "label")
+
+    def labels_in_force(self) -> pd.Series:
+        """image_id -> the latest label override."""
+        latest = self.latest()
+        latest = latest[latest["field"] == "label"]
+        return pd.Series(latest["new"].to_numpy(), index=latest["image_id"].to_numpy(), dtype=object)
 
     def latest(self) -> pd.DataFrame:
         """The value in force per image and field (`annotation` rows count as `label`)."""

@@ -41,10 +41,14 @@ def in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
     return PolyPath(polygon).contains_points(points)
 
 
-def cached_features(bundle_path: Path, images: np.ndarray, cache_path: Path, batch_size: int = 512) -> np.ndarray:
+def cached_features(bundle_path: Path, images: np.ndarray, cache_path: Path, batch_size: int = 512, *,
+                    rows_file: Path | None = None) -> np.ndarray:
     """Penultimate features of every image under a bundle's model, cached in a .npy beside the
-    predictions (reused while the bundle and the number of images are unchanged)."""
+    predictions (reused while the bundle, the number of images and `rows_file`, the file that says
+    which images in which order, are unchanged)."""
     key = {"bundle": file_checksum(bundle_path), "rows": int(len(images))}
+    if rows_file is not None:
+        key["rows_file"] = file_checksum(rows_file)
     meta = cache_path.with_suffix(".json")
     if cache_path.is_file() and meta.is_file() and json.loads(meta.read_text()) == key:
         return np.load(cache_path)

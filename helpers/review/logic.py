@@ -6,15 +6,23 @@ embeddings are in `review.features`.
 """
 from __future__ import annotations
 
+import getpass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from ..core.columns import output_column, output_probabilities
+from ..core.columns import TEST_QUEUE, output_column, output_probabilities
+from ..core.errors import InputError, ParameterError
+from ..core.files import read_csv_file
 from ..core.labels import LabelScheme, round_annotations
+from ..core.paths import resolve
 from ..data.layout import Layout
+from ..data.overrides import OverrideStore
+from ..data.sets import open_images, read_annotations
+from ..data.verified import VerifiedStore
 from ..metrics import certain_scores, entropy, split_rows, threshold_summary
 
 SORTS = ("likely wrong", "score", "entropy", "label", "random")
@@ -127,6 +135,56 @@ def badge(probs: np.ndarray, features: np.ndarray, k: int, seed: int = 0) -> np.
 
 
 # ---------------------------------------------------------------- which images; the threshold explorer
+
+@dataclass
+class ReviewSet:
+    """What 07 reviews: predictions and their images, row for row, the file they came from, the model
+    whose features place them, and where the reviewer's labels go."""
+
+    preds: pd.DataFrame
+    images: np.ndarray
+    source: Path
+    bundle: Path
+    store: OverrideStore | VerifiedStore
+
+    @property
+    def features_cache(self) -> Path:
+        return self.source.with_name(self.source.stem + "_features.npy")
+
+
+def review_set(layout: Layout, *, run: str, tag: str = "", queue: str = "", overrides_path: str = "",
+               verified_path: str = "", who: str = "") -> ReviewSet:
+    """A run's predictions, whose corrections go to the override file; or (queue "test") the test
+    rows in 06's review queue, most suspect first, whose labels become verified test labels."""
+    bundle = layout.readable(layout.model_perf(run, tag))
+    if queue == TEST_QUEUE:
+        if not verified_path:
+            raise ParameterError("verified_path", "is '': reviewing the test queue writes verified labels there")
+        preds, images = test_queue_set(layout)
+        return ReviewSet(preds, images, layout.test_queue, bundle,
+                         VerifiedStore(resolve(verified_path), who=who or getpass.getuser(), queue=TEST_QUEUE))
+    source = layout.readable(layout.predictions(run, tag))
+    store = OverrideStore(layout.overrides(overrides_path) or layout.data_dir_base / "overrides.csv",
+                          source_file=str(source))
+    return ReviewSet(read_annotations(source), open_images(images_for(layout, run, tag)), source, bundle, store)
+
+
+def test_queue_set(layout: Layout) -> tuple[pd.DataFrame, np.ndarray]:
+    """06's test-review queue as a predictions frame in queue order (the annotations, the runs' mean
+    outputs, label quality), with its images."""
+    queue = read_csv_file(layout.test_queue, missing="not found: run 06 first (it writes the test-review queue)")
+    combined = read_annotations(layout.combined.ann)
+    position = pd.Series(np.arange(len(combined)), index=combined["image_id"].to_numpy())
+    unknown = ~queue["image_id"].isin(position.index)
+    if unknown.any():
+        raise InputError(layout.test_queue, f"image {queue['image_id'][unknown].iloc[0]!r} is not in "
+                                            f"{layout.combined.ann}: run 06 again")
+    rows = position.loc[queue["image_id"]].to_numpy()
+    preds = combined.iloc[rows].reset_index(drop=True)
+    preds[output_column(layout.scheme.negative)] = 1 - queue["mean positive score"].to_numpy()
+    preds[output_column(layout.scheme.positive)] = queue["mean positive score"].to_numpy()
+    preds["label_quality"] = queue["label_quality"].to_numpy()
+    return preds, np.asarray(open_images(layout.combined.images)[rows])
 
 def images_for(layout: Layout, run: str, tag: str = "") -> Path:
     """The images a run's predictions describe, row for row."""

@@ -24,6 +24,7 @@ from ..core.errors import InputError
 from ..core.labels import LabelScheme
 from ..data.overrides import OverrideStore
 from ..data.sets import open_images, read_annotations
+from ..data.verified import VerifiedStore
 from ..metrics import certain_scores, threshold_summary
 from ..plots import composite, embedding_scatter, short_id, to_display
 from . import features as review_features
@@ -45,14 +46,21 @@ def thumbnail_png(image: np.ndarray, channel: str = "composite", scale: int = 3)
 
 
 class ReviewWidget(W.VBox):
-    def __init__(self, predictions_path: str | Path, images_path: str | Path, scheme: LabelScheme,
-                 overrides_path: str | Path, features: np.ndarray | None = None, per_page: int = 24, seed: int = 0):
-        self.preds = read_annotations(predictions_path)
-        self.images = open_images(images_path)
+    """Review a run's predictions (labels go to an override file: `store` a path or an OverrideStore)
+    or the test-review queue (`store` a VerifiedStore: labels become verified test labels).
+    Predictions and images are files, or a frame and an array."""
+
+    def __init__(self, predictions: str | Path | pd.DataFrame, images: str | Path | np.ndarray, scheme: LabelScheme,
+                 store: str | Path | OverrideStore | VerifiedStore, *, features: np.ndarray | None = None,
+                 per_page: int = 24, seed: int = 0):
+        self.preds = predictions if isinstance(predictions, pd.DataFrame) else read_annotations(predictions)
+        self.images = images if isinstance(images, np.ndarray) else open_images(images)
         if len(self.images) != len(self.preds):
-            raise InputError(predictions_path, f"{len(self.preds)} rows but {images_path} has {len(self.images)} images")
+            raise InputError(str(predictions)[:200] if not isinstance(predictions, pd.DataFrame) else "predictions",
+                             f"{len(self.preds)} rows but {len(self.images)} images")
         self.scheme, self.features, self.per_page = scheme, features, per_page
-        self.store = OverrideStore(overrides_path, source_file=str(predictions_path))
+        self.store = store if isinstance(store, (OverrideStore, VerifiedStore)) else OverrideStore(
+            store, source_file=str(predictions) if not isinstance(predictions, pd.DataFrame) else "")
         self.labels = scheme.class_names(self.preds["annotation"])  # as shown; updated when relabeled here
         self.selected: set[int] = set()
         self.page_number = 0
@@ -70,12 +78,19 @@ class ReviewWidget(W.VBox):
             W.HBox(actions, layout=W.Layout(flex_flow="row wrap")),
             self.status,
             W.HTML("<small>Keys (mouse over the widget): a class value relabels the selection "
-                   f"({', '.join(f'{v} {n}' for n, v in scheme.ann_dict.items())}), ← / → turn pages, u undoes.</small>"),
+                   f"({', '.join(f'{v} {n}' for n, v in self.label_keys.items())}), ← / → turn pages, u undoes.</small>"),
         ])
         self.shown: np.ndarray = np.array([], int)
         self.refresh(reset_page=True)
         self._keys = Event(source=self, watched_events=["keydown"], prevent_default_action=True)
         self._keys.on_dom_event(self.on_key)
+
+    @property
+    def label_keys(self) -> dict[str, int]:
+        """The classes a reviewer can give, with their keys: every class, or the certain ones when
+        verifying test labels."""
+        names = self.scheme.certain_names if isinstance(self.store, VerifiedStore) else self.scheme.names
+        return {name: self.scheme.ann_dict[name] for name in names}
 
     def _make_controls(self, classes: list[str], seed: int) -> None:
         """The sort, filter and display controls; any change redraws from the first page."""
@@ -99,17 +114,16 @@ class ReviewWidget(W.VBox):
 
     def _make_buttons(self) -> tuple[dict, list[W.Button]]:
         """The navigation and sampling buttons, and the action buttons (relabel, flag, undo, clear), wired up."""
-        scheme = self.scheme
         sample_button = W.Button(description="sample a page", icon="random")
         similar_button = W.Button(description="similar to selected", icon="search")
         prev_button, next_button = W.Button(description="◀ prev"), W.Button(description="next ▶")
         label_buttons = [W.Button(description=f"→ {name}", tooltip=f"set label {name} (key {value})",
                                   button_style="primary", layout=W.Layout(width="auto"))
-                         for name, value in scheme.ann_dict.items()]
-        for button, name in zip(label_buttons, scheme.names):
+                         for name, value in self.label_keys.items()]
+        for button, name in zip(label_buttons, self.label_keys):
             button.on_click(lambda _, name=name: self.relabel(name))
-        flag_buttons = [W.Button(description=f"flag {f}", layout=W.Layout(width="auto")) for f in ("validation", "exclude")]
-        for button, field in zip(flag_buttons, ("validation", "exclude")):
+        flag_buttons = [W.Button(description=f"flag {f}", layout=W.Layout(width="auto")) for f in self.store.flags]
+        for button, field in zip(flag_buttons, self.store.flags):
             button.on_click(lambda _, field=field: self.flag(field))
         undo_button = W.Button(description="undo", icon="undo", button_style="warning", layout=W.Layout(width="auto"))
         clear_button = W.Button(description="clear selection", layout=W.Layout(width="auto"))
@@ -177,7 +191,7 @@ class ReviewWidget(W.VBox):
             self.status.value = "select images first"
             return
         ids = self.preds["image_id"].iloc[rows].tolist()
-        batch = self.store.add(ids, [self.labels[r] for r in rows], name, "label")
+        batch = self.store.record_labels(ids, [self.labels[r] for r in rows], name)
         self.labels[rows] = name
         self.selected.clear()
         self.show(self.shown)
@@ -195,19 +209,18 @@ class ReviewWidget(W.VBox):
 
     def undo(self) -> None:
         undone = self.store.undo()
-        latest = self.store.latest()
         self.labels = self.scheme.class_names(self.preds["annotation"])
         by_id = pd.Series(np.arange(len(self.preds)), index=self.preds["image_id"])
-        for _, row in latest[latest["field"] == "label"].iterrows():
-            if row["image_id"] in by_id.index:
-                self.labels[by_id[row["image_id"]]] = row["new"]
+        for image_id, label in self.store.labels_in_force().items():
+            if image_id in by_id.index:
+                self.labels[by_id[image_id]] = label
         self.show(self.shown)
         self.status.value = f"undid the last action ({undone} row(s))" if undone else "nothing to undo"
 
     def on_key(self, event: dict) -> None:
         """A key pressed over the widget: class value -> relabel, arrows -> page, u -> undo."""
         key = str(event.get("key", ""))
-        by_value = {str(v): n for n, v in self.scheme.ann_dict.items()}
+        by_value = {str(v): n for n, v in self.label_keys.items()}
         if key in by_value:
             self.relabel(by_value[key])
         elif key == "ArrowRight":

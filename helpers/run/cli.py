@@ -20,12 +20,18 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="write synthetic demo data with hidden truth")
-    demo.add_argument("out_dir", type=Path)
-    demo.add_argument("--n-patient", type=int, default=4000)
-    demo.add_argument("--n-neg", type=int, default=2000)
-    demo.add_argument("--channels", type=int, default=4)
-    demo.add_argument("--size", type=int, default=31)
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("out_dir", type=Path, help="folder to write patient/, neg/ and truth.csv into")
+    demo.add_argument("--n-patient", type=int, default=DemoSpec.n_patient,
+                      help=f"crops of the annotated (patient) source, parasites, non-parasites and unsures "
+                           f"(default {DemoSpec.n_patient})")
+    demo.add_argument("--n-neg", type=int, default=DemoSpec.n_neg,
+                      help=f"crops of the negative-control source, all non-parasite (default {DemoSpec.n_neg})")
+    demo.add_argument("--channels", type=int, default=DemoSpec.channels,
+                      help=f"channels per crop: fluorescence ones, then a DPC-like one (default {DemoSpec.channels})")
+    demo.add_argument("--size", type=int, default=DemoSpec.size,
+                      help=f"crop height and width in pixels (default {DemoSpec.size})")
+    demo.add_argument("--seed", type=int, default=DemoSpec.seed,
+                      help="random seed of the images, slides, labels and flips: same seed, same files (default 0)")
     demo.add_argument("--flip-frac", type=float, default=DemoSpec.flip_frac,
                       help=f"share of the certain labels flipped (default {DemoSpec.flip_frac})")
     demo.add_argument("--noise", choices=NOISE_KINDS, default=DemoSpec.noise,

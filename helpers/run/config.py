@@ -14,8 +14,9 @@ from ..core.checks import check_value
 from ..core.columns import OUT_OF_FOLD
 from ..core.errors import ParameterError
 from ..core.labels import LabelScheme
+from ..curation.out_of_fold import FoldSettings
 from ..curation.strategies import STRATEGIES
-from ..curation.training_run import FoldSettings, OperatingTargets, TrainRequest
+from ..curation.training_run import OperatingTargets, TrainRequest
 from ..data.layout import Layout
 from ..model.checkpoints import checkpoint_path
 from ..model.settings import TRAIN_PARAMETERS, TrainConfig
@@ -67,12 +68,14 @@ class Config(Parameters):
     @property
     def baseline_folds(self) -> FoldSettings | None:
         """03: out-of-fold settings of the baselines, when `wrong_from` asks for out-of-fold outputs."""
-        return FoldSettings(self.folds, self.fold_jobs, self.fold_ensemble) if self.wrong_from == OUT_OF_FOLD else None
+        if self.wrong_from != OUT_OF_FOLD:
+            return None
+        return FoldSettings(self.folds, self.fold_jobs, self.fold_ensemble, self.group_by)
 
     @property
     def round_folds(self) -> FoldSettings:
         """05: out-of-fold settings of a later round of wrong-label curation."""
-        return FoldSettings(self.folds, self.fold_jobs)
+        return FoldSettings(self.folds, self.fold_jobs, group_by=self.group_by)
 
 
 def collect_parameters(namespace: Mapping[str, Any], before: set[str]) -> dict[str, Any]:
@@ -96,6 +99,9 @@ def check_parameters(notebook: str, values: Mapping[str, Any]) -> Config:
     cfg = Config(**checked, notebook=notebook)
     if any(k in known for k in TRAIN_PARAMETERS if k != "seed"):
         cfg.train_config()  # e.g. cuda asked for where there is none: fails here, before any work
+    if "review_budget" in known and cfg.review_budget and not cfg.truth_path:
+        raise ParameterError("review_budget", "needs truth_path: the simulated reviewer answers from the truth",
+                             where=notebook)
     if "fold_ensemble" in known and cfg.fold_ensemble and cfg.wrong_from != OUT_OF_FOLD:
         raise ParameterError("fold_ensemble", "needs wrong_from='out_of_fold' (the fold models it averages)",
                              where=notebook)

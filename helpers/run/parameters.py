@@ -22,7 +22,7 @@ from ..core.checks import (
     text,
     text_list,
 )
-from ..core.columns import WRONG_FROM
+from ..core.columns import REVIEW_QUEUES, WRONG_FROM
 from ..core.labels import DEFAULT_ANN_DICT, LabelScheme
 from ..curation.strategies import DEFAULT_STRATEGIES, STRATEGIES
 from ..data.layout import TAGS
@@ -61,6 +61,9 @@ class Parameters(TrainSettings):
                           "sources of data_dir and data_dir_n", text_list)
     test_frac: float = param(0.2, "stratified share of certain images held out as test rows (0 reproduces the origin)",
                              number(0.0, 1.0, hi_open=True))
+    group_by: str = param("", "a column every source has that groups images (a slide, field of view, patient, or "
+                          "source): the test split (01) and every out-of-fold fold (03, 05) keep each group whole, so "
+                          "no slide is scored by a model that trained on it; '' = none", optional_text)
     overrides_path: str = param("data/demo/overrides.csv", "label corrections from the review widget (07); "
                                 "01 applies them when the file exists; '' = none", optional_text)
     n_examples: int = param(8, "example images shown per class (03: mistakes and label issues shown)", integer(0, 64),
@@ -104,6 +107,12 @@ class Parameters(TrainSettings):
     truth_path: str = param("", "CSV of the hidden true class of every image_id (demo data: data/demo/truth.csv, "
                             "as demo.yaml sets): 03 trains the clean-label oracle on it, 06 scores against it; "
                             "'' = none", optional_text)
+    verified_path: str = param("data/demo/verified.csv", "verified test labels: the class a person confirmed for "
+                               "test rows (07 with queue 'test' writes them); 06 scores on them where they exist, "
+                               "they never train a model; '' = none", optional_text)
+    review_budget: int = param(0, "simulated reviewer (needs truth_path): 06 answers the first this many rows of the "
+                               "test-review queue from the truth, as verified labels marked simulated; 0 = none",
+                               integer(0))
     max_fpr: float = param(0.01, "the false-positive rate at which 06 reports the parasite recall (a screening "
                            "operating point)", number(1e-6, 1.0))
     primary_metric: str = param("roc_auc", "test metric that decides the best strategy: roc_auc, accuracy or f1",
@@ -113,6 +122,9 @@ class Parameters(TrainSettings):
     run: str = param("s_b", "whose predictions 07 reviews: s_a, s_b or a strategy such as s_1a", text)
     tag: str = param("", "with a strategy run: final (its final classifier) or diff (its differentiator)",
                      choice(*TAGS))
+    queue: str = param("", "'' reviews the predictions of `run` (corrections go to overrides_path); 'test' walks 06's "
+                       "test-review queue, most suspect first (labels go to verified_path as verified test labels)",
+                       choice(*REVIEW_QUEUES))
     per_page: int = param(24, "images per page of the review grid", integer(1, 200))
     rbc_per_ul: float = param(5000000.0, "assumed red cells per microlitre, for false positives per µl",
                               number(1.0, 1e9))
@@ -150,17 +162,18 @@ TRAINING = tuple(name for name in TRAIN_PARAMETERS if name != "sample_weights") 
 DIRS = ("data_dir", "data_dir_n", "data_dir_base", "ann_dict")
 
 NOTEBOOK_PARAMETERS: dict[str, tuple[str, ...]] = {
-    "01_combine": (*DIRS, "sources", "test_frac", "seed", "overrides_path", "n_examples"),
+    "01_combine": (*DIRS, "sources", "test_frac", "group_by", "seed", "overrides_path", "n_examples"),
     "02_split": (*DIRS, "seed", "n_examples"),
-    "03_baselines_SA_SB": (*DIRS, "which", *TRAINING, "resume", "wrong_from", "folds", "fold_jobs",
+    "03_baselines_SA_SB": (*DIRS, "which", *TRAINING, "resume", "wrong_from", "folds", "fold_jobs", "group_by",
                            "fold_ensemble", "truth_path", "precision_target", "recall_target", "n_examples"),
     "04_differentiator": (*DIRS, "strategy", *TRAINING, "resume", "delta", "n_neighbors",
                           "precision_target", "recall_target"),
     "05_relabel_and_classify": (*DIRS, "strategy", "relabel_thresh", "fix_threshold", "rounds", "folds", "fold_jobs",
+                                "group_by",
                                 *TRAINING, "resume", "sample_weights", "precision_target", "recall_target"),
-    "06_compare": (*DIRS, "strategies", "truth_path", "primary_metric", "max_fpr", "rbc_per_ul",
-                   "n_bootstrap", "seed"),
-    "07_review": (*DIRS, "run", "tag", "overrides_path", "per_page", "rbc_per_ul", "seed"),
+    "06_compare": (*DIRS, "strategies", "truth_path", "verified_path", "review_budget", "primary_metric", "max_fpr",
+                   "rbc_per_ul", "n_bootstrap", "seed"),
+    "07_review": (*DIRS, "run", "tag", "queue", "overrides_path", "verified_path", "per_page", "rbc_per_ul", "seed"),
 }
 STRATEGY_NOTEBOOKS = ("04_differentiator", "05_relabel_and_classify")
 DAG_NOTEBOOKS = ("01_combine", "02_split", "03_baselines_SA_SB", *STRATEGY_NOTEBOOKS, "06_compare")  # 07 is interactive

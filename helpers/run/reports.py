@@ -13,6 +13,7 @@ import pandas as pd
 from nbconvert import HTMLExporter
 
 from ..core.atomic import OutputSet
+from ..curation.compare import verification_text
 
 OK_STATUSES = ("ok", "not applicable", "unchanged")
 
@@ -105,10 +106,12 @@ def _verdict_html(reports_dir: Path) -> str:
     metrics = reports_dir.parent / "metrics" / "06_compare.json"
     if not metrics.is_file():
         return ""
-    verdict = json.loads(metrics.read_text()).get("verdict", {}).get("text", "")
+    verdict = json.loads(metrics.read_text()).get("verdict", {})
     chart = reports_dir / "comparison.png"
-    image = f'<p><img src="{chart.name}" alt="test metric per run with 95% bootstrap intervals"></p>' if chart.is_file() else ""
-    return (f"<h2>Which strategy gives the best classifier</h2><p><b>{html.escape(verdict)}</b> "
+    image = (f'<p><img src="{chart.name}" alt="test metric per run with 95% bootstrap intervals; the pick starred">'
+             "</p>" if chart.is_file() else "")
+    return (f"<h2>Which strategy gives the best classifier</h2><p><b>{html.escape(verdict.get('text', ''))}</b> "
+            f"{html.escape(verification_text(verdict))} "
             f'<a href="06_compare_nocode.html">Full comparison</a>.</p>{image}')
 
 
@@ -134,7 +137,7 @@ def comparison_text(metrics_dir: Path) -> str:
               if c in table.columns]
     shown = table[wanted].apply(lambda column: column if column.name == "status" else
                                 pd.to_numeric(column, errors="coerce"))  # JSON null -> NaN, not None
-    text = f"{shown.round(3).to_string()}\n\n{m['verdict']['text']}"
+    text = f"{shown.round(3).to_string()}\n\n{m['verdict']['text']}\n{verification_text(m['verdict'])}"
     if m.get("flip_finding"):
         flips = pd.DataFrame(m["flip_finding"]).set_index(["baseline", "method"])
         text += f"\n\nFinding the flipped labels (certain, non-test images):\n{flips.round(3).to_string()}"

@@ -29,11 +29,13 @@ import yaml
 from dask.distributed import Client, as_completed
 
 from ..core.atomic import OUTPUT_LOG_ENV, write_json
+from ..core.columns import test_mask
 from ..core.errors import ParameterError
 from ..core.fingerprints import code_hash, file_identity
 from ..core.paths import PROJECT_ROOT, resolve
 from ..curation.strategies import DEFAULT_STRATEGIES, STRATEGIES
-from ..data.layout import step_name
+from ..data.layout import Layout, step_name
+from ..data.sets import read_annotations
 from .config import check_parameters
 from .lock import run_lock
 from .parameters import DAG_NOTEBOOKS, NOTEBOOK_PARAMETERS, STRATEGY_NOTEBOOKS, notebook_defaults
@@ -89,6 +91,16 @@ def _check_wrong_label_strategies(chosen: list[str], baselines: dict[str, Any]) 
                                            "the label issues 03 finds out-of-fold: set wrong_from: out_of_fold")
 
 
+def _check_review_budget(budget: int, layout: Layout) -> None:
+    """A simulated review larger than the test rows is refused before anything runs (once 01 has
+    drawn the test rows; on a first run 06 checks it before its own work)."""
+    if budget and layout.combined.ann.is_file():
+        test_rows = int(test_mask(read_annotations(layout.combined.ann)).sum())
+        if budget > test_rows:
+            raise ParameterError("review_budget", f"is {budget}, more than the {test_rows} test rows of "
+                                                  f"{layout.combined.ann}")
+
+
 def plan(params: dict[str, Any], strategies: list[str] | None = None) -> Plan:
     """Turn layered parameters into checked steps; nothing runs if any parameter is wrong."""
     notebooks = list(DAG_NOTEBOOKS)
@@ -138,6 +150,10 @@ def plan(params: dict[str, Any], strategies: list[str] | None = None) -> Plan:
     steps[0].inputs = tuple(str(p) for pair in cfg.layout.sources(cfg.sources) for p in pair)
     if cfg.overrides_path:  # corrections from the review widget: a change reruns 01 and what follows
         steps[0].inputs += (str(resolve(cfg.overrides_path)),)
+    compare_params = steps[-1].parameters
+    if compare_params["verified_path"]:  # verified test labels change scoring only: a change reruns 06 alone
+        steps[-1].inputs += (str(resolve(compare_params["verified_path"])),)
+    _check_review_budget(compare_params["review_budget"], cfg.layout)
     _fingerprint(steps)
     return Plan(steps, cfg.layout.reports_dir, cfg.layout.metrics_dir, chosen,
                 [cfg.layout.data_dir, cfg.layout.data_dir_base])
