@@ -13,7 +13,7 @@ parasite recall at max_fpr, the share of the SB-to-oracle gap closed, the paired
 of the gain over SB, unsure relabel accuracy, pruned / fixed counts and their precision; cleanlab's
 precision and recall on the planted flips; the review-efficiency ratios to random at 5% and 10%.
 
-And the verdict (06's rule: paired bootstrap against SB, Holm-corrected) as a user would get it:
+And the verdict (06's rule: paired bootstrap against SB, step-down corrected) as a user would get it:
 scored on the annotations alone and after the simulated reviewer verified `--budgets` shares of the
 test-review queue, by ROC AUC and by accuracy: its pick, the pick's accuracy against the truth, and
 the regret (the best run's truth accuracy minus the pick's; the oracle is never a candidate).
@@ -256,6 +256,9 @@ def main() -> None:
     parser.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
                         help="another pipeline parameter, e.g. -p rounds=2 (use its own --out and --work)")
     parser.add_argument("--summary-only", action="store_true", help="rebuild the tables and plot from --out")
+    parser.add_argument("--reverdict", action="store_true",
+                        help="measure the verdict again on every finished setting whose --work folder is still there "
+                             "(after a change of 06's rule; no training)")
     args = parser.parse_args()
     args.strategies = args.strategies.split(",")
     args.budgets = [float(b) for b in args.budgets.split(",")]
@@ -271,6 +274,11 @@ def main() -> None:
                     with args.out.open("a") as f:
                         f.write(json.dumps(line) + "\n")
     lines = backfill(read_lines(args.out), args.work)
+    if args.reverdict:
+        for line in lines:
+            data = args.work / setting_key(line["noise"], line["flip_frac"], line["seed"])
+            if (data / "runs").is_dir():
+                line["verdicts"] = verdict_scores(data, line["strategies"], args.budgets, line["seed"])
     if lines:  # keep what was backfilled: the work folders are temporary
         args.out.write_text("".join(json.dumps(line) + "\n" for line in lines))
     table = summary(lines)

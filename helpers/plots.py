@@ -224,7 +224,8 @@ def comparison_chart(table: pd.DataFrame, column: str, ci_prefix: str, *, pick: 
             ax.text(i, 0.02, table.loc[n, "status"], rotation=90, ha="center", va="bottom", fontsize=8)
     finite = values[ok & (values > 0)]
     ax.set_ylim(max(0.0, float(finite.min()) - 0.1) if len(finite) else 0, 1.0)
-    ax.set(ylabel=f"test {column}", title=f"Test {column} per run (baselines blue, strategies orange, oracle grey; 95% bootstrap CI)")
+    ax.set(ylabel=f"test {column}", title=f"Test {column} per run, on verified labels where they exist (baselines "
+                                          "blue, strategies orange, oracle grey; 95% bootstrap CI)")
     return fig
 
 

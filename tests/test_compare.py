@@ -3,7 +3,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.curation.compare import RunRecord, comparison_table, verdict
+from helpers.curation.compare import RunRecord, comparison_table
+from helpers.curation.verdict_rule import verdict
 from helpers.data.layout import Layout
 
 IDS = [f"img:{i}" for i in range(6)]

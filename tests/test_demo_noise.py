@@ -41,10 +41,24 @@ def test_systematic_probabilities_meet_the_mean_even_when_capped():
     assert prob.mean() == pytest.approx(0.4, rel=0.01) and prob.max() <= 1 and (prob[:50] == 0).all()
 
 
-def test_default_demo_is_unchanged_uniform_3_percent(tmp_path):
+def test_default_demo_is_peoples_errors_at_10_percent(tmp_path):
     default = _flips(tmp_path / "d")
-    explicit = _flips(tmp_path / "e", flip_frac=0.03, noise="uniform")
+    explicit = _flips(tmp_path / "e", flip_frac=0.10, noise="systematic")
     assert default.equals(explicit)
+
+
+def test_slides_have_their_own_stain_and_parasitaemia_in_every_source(tmp_path):
+    make_demo(tmp_path, DemoSpec(n_patient=1200, n_neg=600, size=15, seed=2))
+    for source in ("patient", "neg"):
+        ann = pd.read_csv(tmp_path / source / f"{source}_combined_ann.csv")
+        images = np.load(tmp_path / source / f"{source}_combined_images.npy")
+        assert ann["slide"].str.startswith(f"{source}-").all() and ann["slide"].nunique() >= 2
+        brightness = pd.Series(images[:, 0].mean(axis=(1, 2))).groupby(ann["slide"].to_numpy()).mean()
+        assert brightness.max() - brightness.min() > 2  # one slide is visibly brighter than another
+    truth = pd.read_csv(tmp_path / "truth.csv").iloc[:1200]
+    patient = pd.read_csv(tmp_path / "patient" / "patient_combined_ann.csv")
+    share = (truth["truth"] == "parasite").groupby(patient["slide"].to_numpy()).mean()
+    assert share.max() - share.min() > 0.1  # patients differ in parasitaemia
 
 
 def test_cli_takes_flip_frac_and_noise_and_refuses_bad_values(tmp_path, capsys):

@@ -141,5 +141,5 @@ def test_not_applicable_strategy_is_reported_and_the_run_goes_on(tiny_demo, tmp_
     rows = {r["run"]: r for r in read_metrics(base, "06_compare")["table"]}
     assert rows["s_1a"]["status"] == "not applicable"
     shown = json.dumps([c.get("outputs", []) for c in nb.cells])
-    assert "Best by test ROC AUC" in shown and "not applicable" in shown
+    assert "Best by test accuracy" in shown and "not applicable" in shown
     assert "PosixPath" not in shown  # no stray return values in the report

@@ -22,7 +22,7 @@ import helpers.run.runner as runner
 from helpers.core.atomic import OutputSet
 from helpers.core.errors import InputError, ParameterError
 from helpers.core.paths import PROJECT_ROOT
-from helpers.curation.compare import verdict
+from helpers.curation.verdict_rule import verdict
 from helpers.data.combine_split import combine
 from helpers.data.demo import make_demo
 from helpers.data.layout import Layout

@@ -153,6 +153,22 @@ def test_review_budget_above_the_test_rows_is_refused_before_anything_runs(tmp_p
     assert calls == []
 
 
+def test_a_bad_verified_label_is_refused_before_anything_runs(tmp_path, monkeypatch):
+    calls: list[str] = []
+    monkeypatch.setattr(runner, "execute", _fake_execute(set(), calls))
+    layout_dirs = _dirs(tmp_path)
+    combined = Path(layout_dirs["data_dir"]) / "combined_ann.csv"
+    combined.parent.mkdir(parents=True)
+    combined.write_text("index,annotation,image_id,split\n0,1.0,a:0,test\n1,0.0,a:1,train\n")
+    from helpers.core.errors import InputError
+    from helpers.data.verified import VerifiedStore
+
+    VerifiedStore(tmp_path / "verified.csv", who="tester").add(["a:1"], "parasite", annotated=["non-parasite"])
+    with pytest.raises(InputError, match="verified.csv: line 2: image 'a:1' is not a test row"):
+        run_pipeline({**layout_dirs, "strategies": ["s_1a"], "verified_path": str(tmp_path / "verified.csv")})
+    assert calls == []
+
+
 def test_a_change_in_the_helpers_code_reruns_the_steps(tmp_path, monkeypatch):
     calls: list[str] = []
     monkeypatch.setattr(runner, "execute", _fake_execute(set(), calls))

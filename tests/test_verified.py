@@ -1,5 +1,5 @@
 """A verdict you can trust: verified test labels, the test-review queue, the simulated reviewer,
-Holm-corrected tests against SB, and groups kept whole by the test split and the folds."""
+step-down corrected tests against SB, and groups kept whole by the test split and the folds."""
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,14 +12,14 @@ from helpers.curation.compare import (
     queue_test_rows,
     read_verified,
     simulated_review,
-    verdict,
 )
 from helpers.curation.out_of_fold import fold_assignment
 from helpers.curation.test_review import estimated_label_errors, review_queue
+from helpers.curation.verdict_rule import verdict
 from helpers.data.combine_split import combine
 from helpers.data.layout import Layout
 from helpers.data.verified import VerifiedStore, verified_labels
-from helpers.metrics import holm_adjusted
+from helpers.metrics import stepdown_adjusted
 from helpers.run.config import check_parameters
 from helpers.run.parameters import notebook_defaults
 
@@ -127,8 +127,24 @@ def test_the_simulated_reviewer_is_refused_by_name_without_truth_or_beyond_the_t
 
 # ---------------------------------------------------------------- honest statistics
 
-def test_holm_adjusted_p_values_by_hand():
-    np.testing.assert_allclose(holm_adjusted([0.01, 0.04, 0.03, 0.005]), [0.03, 0.06, 0.06, 0.02])
+def test_the_step_down_correction_charges_for_independent_runs_not_for_copies():
+    rng = np.random.default_rng(0)
+    one = rng.normal(0.01, 0.005, 2000)  # a run about two standard errors above SB
+    single = stepdown_adjusted(np.array([0.01]), one[None])[0]
+    copies = stepdown_adjusted(np.full(10, 0.01), np.tile(one, (10, 1)))
+    np.testing.assert_allclose(copies, single)  # ten runs that err alike are one test
+    independent = np.vstack([one, rng.normal(0.0, 0.005, (9, 2000))])
+    assert stepdown_adjusted(np.r_[0.01, np.zeros(9)], independent)[0] > 2 * single
+
+
+def test_the_step_down_correction_keeps_false_claims_rare_when_no_run_beats_sb():
+    rng = np.random.default_rng(1)
+    any_claim = []
+    for _ in range(200):  # ten runs no better than SB: observed differences are noise around 0
+        observed = rng.normal(0, 0.005, 10)
+        resampled = observed[:, None] + rng.normal(0, 0.005, (10, 500))
+        any_claim.append((stepdown_adjusted(observed, resampled) <= 0.05).any())
+    assert np.mean(any_claim) <= 0.08
 
 
 def _table(values: dict[str, float]) -> pd.DataFrame:
@@ -148,7 +164,7 @@ def test_the_verdict_keeps_sb_when_no_strategy_is_significantly_above_it():
     table = _table({name: float(s.mean()) for name, s in samples.items()})
     result = verdict(table, samples, "accuracy")
     assert result["best"] == "s_0" and result["significantly_above_sb"] == ["s_0"]
-    assert result["tests"]["s_0"]["p_holm"] <= 0.05 and "Verdict: s_0 beats SB" in result["text"]
+    assert result["tests"]["s_0"]["p_adjusted"] <= 0.05 and "Verdict: s_0 beats SB" in result["text"]
 
 
 def test_the_oracle_is_never_tested_or_picked():

@@ -34,8 +34,10 @@ class DemoSpec:
     channels: int = 4
     size: int = 31
     parasite_frac: float = 0.3
-    flip_frac: float = 0.03
-    noise: str = "uniform"  # or "systematic"
+    # People's errors at a level where curation matters: the clean-label oracle is 1-2 points above
+    # SB against the truth here (benchmarks/curation.py, seeds 0-2); uniform 3% left no gap to close.
+    flip_frac: float = 0.10
+    noise: str = "systematic"  # or "uniform"
     max_unsure_prob: float = 0.7
     slide_size: int = 250  # crops per slide, about
     seed: int = 0
@@ -62,10 +64,12 @@ def _spots(rng: np.random.Generator, n: int, size: int, radius: np.ndarray, sigm
 
 
 def slide_looks(rng: np.random.Generator, n_slides: int, channels: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per slide: a stain gain for every channel but the last (DPC-like) one, and a brightness offset."""
+    """Per slide: a stain gain for every channel but the last (DPC-like) one (a common strength times
+    a small per-channel tint) and a brightness offset; mild enough that the true class stays readable."""
     gain = np.ones((n_slides, channels), np.float32)
-    gain[:, :-1] = rng.uniform(0.75, 1.3, (n_slides, channels - 1))
-    return gain, rng.uniform(-10, 10, n_slides).astype(np.float32)
+    strength = rng.uniform(0.88, 1.12, (n_slides, 1))
+    gain[:, :-1] = strength * rng.uniform(0.96, 1.04, (n_slides, channels - 1))
+    return gain, rng.uniform(-5, 5, n_slides).astype(np.float32)
 
 
 def render(rng: np.random.Generator, truth_parasite: np.ndarray, spec: DemoSpec,

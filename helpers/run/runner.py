@@ -36,6 +36,7 @@ from ..core.paths import PROJECT_ROOT, resolve
 from ..curation.strategies import DEFAULT_STRATEGIES, STRATEGIES
 from ..data.layout import Layout, step_name
 from ..data.sets import read_annotations
+from ..data.verified import VerifiedStore, verified_labels
 from .config import check_parameters
 from .lock import run_lock
 from .parameters import DAG_NOTEBOOKS, NOTEBOOK_PARAMETERS, STRATEGY_NOTEBOOKS, notebook_defaults
@@ -101,6 +102,18 @@ def _check_review_budget(budget: int, layout: Layout) -> None:
                                                   f"{layout.combined.ann}")
 
 
+def _check_verified(verified_path: str, layout: Layout) -> None:
+    """A verified-labels file with a bad row is refused before anything runs, naming the file and line:
+    every row once 01 has drawn the test rows, else what can be told without them (the columns)."""
+    path = resolve(verified_path) if verified_path else None
+    if path is None or not path.is_file():
+        return
+    if layout.combined.ann.is_file():
+        verified_labels(path, read_annotations(layout.combined.ann), layout.scheme)
+    else:
+        VerifiedStore(path).read()
+
+
 def plan(params: dict[str, Any], strategies: list[str] | None = None) -> Plan:
     """Turn layered parameters into checked steps; nothing runs if any parameter is wrong."""
     notebooks = list(DAG_NOTEBOOKS)
@@ -154,6 +167,7 @@ def plan(params: dict[str, Any], strategies: list[str] | None = None) -> Plan:
     if compare_params["verified_path"]:  # verified test labels change scoring only: a change reruns 06 alone
         steps[-1].inputs += (str(resolve(compare_params["verified_path"])),)
     _check_review_budget(compare_params["review_budget"], cfg.layout)
+    _check_verified(compare_params["verified_path"], cfg.layout)
     _fingerprint(steps)
     return Plan(steps, cfg.layout.reports_dir, cfg.layout.metrics_dir, chosen,
                 [cfg.layout.data_dir, cfg.layout.data_dir_base])
