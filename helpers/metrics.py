@@ -227,16 +227,20 @@ def stepdown_adjusted(observed: np.ndarray, resampled: np.ndarray) -> np.ndarray
     so it loses less power with many correlated runs. Studentised by each difference's bootstrap SE."""
     d = np.asarray(observed, float)
     r = np.asarray(resampled, float)
+    defined = np.isfinite(d) & np.isfinite(r).any(axis=1)  # an undefined difference is never a claim
+    adjusted = np.ones(len(d))
+    if not defined.any():
+        return adjusted
+    d, r = d[defined], r[defined]
     se = np.maximum(np.nanstd(r, axis=1), 1e-12)
     t = d / se
-    null = (r - d[:, None]) / se[:, None]  # the bootstrap's spread around each difference: its null
+    null = np.nan_to_num((r - d[:, None]) / se[:, None], nan=-np.inf)  # the spread around each difference
     order = np.argsort(-t, kind="stable")
-    adjusted = np.empty(len(d))
+    kept = np.empty(len(d))
     running = 0.0
     for k, i in enumerate(order):
-        remaining = order[k:]
-        max_null = np.nanmax(null[remaining], axis=0)
-        p = (1 + np.sum(max_null >= t[i])) / (1 + null.shape[1])
-        running = max(running, p)
-        adjusted[i] = running
+        max_null = null[order[k:]].max(axis=0)
+        running = max(running, (1 + np.sum(max_null >= t[i])) / (1 + null.shape[1]))
+        kept[i] = running
+    adjusted[defined] = kept
     return adjusted

@@ -216,3 +216,9 @@ def test_out_of_fold_folds_keep_every_group_whole():
     assert (fold[:20] == -1).all() and set(fold[20:]) == {0, 1, 2}
     for group in set(groups[20:]):
         assert len(set(fold[20:][groups[20:] == group])) == 1, group
+
+
+def test_an_undefined_difference_is_never_a_claim():
+    resampled = np.vstack([np.full(100, np.nan), np.full(100, 0.05)])
+    adjusted = stepdown_adjusted(np.array([np.nan, 0.05]), resampled)
+    assert adjusted[0] == 1.0 and adjusted[1] <= 0.05
