@@ -140,13 +140,20 @@ def test_new_verified_test_labels_rerun_only_the_comparison(tmp_path, monkeypatc
     assert {r.status for r in results if r.step != "06_compare"} == {"unchanged"}
 
 
+def _dirs_with_combined(tmp_path, splits: list[str]) -> dict:
+    """The folders, with a combined annotations file as 01 leaves it: images a:0, a:1, ... in `splits`."""
+    dirs = _dirs(tmp_path)
+    combined = Path(dirs["data_dir"]) / "combined_ann.csv"
+    combined.parent.mkdir(parents=True)
+    rows = [f"{i},{1.0 if i == 0 else 0.0},a:{i},{split}" for i, split in enumerate(splits)]
+    combined.write_text("index,annotation,image_id,split\n" + "\n".join(rows) + "\n")
+    return dirs
+
+
 def test_review_budget_above_the_test_rows_is_refused_before_anything_runs(tmp_path, monkeypatch):
     calls: list[str] = []
     monkeypatch.setattr(runner, "execute", _fake_execute(set(), calls))
-    layout_dirs = _dirs(tmp_path)
-    combined = Path(layout_dirs["data_dir"]) / "combined_ann.csv"
-    combined.parent.mkdir(parents=True)
-    combined.write_text("index,annotation,image_id,split\n0,1.0,a:0,test\n1,0.0,a:1,test\n2,0.0,a:2,train\n")
+    layout_dirs = _dirs_with_combined(tmp_path, ["test", "test", "train"])
     params = {**layout_dirs, "strategies": ["s_1a"], "truth_path": "truth.csv", "review_budget": 3}
     with pytest.raises(ParameterError, match="'review_budget'.*is 3, more than the 2 test rows"):
         run_pipeline(params)
@@ -156,10 +163,7 @@ def test_review_budget_above_the_test_rows_is_refused_before_anything_runs(tmp_p
 def test_a_bad_verified_label_is_refused_before_anything_runs(tmp_path, monkeypatch):
     calls: list[str] = []
     monkeypatch.setattr(runner, "execute", _fake_execute(set(), calls))
-    layout_dirs = _dirs(tmp_path)
-    combined = Path(layout_dirs["data_dir"]) / "combined_ann.csv"
-    combined.parent.mkdir(parents=True)
-    combined.write_text("index,annotation,image_id,split\n0,1.0,a:0,test\n1,0.0,a:1,train\n")
+    layout_dirs = _dirs_with_combined(tmp_path, ["test", "train"])
     from helpers.core.errors import InputError
     from helpers.data.verified import VerifiedStore
 
