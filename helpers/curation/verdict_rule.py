@@ -52,6 +52,8 @@ def verdict(table: pd.DataFrame, samples: dict[str, np.ndarray], primary: str) -
     lead = "Highest point estimate of test" if tested else "Best by test"
     parts = [out["decision"]] if tested else []
     parts += describe_leader(ok, ranked, samples, primary, column, lead=lead, out=out)
+    if tested:
+        parts.append(f"(Each interval is for one comparison; the verdict corrects for testing {len(ranked) - 1} runs.)")
     out["text"] = " ".join(parts)
     return out
 
