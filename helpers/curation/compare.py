@@ -30,6 +30,7 @@ from .oracle import ORACLE
 from .relabel import relabel_accuracy, relabel_coverage
 from .test_review import (
     SIMULATED_REVIEWER,
+    consensus_score,
     estimated_label_errors,
     review_queue,
     scoring_labels,
@@ -225,8 +226,7 @@ def verification_summary(scored: TestScores, table: pd.DataFrame, *, primary: st
     """How many test rows are verified, how many label errors cleanlab estimates among the rest, and
     (with verified rows) the verdict the annotations alone would give."""
     annotated_pos = scored.test["value"].to_numpy() == POSITIVE_VALUE
-    runs = {name: s for name, s in scored.scores.items() if name != ORACLE}  # the oracle learned from the truth
-    mean = np.mean([score for score, _ in runs.values()], axis=0) if runs else np.full(len(annotated_pos), 0.5)
+    mean = consensus_score(out_of_sample_scores(scored.scores), len(annotated_pos))
     rest = ~scored.verified
     out: dict[str, Any] = {"test_rows": int(len(scored.test)), "verified_rows": int(scored.verified.sum()),
                            "estimated_label_errors_unverified": estimated_label_errors(annotated_pos[rest], mean[rest]),
@@ -326,13 +326,18 @@ def table_views(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 # ---------------------------------------------------------------- reviewing the test rows
 
+def out_of_sample_scores(scores: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Each run's positive output on the test rows, but the oracle's: it learned from the truth."""
+    return {name: score for name, (score, _) in scores.items() if name != ORACLE}
+
+
 def queue_test_rows(records: dict[str, RunRecord], layout: Layout) -> pd.DataFrame:
     """The test rows ordered by how likely their annotation is wrong, from every run's test outputs
     (not the oracle's: it learned from the truth); written to `layout.test_queue` for 07."""
     test = test_rows(layout)
-    scores = {name: aligned_scores(r, test, layout.scheme)[0] for name, r in records.items()
-              if r.status == "ok" and name != ORACLE}
-    queue = review_queue(test["image_id"].to_numpy(), test["value"].to_numpy(), scores, layout.scheme)
+    scores = {name: aligned_scores(r, test, layout.scheme) for name, r in records.items() if r.status == "ok"}
+    queue = review_queue(test["image_id"].to_numpy(), test["value"].to_numpy(), out_of_sample_scores(scores),
+                         layout.scheme)
     with OutputSet() as out:
         queue.to_csv(out.path(layout.test_queue))
     return queue

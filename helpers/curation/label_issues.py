@@ -13,6 +13,12 @@ from ..data.truth import truth_lookup
 from ..metrics import entropy, own_class_scores, ranking_scores
 
 
+def cleanlab_probs(probs: np.ndarray) -> np.ndarray:
+    """Class probabilities as cleanlab needs them: no exact zeros, each row summing to 1."""
+    p = np.clip(probs, 1e-6, 1)
+    return p / p.sum(axis=1, keepdims=True)
+
+
 def label_issue_scores(annotations: np.ndarray, pred_probs: np.ndarray,
                        class_values: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """cleanlab's self-confidence (`label_quality`, 0 = surely mislabelled) and confident-learning flag
@@ -21,8 +27,7 @@ def label_issue_scores(annotations: np.ndarray, pred_probs: np.ndarray,
     rounded = round_annotations(annotations)
     rows = np.flatnonzero(np.isin(rounded, class_values) & np.isfinite(pred_probs).all(axis=1))
     labels = np.searchsorted(np.asarray(class_values), rounded[rows])
-    p = np.clip(pred_probs[rows], 1e-6, 1)
-    p = p / p.sum(axis=1, keepdims=True)
+    p = cleanlab_probs(pred_probs[rows])
     quality = np.full(len(rounded), np.nan)
     issue = np.zeros(len(rounded), bool)
     if len(np.unique(labels)) == len(class_values):  # cleanlab needs every class present

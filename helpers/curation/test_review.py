@@ -16,6 +16,7 @@ from cleanlab.rank import get_label_quality_scores
 from ..core.labels import POSITIVE_VALUE, LabelScheme
 from ..data.truth import truth_lookup
 from ..data.verified import VerifiedStore
+from .label_issues import cleanlab_probs
 
 SIMULATED_REVIEWER = "simulated reviewer (truth.csv)"
 
@@ -28,10 +29,9 @@ def review_queue(image_ids: np.ndarray, annotated: np.ndarray, positive_scores: 
     `annotated` holds the rows' annotated values (negative or positive), `positive_scores` each
     run's positive output on the same rows (the clean-label oracle is left out by the caller: it
     learned from the truth)."""
-    mean = np.mean(list(positive_scores.values()), axis=0) if positive_scores else np.full(len(image_ids), 0.5)
+    mean = consensus_score(positive_scores, len(image_ids))
     labels = (np.asarray(annotated) == POSITIVE_VALUE).astype(int)
-    probs = np.clip(np.stack([1 - mean, mean], axis=1), 1e-6, 1)
-    quality = get_label_quality_scores(labels, probs / probs.sum(axis=1, keepdims=True))
+    quality = get_label_quality_scores(labels, _two_class_probs(mean))
     order = np.argsort(quality, kind="stable")
     queue = pd.DataFrame({"image_id": np.asarray(image_ids)[order],
                           "annotated": np.where(labels[order] == 1, scheme.positive, scheme.negative),
@@ -46,8 +46,16 @@ def estimated_label_errors(annotated: np.ndarray, positive_score: np.ndarray) ->
     labels = (np.asarray(annotated) == POSITIVE_VALUE).astype(int)
     if len(np.unique(labels)) < 2:
         return 0
-    probs = np.clip(np.stack([1 - positive_score, positive_score], axis=1), 1e-6, 1)
-    return int(num_label_issues(labels, probs / probs.sum(axis=1, keepdims=True)))
+    return int(num_label_issues(labels, _two_class_probs(positive_score)))
+
+
+def consensus_score(positive_scores: dict[str, np.ndarray], rows: int) -> np.ndarray:
+    """The runs' mean positive output per row (0.5 without any run): the second opinion on a label."""
+    return np.mean(list(positive_scores.values()), axis=0) if positive_scores else np.full(rows, 0.5)
+
+
+def _two_class_probs(positive_score: np.ndarray) -> np.ndarray:
+    return cleanlab_probs(np.stack([1 - positive_score, positive_score], axis=1))
 
 
 def simulate_review(queue: pd.DataFrame, truth: pd.DataFrame, budget: int, store: VerifiedStore) -> int:
