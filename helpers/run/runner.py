@@ -92,26 +92,26 @@ def _check_wrong_label_strategies(chosen: list[str], baselines: dict[str, Any]) 
                                            "the label issues 03 finds out-of-fold: set wrong_from: out_of_fold")
 
 
-def _check_review_budget(budget: int, layout: Layout) -> None:
-    """A simulated review larger than the test rows is refused before anything runs (once 01 has
-    drawn the test rows; on a first run 06 checks it before its own work)."""
-    if budget and layout.combined.ann.is_file():
-        test_rows = int(test_mask(read_annotations(layout.combined.ann)).sum())
-        if budget > test_rows:
-            raise ParameterError("review_budget", f"is {budget}, more than the {test_rows} test rows of "
-                                                  f"{layout.combined.ann}")
-
-
-def _check_verified(verified_path: str, layout: Layout) -> None:
-    """A verified-labels file with a bad row is refused before anything runs, naming the file and line:
-    every row once 01 has drawn the test rows, else what can be told without them (the columns)."""
+def _check_test_review(budget: int, verified_path: str, layout: Layout) -> None:
+    """A simulated review larger than the test rows, or a verified-labels file with a bad row, is
+    refused before anything runs, naming the parameter or the file and line. Once 01 has drawn the
+    test rows every check is made (one read of them); on a first run, only what can be told without
+    them (the file's columns), and 06 checks the rest before its own work."""
     path = resolve(verified_path) if verified_path else None
-    if path is None or not path.is_file():
+    has_file = path is not None and path.is_file()
+    if not layout.combined.ann.is_file():
+        if has_file:
+            VerifiedStore(path).read()
         return
-    if layout.combined.ann.is_file():
-        verified_labels(path, read_annotations(layout.combined.ann), layout.scheme)
-    else:
-        VerifiedStore(path).read()
+    if not budget and not has_file:
+        return
+    combined = read_annotations(layout.combined.ann)
+    test_rows = int(test_mask(combined).sum())
+    if budget > test_rows:
+        raise ParameterError("review_budget", f"is {budget}, more than the {test_rows} test rows of "
+                                              f"{layout.combined.ann}")
+    if has_file:
+        verified_labels(path, combined, layout.scheme)
 
 
 def plan(params: dict[str, Any], strategies: list[str] | None = None) -> Plan:
@@ -166,8 +166,7 @@ def plan(params: dict[str, Any], strategies: list[str] | None = None) -> Plan:
     compare_params = steps[-1].parameters
     if compare_params["verified_path"]:  # verified test labels change scoring only: a change reruns 06 alone
         steps[-1].inputs += (str(resolve(compare_params["verified_path"])),)
-    _check_review_budget(compare_params["review_budget"], cfg.layout)
-    _check_verified(compare_params["verified_path"], cfg.layout)
+    _check_test_review(compare_params["review_budget"], compare_params["verified_path"], cfg.layout)
     _fingerprint(steps)
     return Plan(steps, cfg.layout.reports_dir, cfg.layout.metrics_dir, chosen,
                 [cfg.layout.data_dir, cfg.layout.data_dir_base])
