@@ -140,12 +140,12 @@ def label_issues(runs: Mapping[str, TrainedRun], cfg: Config) -> pd.DataFrame:
     return label_issue_summary(runs, cfg.scheme)
 
 
-def baselines_metrics(cfg: Config, runs: Mapping[str, TrainedRun], oracle_run: Outcome) -> dict[str, Any]:
-    """What 03 writes to its metrics.json."""
+def baselines_metrics(cfg: Config, runs: Mapping[str, TrainedRun], right_wrong: Mapping[str, pd.DataFrame],
+                      oracle_run: Outcome) -> dict[str, Any]:
+    """What 03 writes to its metrics.json; `right_wrong` the counts right_wrong_sets returned."""
     return {"step": "03_baselines_SA_SB", "status": "ok", "wrong_from": cfg.wrong_from,
-            "runs": {name: {**headline(run), "right_wrong": counts.to_dict(orient="index")}
-                     for name, run in runs.items()
-                     for counts in [right_wrong_counts(run.predictions, cfg.scheme, run.score_source)]},
+            "runs": {name: {**headline(run), "right_wrong": right_wrong[name].to_dict(orient="index")}
+                     for name, run in runs.items()},
             "oracle": (headline(oracle_run.run) if oracle_run.applies
                        else {"status": oracle_run.status, "reason": oracle_run.reason})}
 
