@@ -16,7 +16,9 @@ precision and recall on the planted flips; the review-efficiency ratios to rando
 And the verdict (06's rule: paired bootstrap against SB, step-down corrected) as a user would get it:
 scored on the annotations alone and after the simulated reviewer verified `--budgets` shares of the
 test-review queue, by ROC AUC and by accuracy: its pick, the pick's accuracy against the truth, and
-the regret (the best run's truth accuracy minus the pick's; the oracle is never a candidate).
+the regret (the best run's truth accuracy minus the pick's; the oracle is never a candidate). A
+budget of 1 verifies every test row: the rule scored on the truth, so its regret is what the test
+set's size and the significance rule leave, whatever the review.
 
 Resumable: each finished setting is one line of --out, and a rerun skips it. The summary (one
 markdown table per noise kind, means over seeds) and the plot (gap closed by the best strategy
@@ -248,8 +250,9 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--strategies", default="s_2thr,s_prune,s_fix,s_2thr_fix,s_soft_fix")
     parser.add_argument("--folds", type=int, default=3)
-    parser.add_argument("--budgets", default="0,0.05,0.10,0.20",
-                        help="shares of the test rows the simulated reviewer verifies before each verdict")
+    parser.add_argument("--budgets", default="0,0.05,0.10,0.20,1",
+                        help="shares of the test rows the simulated reviewer verifies before each verdict "
+                             "(1: every test row, the same rule on the truth: the least regret it can reach)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/curation_bench"))
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/curation.jsonl")
     parser.add_argument("--plot", type=Path, default=ROOT / "benchmarks/results/curation.png")

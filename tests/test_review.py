@@ -12,7 +12,7 @@ from helpers.data.sets import open_image_set, read_annotations
 from helpers.metrics import threshold_summary
 from helpers.model.training import prepare_training_data
 from helpers.review.features import cached_features, in_polygon, most_similar
-from helpers.review.logic import badge, filter_rows, order_rows, page, sample_for_review
+from helpers.review.logic import QUEUE_ORDER, badge, filter_rows, order_rows, page, sample_for_review
 from helpers.run.parameters import train_config
 
 
@@ -41,6 +41,7 @@ def test_score_entropy_label_and_random_sorts(scheme):
     assert order_rows(preds, scheme, "label", descending=False).tolist()[:3] == [0, 2, 5]
     r1, r2 = (order_rows(preds, scheme, "random", seed=3) for _ in range(2))
     assert r1.tolist() == r2.tolist() and sorted(r1) == list(range(6))
+    assert order_rows(preds, scheme, QUEUE_ORDER).tolist() == list(range(6))  # the test-review queue as 06 wrote it
     with pytest.raises(ValueError):
         order_rows(preds, scheme, "colour")
 

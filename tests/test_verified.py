@@ -91,13 +91,29 @@ def test_the_latest_verified_label_wins_and_undo_takes_back_the_last_action(layo
 
 # ---------------------------------------------------------------- the queue and the simulated reviewer
 
+def _outputs(positive_scores: dict[str, list[float]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    return {name: (np.array(score), np.array(score) > 0.5) for name, score in positive_scores.items()}
+
+
 def test_the_queue_puts_the_most_suspect_test_labels_first(scheme):
-    queue = review_queue(np.array(IDS), np.array(LABELS), {"a": np.array([0.9, 0.8, 0.1, 0.2, 0.1, 0.6]),
-                                                          "b": np.array([0.9, 0.9, 0.2, 0.1, 0.1, 0.5])}, scheme)
-    assert queue["image_id"].tolist()[:2] == ["img:2", "img:5"]  # a parasite scored 0.15, a non-parasite 0.55
-    assert queue["mean positive score"].iloc[0] == pytest.approx(0.15) and queue.index[0] == 1
-    assert (np.diff(queue["label_quality"]) >= 0).all()
+    queue = review_queue(np.array(IDS), np.array(LABELS), _outputs({"a": [0.9, 0.8, 0.1, 0.2, 0.1, 0.6],
+                                                                    "b": [0.9, 0.9, 0.2, 0.1, 0.1, 0.4]}), scheme)
+    # img:5 (a non-parasite scored 0.5) splits the runs; img:2 (a parasite scored 0.15) is suspect, but
+    # both runs call it non-parasite, so its label moves both scores alike
+    assert queue["image_id"].tolist()[:2] == ["img:5", "img:2"]
+    assert queue["priority"].iloc[0] == pytest.approx(0.5) and (queue["priority"].iloc[1:] == 0).all()
+    assert queue["mean positive score"].iloc[1] == pytest.approx(0.15) and queue.index[0] == 1
+    assert (np.diff(queue["label_quality"].iloc[1:]) >= 0).all()  # the rest: most suspect first
     assert estimated_label_errors(np.array(LABELS), np.array([0.9, 0.9, 0.9, 0.1, 0.1, 0.1])) == 0
+
+
+def test_the_queue_puts_rows_where_the_runs_disagree_first_most_suspect_first(scheme):
+    outputs = _outputs({"a": [0.9, 0.6, 0.6, 0.1, 0.4, 0.1], "b": [0.9, 0.4, 0.4, 0.1, 0.55, 0.1],
+                        "c": [0.9, 0.4, 0.4, 0.1, 0.55, 0.1]})
+    outputs["c"][0][1] = 0.1  # img:1: c is surer the parasite label is wrong than on img:2
+    queue = review_queue(np.array(IDS), np.array(LABELS), outputs, scheme)
+    assert queue["image_id"].tolist()[:3] == ["img:1", "img:2", "img:4"]
+    assert queue["runs calling positive"].tolist()[:3] == [1, 1, 2]
 
 
 def test_the_simulated_reviewer_answers_the_head_of_the_queue_from_the_truth(layout, records):

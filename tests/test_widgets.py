@@ -101,11 +101,14 @@ def test_embedding_lasso_and_click_show_images_in_the_grid(review_files, scheme)
 def test_verifying_test_labels_writes_the_verified_file_with_who_and_offers_certain_classes_only(review_files,
                                                                                               scheme):
     from helpers.data.verified import VerifiedStore
+    from helpers.review.logic import QUEUE_ORDER
 
     folder, features = review_files
     preds = pd.read_csv(folder / "preds.csv")
     store = VerifiedStore(folder / "verified.csv", who="tester")
-    w = ReviewWidget(preds, np.load(folder / "images.npy"), scheme, store, features=features, per_page=8)
+    w = ReviewWidget(preds, np.load(folder / "images.npy"), scheme, store, features=features, per_page=8,
+                     sort=QUEUE_ORDER)
+    assert w.sort.value == QUEUE_ORDER and w.shown.tolist() == list(range(8))  # the queue's head, in its order
     labels = [getattr(b, "description", "") for box in w.children if hasattr(box, "children") for b in box.children]
     assert "→ parasite" in labels and "→ non-parasite" in labels
     assert "→ unsure" not in labels and not any(label.startswith("flag") for label in labels)

@@ -226,7 +226,7 @@ def verification_summary(scored: TestScores, table: pd.DataFrame, *, primary: st
     """How many test rows are verified, how many label errors cleanlab estimates among the rest, and
     (with verified rows) the verdict the annotations alone would give."""
     annotated_pos = scored.test["value"].to_numpy() == POSITIVE_VALUE
-    mean = consensus_score(out_of_sample_scores(scored.scores), len(annotated_pos))
+    mean = consensus_score(out_of_sample(scored.scores), len(annotated_pos))
     rest = ~scored.verified
     out: dict[str, Any] = {"test_rows": int(len(scored.test)), "verified_rows": int(scored.verified.sum()),
                            "estimated_label_errors_unverified": estimated_label_errors(annotated_pos[rest], mean[rest]),
@@ -326,17 +326,18 @@ def table_views(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 # ---------------------------------------------------------------- reviewing the test rows
 
-def out_of_sample_scores(scores: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Each run's positive output on the test rows, but the oracle's: it learned from the truth."""
-    return {name: score for name, (score, _) in scores.items() if name != ORACLE}
+def out_of_sample(scores: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each run's test outputs (positive score, predicted positive), but the oracle's: it learned from the truth."""
+    return {name: outputs for name, outputs in scores.items() if name != ORACLE}
 
 
 def queue_test_rows(records: dict[str, RunRecord], layout: Layout) -> pd.DataFrame:
-    """The test rows ordered by how likely their annotation is wrong, from every run's test outputs
-    (not the oracle's: it learned from the truth); written to `layout.test_queue` for 07."""
+    """The test rows in the order a verified label is worth most to the verdict (test_review.review_queue),
+    from every run's test outputs (not the oracle's: it learned from the truth); written to
+    `layout.test_queue` for 07."""
     test = test_rows(layout)
     scores = {name: aligned_scores(r, test, layout.scheme) for name, r in records.items() if r.status == "ok"}
-    queue = review_queue(test["image_id"].to_numpy(), test["value"].to_numpy(), out_of_sample_scores(scores),
+    queue = review_queue(test["image_id"].to_numpy(), test["value"].to_numpy(), out_of_sample(scores),
                          layout.scheme)
     with OutputSet() as out:
         queue.to_csv(out.path(layout.test_queue))

@@ -1,9 +1,11 @@
-"""Reviewing the test rows: a queue of them ordered by how likely their annotation is wrong, and a
-simulated reviewer that answers it from the hidden truth (demo and benchmarks only).
+"""Reviewing the test rows: a queue of them in the order a verified label is worth most to the
+verdict, and a simulated reviewer that answers it from the hidden truth (demo and benchmarks only).
 
 Every run's test outputs are out-of-sample (no model ever trains on a test row), so their mean is an
-honest second opinion on each test label; cleanlab's label quality of the annotation under that mean
-orders the queue, most suspect first. A person (07, queue "test") or the simulated reviewer
+honest second opinion on each test label: cleanlab's label quality of the annotation under it says
+how likely the annotation is wrong. A label only moves the verdict where the runs decide differently
+(where they all agree it shifts every run's score alike), so those rows come first, most suspect
+first, and the rest follow by label quality. A person (07, queue "test") or the simulated reviewer
 (`review_budget`) confirms labels from its head: the verified labels 06 scores on.
 """
 from __future__ import annotations
@@ -21,24 +23,37 @@ from .label_issues import cleanlab_probs
 SIMULATED_REVIEWER = "simulated reviewer (truth.csv)"
 
 
-def review_queue(image_ids: np.ndarray, annotated: np.ndarray, positive_scores: dict[str, np.ndarray],
+def review_queue(image_ids: np.ndarray, annotated: np.ndarray, outputs: dict[str, tuple[np.ndarray, np.ndarray]],
                  scheme: LabelScheme) -> pd.DataFrame:
-    """The test rows, most likely mislabelled first: image_id, annotated class, the runs' mean
-    positive score, cleanlab's label quality of the annotation under it, and the queue position.
+    """The test rows, those whose label decides the verdict first: image_id, annotated class, the runs'
+    mean positive score, cleanlab's label quality of the annotation under it, how many runs call the
+    row positive, the row's priority (verdict_priority) and the queue position.
 
-    `annotated` holds the rows' annotated values (negative or positive), `positive_scores` each
-    run's positive output on the same rows (the clean-label oracle is left out by the caller: it
-    learned from the truth)."""
-    mean = consensus_score(positive_scores, len(image_ids))
+    `annotated` holds the rows' annotated values (negative or positive), `outputs` each run's positive
+    score and predicted-positive flag on the same rows (the clean-label oracle is left out by the
+    caller: it learned from the truth)."""
+    mean = consensus_score(outputs, len(image_ids))
     labels = (np.asarray(annotated) == POSITIVE_VALUE).astype(int)
     quality = get_label_quality_scores(labels, _two_class_probs(mean))
-    order = np.argsort(quality, kind="stable")
+    calls = np.sum([np.asarray(predicted, bool) for _, predicted in outputs.values()], axis=0, dtype=int)
+    priority = verdict_priority(quality, calls, len(outputs))
+    order = np.lexsort((quality, -priority))  # highest priority first; among equals the most suspect
     queue = pd.DataFrame({"image_id": np.asarray(image_ids)[order],
                           "annotated": np.where(labels[order] == 1, scheme.positive, scheme.negative),
                           "mean positive score": mean[order], "label_quality": quality[order],
-                          "runs": len(positive_scores)})
+                          "runs calling positive": np.broadcast_to(calls, len(order))[order],
+                          "priority": priority[order], "runs": len(outputs)})
     queue.index = pd.RangeIndex(1, len(queue) + 1, name="position")
     return queue
+
+
+def verdict_priority(quality: np.ndarray, calls: np.ndarray, runs: int) -> np.ndarray:
+    """How much verifying each row is expected to move the comparison of runs: the chance its
+    annotation is wrong (1 - label quality) times the share of run pairs that decide the row
+    differently (`calls` of `runs` runs call it positive); 0 where every run decides alike."""
+    pairs = runs * (runs - 1) / 2
+    disagreeing = calls * (runs - calls) / pairs if pairs else np.zeros_like(quality)
+    return (1 - np.asarray(quality)) * disagreeing
 
 
 def estimated_label_errors(annotated: np.ndarray, positive_score: np.ndarray) -> int:
@@ -49,9 +64,9 @@ def estimated_label_errors(annotated: np.ndarray, positive_score: np.ndarray) ->
     return int(num_label_issues(labels, _two_class_probs(positive_score)))
 
 
-def consensus_score(positive_scores: dict[str, np.ndarray], rows: int) -> np.ndarray:
-    """The runs' mean positive output per row (0.5 without any run): the second opinion on a label."""
-    return np.mean(list(positive_scores.values()), axis=0) if positive_scores else np.full(rows, 0.5)
+def consensus_score(outputs: dict[str, tuple[np.ndarray, np.ndarray]], rows: int) -> np.ndarray:
+    """The runs' mean positive score per row (0.5 without any run): the second opinion on a label."""
+    return np.mean([score for score, _ in outputs.values()], axis=0) if outputs else np.full(rows, 0.5)
 
 
 def _two_class_probs(positive_score: np.ndarray) -> np.ndarray:

@@ -26,6 +26,7 @@ from ..data.verified import VerifiedStore
 from ..metrics import certain_scores, entropy, split_rows, threshold_summary
 
 SORTS = ("likely wrong", "score", "entropy", "label", "random")
+QUEUE_ORDER = "queue order"  # the rows as given: 06's test-review queue, the rows that decide the verdict first
 
 
 def predicted_class(preds: pd.DataFrame) -> np.ndarray:
@@ -40,9 +41,12 @@ def order_rows(preds: pd.DataFrame, scheme: LabelScheme, sort: str = "likely wro
     """Row numbers in review order.
 
     likely wrong: rows whose label disagrees with the prediction first, most confident first;
-    score: a class's output; entropy: most uncertain first (descending); label; random (seeded).
+    score: a class's output; entropy: most uncertain first (descending); label; random (seeded);
+    queue order: as given.
     """
     n = len(preds)
+    if sort == QUEUE_ORDER:
+        return np.arange(n)
     if sort == "random":
         return np.random.default_rng(seed).permutation(n)
     if sort == "label":
@@ -146,6 +150,7 @@ class ReviewSet:
     source: Path
     bundle: Path
     store: OverrideStore | VerifiedStore
+    sort: str = "likely wrong"  # the order to review in (order_rows)
 
     @property
     def features_cache(self) -> Path:
@@ -155,14 +160,15 @@ class ReviewSet:
 def review_set(layout: Layout, *, run: str, tag: str = "", queue: str = "", overrides_path: str = "",
                verified_path: str = "", who: str = "") -> ReviewSet:
     """A run's predictions, whose corrections go to the override file; or (queue "test") the test
-    rows in 06's review queue, most suspect first, whose labels become verified test labels."""
+    rows in 06's review queue, in its order (QUEUE_ORDER), whose labels become verified test labels."""
     bundle = layout.readable(layout.model_perf(run, tag))
     if queue == TEST_QUEUE:
         if not verified_path:
             raise ParameterError("verified_path", "is '': reviewing the test queue writes verified labels there")
         preds, images = test_queue_set(layout)
         return ReviewSet(preds, images, layout.test_queue, bundle,
-                         VerifiedStore(resolve(verified_path), who=who or getpass.getuser(), queue=TEST_QUEUE))
+                         VerifiedStore(resolve(verified_path), who=who or getpass.getuser(), queue=TEST_QUEUE),
+                         sort=QUEUE_ORDER)
     source = layout.readable(layout.predictions(run, tag))
     store = OverrideStore(layout.overrides(overrides_path) or layout.data_dir_base / "overrides.csv",
                           source_file=str(source))

@@ -52,7 +52,7 @@ class ReviewWidget(W.VBox):
 
     def __init__(self, predictions: str | Path | pd.DataFrame, images: str | Path | np.ndarray, scheme: LabelScheme,
                  store: str | Path | OverrideStore | VerifiedStore, *, features: np.ndarray | None = None,
-                 per_page: int = 24, seed: int = 0):
+                 per_page: int = 24, seed: int = 0, sort: str = "likely wrong"):
         self.preds = predictions if isinstance(predictions, pd.DataFrame) else read_annotations(predictions)
         self.images = images if isinstance(images, np.ndarray) else open_images(images)
         if len(self.images) != len(self.preds):
@@ -64,7 +64,7 @@ class ReviewWidget(W.VBox):
         self.labels = scheme.class_names(self.preds["annotation"])  # as shown; updated when relabeled here
         self.selected: set[int] = set()
         self.page_number = 0
-        self._make_controls(output_probabilities(self.preds)[1], seed)
+        self._make_controls(output_probabilities(self.preds)[1], seed, sort)
         navigation, actions = self._make_buttons()
         self.page_label = W.HTML()
         self.status = W.HTML()
@@ -92,11 +92,11 @@ class ReviewWidget(W.VBox):
         names = self.scheme.certain_names if isinstance(self.store, VerifiedStore) else self.scheme.names
         return {name: self.scheme.ann_dict[name] for name in names}
 
-    def _make_controls(self, classes: list[str], seed: int) -> None:
+    def _make_controls(self, classes: list[str], seed: int, sort: str) -> None:
         """The sort, filter and display controls; any change redraws from the first page."""
         scheme = self.scheme
-        sorts = list(review.SORTS) + [c for c in ("label_quality",) if c in self.preds.columns]
-        self.sort = W.Dropdown(options=sorts, value="likely wrong", description="sort")
+        sorts = list(dict.fromkeys([sort, *review.SORTS, *(c for c in ("label_quality",) if c in self.preds.columns)]))
+        self.sort = W.Dropdown(options=sorts, value=sort, description="sort")
         self.score_class = W.Dropdown(options=classes, value=scheme.positive if scheme.positive in classes else classes[-1],
                                       description="class")
         self.descending = W.Checkbox(value=True, description="descending")

@@ -124,7 +124,7 @@ class Parameters(TrainSettings):
     tag: str = param("", "with a strategy run: final (its final classifier) or diff (its differentiator)",
                      choice(*TAGS))
     queue: str = param("", "'' reviews the predictions of `run` (corrections go to overrides_path); 'test' walks 06's "
-                       "test-review queue, most suspect first (labels go to verified_path as verified test labels)",
+                       "test-review queue, the rows that decide the verdict first (labels go to verified_path as verified test labels)",
                        choice(*REVIEW_QUEUES))
     per_page: int = param(24, "images per page of the review grid", integer(1, 200))
     rbc_per_ul: float = param(5000000.0, "assumed red cells per microlitre, for false positives per µl",
