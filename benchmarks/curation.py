@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/curation.py [--fracs 0.20,0.10,0.03] [--noise uniform,systematic] [--seeds 0,1,2]
         [--strategies s_2thr,s_prune,s_fix,s_2thr_fix,s_soft_fix] [--folds 3] [--work /tmp/curation_bench]
         [--out benchmarks/results/curation.jsonl] [--plot benchmarks/results/curation.png] [-p KEY=VALUE ...]
-        [--summary-only]
+        [--eval-size 20000] [--summary-only] [--reverdict]
 
 Per setting (noise kind, flip fraction, seed): fresh demo data (`python -m helpers demo --flip-frac F
 --noise K --seed S`), then the pipeline through the runner with parameters/recommended.yaml, 03
@@ -12,6 +12,12 @@ it records, against the hidden truth: SB's, the oracle's and every strategy's te
 parasite recall at max_fpr, the share of the SB-to-oracle gap closed, the paired bootstrap interval
 of the gain over SB, unsure relabel accuracy, pruned / fixed counts and their precision; cleanlab's
 precision and recall on the planted flips; the review-efficiency ratios to random at 5% and 10%.
+
+The test rows (~1,100 per seed) cannot resolve differences under about a point, so every run is also
+scored on the setting's evaluation set (`--eval-size` crops from the same generator on new slides,
+true labels, never read by the pipeline; `python -m helpers demo DIR --eval-size N` writes it): its
+accuracy, the paired interval of its gain over SB, and the share of the SB-to-oracle gap it closes,
+summarised over seeds with a 95% t-interval.
 
 And the verdict (06's rule: paired bootstrap against SB, step-down corrected) as a user would get it:
 scored on the annotations alone and after the simulated reviewer verified `--budgets` shares of the
@@ -35,12 +41,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from helpers import plots  # noqa: E402
 from helpers.core.labels import LabelScheme  # noqa: E402
+from helpers.curation.eval_set import eval_decisions, eval_scores, read_eval_set  # noqa: E402
+from helpers.data.demo import EVAL_DIR  # noqa: E402
 from helpers.curation.compare import (  # noqa: E402
     collect_runs,
     comparison_table,
@@ -55,6 +64,7 @@ from helpers.data.sets import read_annotations  # noqa: E402
 from helpers.data.truth import read_truth  # noqa: E402
 
 ANN_DICT = {"non-parasite": 0, "parasite": 1, "unsure": 2, "unlabeled": -1}
+ANN_NAMES = {value: name for name, value in ANN_DICT.items()}
 MAX_FPR = 0.01
 MIN_GAP = 0.002  # oracle minus SB accuracy below which the plot leaves a setting out (within noise)
 RECALL = f"parasite recall at FPR <= {MAX_FPR:g} vs truth"
@@ -78,8 +88,7 @@ def measure(noise: str, frac: float, seed: int, args: argparse.Namespace) -> dic
     """One setting: demo data, the pipeline, and what 06 measured."""
     data = args.work / setting_key(noise, frac, seed)
     start = time.perf_counter()
-    run([sys.executable, "-m", "helpers", "demo", str(data), "--seed", str(seed), "--flip-frac", str(frac),
-         "--noise", noise, "--if-missing"])
+    write_demo(data, noise, frac, seed, args.eval_size)
     run([sys.executable, "-m", "helpers", "run", "parameters/recommended.yaml",
          "-p", f"data_dir={data}/patient", "-p", f"data_dir_n={data}/neg", "-p", f"data_dir_base={data}/runs",
          "-p", f"truth_path={data}/truth.csv", "-p", f"seed={seed}", "-p", "test_frac=0.2",
@@ -93,7 +102,26 @@ def measure(noise: str, frac: float, seed: int, args: argparse.Namespace) -> dic
     return {"noise": noise, "flip_frac": frac, "seed": seed, "strategies": args.strategies, "folds": args.folds,
             "params": args.param, "verdicts": verdict_scores(data, args.strategies, args.budgets, seed),
             "seconds": round(time.perf_counter() - start, 1), "runs": runs, "cleanlab": cleanlab_scores(data),
+            **({"eval": eval_line(data, args.strategies, seed)} if args.eval_size else {}),
             "review_x_random": {k: float(gain.loc["label quality (cleanlab)", f"x random at {k}"]) for k in ("5%", "10%")}}
+
+
+def write_demo(data: Path, noise: str, frac: float, seed: int, eval_size: int) -> None:
+    """The setting's demo data (and evaluation set), unless already there."""
+    run([sys.executable, "-m", "helpers", "demo", str(data), "--seed", str(seed), "--flip-frac", str(frac),
+         "--noise", noise, "--eval-size", str(eval_size), "--if-missing"])
+
+
+def eval_line(data: Path, strategies: list[str], seed: int) -> dict:
+    """Every run's accuracy on the setting's evaluation set (true labels, crops the pipeline never saw),
+    its gain over SB with the paired bootstrap interval, and the share of the SB-to-oracle gap closed."""
+    records = collect_runs(_layout(data), strategies)
+    images, truth_pos = read_eval_set(data / EVAL_DIR, ANN_NAMES[1])
+    start = time.perf_counter()
+    calls = eval_decisions({name: r.bundle for name, r in records.items() if r.status == "ok"}, images, ANN_NAMES[1])
+    table = eval_scores(calls, truth_pos, seed=seed)
+    return {"crops": int(len(truth_pos)), "seconds": round(time.perf_counter() - start, 1),
+            "runs": {name: {k: _number(v) for k, v in row.items()} for name, row in table.iterrows()}}
 
 
 def verdict_scores(data: Path, strategies: list[str], budgets: list[float], seed: int) -> list[dict]:
@@ -155,13 +183,47 @@ def cleanlab_scores(data: Path) -> dict:
             "flipped": int(row["flipped"]), "precision at 90% recall": float(row["precision at 90% recall"])}
 
 
-def backfill(lines: list[dict], work: Path) -> list[dict]:
+def backfill(lines: list[dict], args: argparse.Namespace) -> list[dict]:
     """Lines measured before a score existed get it from their setting's folder, when it is still there."""
     for line in lines:
-        data = work / setting_key(line["noise"], line["flip_frac"], line["seed"])
-        if "precision at 90% recall" not in line["cleanlab"] and (data / "runs").is_dir():
+        data = args.work / setting_key(line["noise"], line["flip_frac"], line["seed"])
+        if not (data / "runs").is_dir():
+            continue
+        if "precision at 90% recall" not in line["cleanlab"]:
             line["cleanlab"] = cleanlab_scores(data)
+        if args.eval_size and "eval" not in line and not args.summary_only:
+            write_demo(data, line["noise"], line["flip_frac"], line["seed"], args.eval_size)
+            line["eval"] = eval_line(data, line["strategies"], line["seed"])
+            write_lines(args.out, lines)  # resumable: scoring a setting takes minutes
     return lines
+
+
+def write_lines(path: Path, lines: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+def eval_summary(lines: list[dict]) -> pd.DataFrame:
+    """Per (noise, flip fraction, run), on the evaluation set: mean accuracy, the share of the
+    SB-to-oracle gap closed (mean of the seeds' shares, with a 95% t-interval over seeds), and on
+    how many seeds the paired interval of the gain over SB lies above zero."""
+    rows = []
+    for line in lines:
+        runs = line.get("eval", {}).get("runs", {})
+        for name, m in runs.items():
+            rows.append({"noise": line["noise"], "flip_frac": line["flip_frac"], "run": name,
+                         **{k: np.nan if v is None else v for k, v in m.items()}})
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    grouped = frame.groupby(["noise", "flip_frac", "run"], sort=False)
+    out = pd.DataFrame({"eval accuracy": grouped["eval accuracy"].mean(),
+                        "gap closed": grouped["eval gap closed"].mean(), "seeds": grouped.size()})
+    half = grouped["eval gap closed"].agg(lambda s: stats.t.ppf(0.975, len(s) - 1) * s.std(ddof=1) / np.sqrt(len(s))
+                                          if len(s) > 1 else np.nan)
+    out["gap closed 95% low"], out["gap closed 95% high"] = out["gap closed"] - half, out["gap closed"] + half
+    out["gain CI above 0"] = grouped["eval gain CI low"].apply(lambda s: int((s > 0).sum()))
+    return out
 
 
 def _number(value) -> float | None:
@@ -253,6 +315,10 @@ def main() -> None:
     parser.add_argument("--budgets", default="0,0.05,0.10,0.20,1",
                         help="shares of the test rows the simulated reviewer verifies before each verdict "
                              "(1: every test row, the same rule on the truth: the least regret it can reach)")
+    parser.add_argument("--eval-size", type=int, default=20_000,
+                        help="crops of each setting's evaluation set (true labels, never seen by the pipeline) every "
+                             "run is also scored on; settings measured without one get it when their --work folder "
+                             "is still there; 0: none")
     parser.add_argument("--work", type=Path, default=Path("/tmp/curation_bench"))
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/curation.jsonl")
     parser.add_argument("--plot", type=Path, default=ROOT / "benchmarks/results/curation.png")
@@ -276,14 +342,14 @@ def main() -> None:
                     args.out.parent.mkdir(parents=True, exist_ok=True)
                     with args.out.open("a") as f:
                         f.write(json.dumps(line) + "\n")
-    lines = backfill(read_lines(args.out), args.work)
+    lines = backfill(read_lines(args.out), args)
     if args.reverdict:
         for line in lines:
             data = args.work / setting_key(line["noise"], line["flip_frac"], line["seed"])
             if (data / "runs").is_dir():
                 line["verdicts"] = verdict_scores(data, line["strategies"], args.budgets, line["seed"])
     if lines:  # keep what was backfilled: the work folders are temporary
-        args.out.write_text("".join(json.dumps(line) + "\n" for line in lines))
+        write_lines(args.out, lines)
     table = summary(lines)
     if table.empty:
         print("nothing measured yet")
@@ -297,7 +363,9 @@ def main() -> None:
              "Flip finding (cleanlab on SB, out-of-fold) and review efficiency (label quality), per setting":
                  per_setting(lines),
              "The best strategy per setting (highest mean accuracy against the truth)": best,
-             "The verdict's regret per share of the test rows reviewed (means over seeds)": verdict_summary(lines)}
+             "The verdict's regret per share of the test rows reviewed (means over seeds)": verdict_summary(lines),
+             "On the evaluation set (true labels, crops the pipeline never saw): accuracy, gap closed with a 95% "
+             "interval over seeds, seeds whose gain over SB is significant": eval_summary(lines)}
     for title, frame in views.items():
         print(f"### {title}\n\n{markdown(frame)}\n")
     plot(best, args.plot)

@@ -3,6 +3,7 @@ with bootstrap confidence intervals, and (demo only) against the hidden truth.""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -48,6 +49,7 @@ class RunRecord:
     predictions: pd.DataFrame | None = None  # the final classifier's predictions
     relabeled: pd.DataFrame | None = None  # strategies only
     curated: pd.DataFrame | None = None  # strategies that prune or fix wrong labels: the certain images' new labels
+    bundle: Path | None = None  # the final classifier's model bundle
 
 
 def collect_runs(layout: Layout, strategies: list[str]) -> dict[str, RunRecord]:
@@ -56,11 +58,12 @@ def collect_runs(layout: Layout, strategies: list[str]) -> dict[str, RunRecord]:
     records: dict[str, RunRecord] = {}
     for name in BASELINES:
         path = layout.predictions(name)
-        records[name] = (RunRecord(name, "ok", predictions=read_annotations(path)) if path.is_file()
-                         else RunRecord(name, "missing", f"{path} not found"))
+        records[name] = (RunRecord(name, "ok", predictions=read_annotations(path), bundle=layout.model_perf(name))
+                         if path.is_file() else RunRecord(name, "missing", f"{path} not found"))
     oracle_path = layout.predictions(ORACLE)
     if oracle_path.is_file():  # 03 trained it (truth present): a reference row, never a pick
-        records[ORACLE] = RunRecord(ORACLE, "ok", predictions=read_annotations(oracle_path))
+        records[ORACLE] = RunRecord(ORACLE, "ok", predictions=read_annotations(oracle_path),
+                                    bundle=layout.model_perf(ORACLE))
     for name in strategies:
         status = read_json_status(layout.metrics("05_relabel_and_classify", name))
         if status["status"] != "ok":
@@ -73,7 +76,8 @@ def collect_runs(layout: Layout, strategies: list[str]) -> dict[str, RunRecord]:
             continue
         records[name] = RunRecord(name, "ok", predictions=read_annotations(files["predictions"]),
                                   relabeled=read_annotations(files["relabeled"]) if files.get("relabeled") else None,
-                                  curated=read_annotations(files["curated"]) if files.get("curated") else None)
+                                  curated=read_annotations(files["curated"]) if files.get("curated") else None,
+                                  bundle=Path(files["bundle"]))
     return records
 
 

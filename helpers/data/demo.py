@@ -132,8 +132,21 @@ def systematic_flip_prob(hardness: np.ndarray, certain: np.ndarray, flip_frac: f
     return prob
 
 
-def _write_source(out: OutputSet, pair: Pair, rng: np.random.Generator, n: int, parasite_frac: float,
-                  spec: DemoSpec, annotated: bool) -> pd.DataFrame:
+@dataclass
+class DrawnSource:
+    """One source's crops as the generator drew them, with what the files record about each."""
+
+    images: np.ndarray  # (n, C, S, S) uint8
+    truth: np.ndarray  # True = parasite
+    labels: np.ndarray  # the person's (or, unannotated, the true) label values; unsure = 2
+    flipped: np.ndarray
+    hardness: np.ndarray
+    slide: np.ndarray  # slide index per crop
+    fov: np.ndarray  # field of view per crop
+
+
+def draw_source(rng: np.random.Generator, n: int, parasite_frac: float, spec: DemoSpec,
+                annotated: bool) -> DrawnSource:
     """One source, slide by slide; `annotated` sources were labelled by a person, the others came
     labelled (a negative control)."""
     n_slides = max(2, n // spec.slide_size)
@@ -145,16 +158,26 @@ def _write_source(out: OutputSet, pair: Pair, rng: np.random.Generator, n: int, 
         labels, flipped = noisy_labels(rng, truth, hardness, spec)
     else:
         labels, flipped = truth.astype(np.float64), np.zeros(n, bool)
-    out.npy(pair.images, images.shape, images.dtype).append(images)
     fov = np.sort(rng.integers(0, max(1, n // 200), n))  # extra column: field of view, kept through the pipeline
-    slide_names = [f"{pair.images.stem.split('_')[0]}-{k:02d}" for k in slide]
-    out.csv(pd.DataFrame({"annotation": labels, "slide": slide_names, "fov": fov}).rename_axis("index"), pair.ann)
-    names = {1: "parasite", 0: "non-parasite"}
+    return DrawnSource(images, truth, labels, flipped, hardness, slide, fov)
+
+
+TRUE_CLASS = {1: "parasite", 0: "non-parasite"}
+
+
+def _write_source(out: OutputSet, pair: Pair, rng: np.random.Generator, n: int, parasite_frac: float,
+                  spec: DemoSpec, annotated: bool) -> pd.DataFrame:
+    """Draw one source and write its images and annotations; returns its rows of the truth file."""
+    drawn = draw_source(rng, n, parasite_frac, spec, annotated)
+    out.npy(pair.images, drawn.images.shape, drawn.images.dtype).append(drawn.images)
+    slide_names = [f"{pair.images.stem.split('_')[0]}-{k:02d}" for k in drawn.slide]
+    out.csv(pd.DataFrame({"annotation": drawn.labels, "slide": slide_names, "fov": drawn.fov}).rename_axis("index"),
+            pair.ann)
     return pd.DataFrame({
         "image_id": [f"{pair.images.stem}:{i}" for i in range(n)],
-        "truth": [names[int(t)] for t in truth],
-        "label_flipped": flipped,
-        "hardness": hardness.round(3),
+        "truth": [TRUE_CLASS[int(t)] for t in drawn.truth],
+        "label_flipped": drawn.flipped,
+        "hardness": drawn.hardness.round(3),
         "noise": spec.noise,
     })
 
@@ -172,3 +195,32 @@ def make_demo(out_dir: str | Path, spec: DemoSpec = DemoSpec()) -> dict[str, Pat
         ], ignore_index=True)
         out.csv(truth.rename_axis("index"), out_dir / "truth.csv")
     return {"data_dir": patient.images.parent, "data_dir_n": neg.images.parent, "truth": out_dir / "truth.csv"}
+
+
+EVAL_STREAM = 1  # the evaluation set's own random stream: the demo data never change with it
+EVAL_DIR, EVAL_IMAGES, EVAL_TRUTH = "eval", "eval_images.npy", "eval_truth.csv"
+
+
+def make_eval_set(folder: str | Path, spec: DemoSpec = DemoSpec(), n: int = 20_000) -> Path:
+    """Write `n` more crops from the same generator into `folder` (`eval_images.npy`, `eval_truth.csv`):
+    new slides, the demo's mix of sources, each crop's true class and whether its annotator would have
+    called it unsure. The pipeline never reads them: a run scored on them is scored on the truth, with
+    far less sampling noise than ~1,100 test rows."""
+    if n < 2:
+        raise ValueError(f"the evaluation set needs at least 2 crops, got {n}")
+    folder = Path(folder)
+    rng = np.random.default_rng((spec.seed, EVAL_STREAM))
+    n_patient = round(n * spec.n_patient / (spec.n_patient + spec.n_neg))
+    sources = {"patient": draw_source(rng, n_patient, spec.parasite_frac, spec, annotated=True),
+               "neg": draw_source(rng, n - n_patient, 0.0, spec, annotated=False)}
+    truth = pd.concat([pd.DataFrame({"truth": [TRUE_CLASS[int(t)] for t in drawn.truth],
+                                     "unsure": drawn.labels == DEFAULT_ANN_DICT["unsure"],
+                                     "hardness": drawn.hardness.round(3), "source": name,
+                                     "slide": [f"eval-{name}-{k:02d}" for k in drawn.slide]})
+                       for name, drawn in sources.items()], ignore_index=True)
+    truth.insert(0, "image_id", [f"eval:{i}" for i in range(n)])
+    images = np.concatenate([drawn.images for drawn in sources.values()])
+    with OutputSet() as out:
+        out.npy(folder / EVAL_IMAGES, images.shape, images.dtype).append(images)
+        out.csv(truth.rename_axis("index"), folder / EVAL_TRUTH)
+    return folder

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..core.errors import InputError, ParameterError
-from ..data.demo import NOISE_KINDS, DemoSpec, make_demo
+from ..data.demo import EVAL_DIR, EVAL_TRUTH, NOISE_KINDS, DemoSpec, make_demo, make_eval_set
 from .generated import sync_generated
 from .lock import RunLocked
 from .parameter_files import load_parameters
@@ -37,7 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--noise", choices=NOISE_KINDS, default=DemoSpec.noise,
                       help="uniform: any certain label flipped at random; systematic: faint parasites and bright "
                            "distractors mislabelled, more often the harder they are")
-    demo.add_argument("--if-missing", action="store_true", help="do nothing when the demo data already exists")
+    demo.add_argument("--eval-size", type=int, default=0, metavar="N",
+                      help="also write eval/: N more crops from the same generator (new slides) with their true "
+                           "class, which the pipeline never reads; benchmarks score every run on them (default 0: none)")
+    demo.add_argument("--if-missing", action="store_true",
+                      help="do nothing when the demo data (and, with --eval-size, eval/) already exists")
 
     run = sub.add_parser("run", help="run the pipeline's notebooks as a DAG from parameters YAML file(s)")
     run.add_argument("params", type=Path, nargs="+", help="YAML files, later ones override earlier ones")
@@ -68,21 +72,28 @@ def _parameters(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    if args.if_missing and (args.out_dir / "truth.csv").exists():
-        print(f"demo data already in {args.out_dir}")
-        return 0
     for name in ("n_patient", "n_neg", "channels", "size"):
         if getattr(args, name) < 1:
             print(f"error: --{name.replace('_', '-')} must be at least 1", file=sys.stderr)
             return 2
+    if args.eval_size and args.eval_size < 2:
+        print("error: --eval-size must be 0 (none) or at least 2", file=sys.stderr)
+        return 2
     try:
         spec = DemoSpec(n_patient=args.n_patient, n_neg=args.n_neg, channels=args.channels, size=args.size,
                         seed=args.seed, flip_frac=args.flip_frac, noise=args.noise)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    paths = make_demo(args.out_dir, spec)
-    print(f"demo data written: data_dir={paths['data_dir']} data_dir_n={paths['data_dir_n']} truth={paths['truth']}")
+    if args.if_missing and (args.out_dir / "truth.csv").exists():
+        print(f"demo data already in {args.out_dir}")
+    else:
+        paths = make_demo(args.out_dir, spec)
+        print(f"demo data written: data_dir={paths['data_dir']} data_dir_n={paths['data_dir_n']} truth={paths['truth']}")
+    eval_dir = args.out_dir / EVAL_DIR
+    if args.eval_size and not (args.if_missing and (eval_dir / EVAL_TRUTH).exists()):
+        make_eval_set(eval_dir, spec, args.eval_size)
+        print(f"evaluation set written: {eval_dir} ({args.eval_size} crops)")
     return 0
 
 
