@@ -14,6 +14,7 @@ from helpers.curation.strategies import DEFAULT_STRATEGIES, STRATEGIES, classifi
 from helpers.curation.wrong_labels import action_counts, action_precision, apply_policy, flagged_rows
 from helpers.data.layout import Layout
 from helpers.data.sets import open_image_set, read_annotations
+from helpers.model.bundle import load_bundle
 from helpers.model.inference import predict_probabilities
 from helpers.model.training import fit
 from helpers.run.parameter_files import load_parameters
@@ -133,7 +134,7 @@ def test_fix_and_soft_strategies_through_the_pipeline_with_rounds(tiny_demo, tmp
               "data_dir": str(tiny_demo["data_dir"]), "data_dir_n": str(tiny_demo["data_dir_n"]),
               "data_dir_base": str(base), "truth_path": str(tiny_demo["truth"]), "which": "s_b",
               "wrong_from": "out_of_fold", "folds": 2, "rounds": 2, "fix_threshold": 0.5}
-    results, _ = run_pipeline(params, strategies=["s_fix", "s_soft_fix"], jobs=2)
+    results, _ = run_pipeline(params, strategies=["s_fix", "s_soft_fix", "s_fix_cons"], jobs=2)
     assert all(r.succeeded for r in results), [(r.step, r.status, r.error) for r in results]
     layout = Layout.from_params(params["data_dir"], params["data_dir_n"], str(base),
                                 LabelScheme.from_dict(params.get("ann_dict", {"non-parasite": 0, "parasite": 1,
@@ -160,6 +161,9 @@ def test_fix_and_soft_strategies_through_the_pipeline_with_rounds(tiny_demo, tmp
     table = {row["run"]: row for row in read_metrics(base, "06_compare")["table"]}
     assert table["s_fix"]["wrong labels pruned"] + table["s_fix"]["wrong labels fixed"] > 0
     assert "fix precision vs truth" in table["s_fix"] and "gain over SB vs truth CI low" in table["s_fix"]
+    # s_fix_cons: s_fix's set, and its final classifier also learns from the images left unlabeled
+    history = load_bundle(layout.model_perf("s_fix_cons", "final")).history
+    assert "pseudo_labelled" in history and "pseudo_labelled" not in load_bundle(layout.model_perf("s_fix", "final")).history
 
 
 def test_soft_and_exclude_proposals_reach_the_relabeled_unsures(scheme):

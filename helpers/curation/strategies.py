@@ -6,7 +6,9 @@ differentiator on the unsure images relabeled as `unsure_role` plus the baseline
 unsures from the SB baseline without training a model (curation.proposals): CEAL, label
 propagation, two thresholds, soft targets (SB's probability as the label), or none at all (left out).
 And what happens to the certain images flagged as label issues (`wrong_labels`,
-curation.wrong_labels): keep (the origin's six and the proposals), prune, or fix.
+curation.wrong_labels): keep (the origin's six and the proposals), prune, or fix. A strategy may
+also name what its final classifier does with the images left without a label (`unlabeled`):
+ignore them (predicted, never trained on), or train on them by consistency (FixMatch).
 
 Roles, not class names, so any label scheme works: "positive" (parasite), "negative"
 (non-parasite), "unlabeled".
@@ -19,6 +21,7 @@ from ..core.errors import ParameterError
 from ..core.labels import LabelScheme
 from ..data.layout import Layout
 from ..data.sets import Pair
+from ..model.settings import UNLABELED_POLICIES
 from .wrong_labels import WRONG_LABEL_POLICIES
 
 
@@ -31,10 +34,13 @@ class Strategy:
     description: str
     method: str = "differentiator"  # or a proposal method of curation.proposals: ceal, propagation, two_thresholds, soft, exclude
     wrong_labels: str = "keep"  # the flagged certain images: keep, prune or fix (curation.wrong_labels)
+    unlabeled: str = "ignore"  # what the final classifier does with the images it has no label for (TrainConfig)
 
     def __post_init__(self) -> None:
         if self.wrong_labels not in WRONG_LABEL_POLICIES:
             raise ValueError(f"{self.name}: wrong_labels must be one of {WRONG_LABEL_POLICIES}")
+        if self.unlabeled not in UNLABELED_POLICIES:
+            raise ValueError(f"{self.name}: unlabeled must be one of {UNLABELED_POLICIES}")
 
     @property
     def trains_differentiator(self) -> bool:
@@ -75,6 +81,9 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in [
     *_curating("s_2thr_prune", "s_2thr_fix", "two_thresholds", "unsures by two thresholds (as s_2thr)"),
     Strategy("s_soft_fix", "s_b", "unlabeled", (), "unsures as soft targets (as s_soft); flagged wrong labels "
              "fixed to SB's out-of-fold class where confident, pruned otherwise", "soft", "fix"),
+    Strategy("s_fix_cons", "s_b", "unlabeled", (), "as s_fix, and the images it leaves unlabeled (unsures, pruned "
+             "labels) train by consistency: a strongly augmented view learns the weak view's confident class "
+             "(FixMatch)", "exclude", "fix", "consistency"),
 ]}
 SEED_STRATEGIES = tuple(name for name, s in STRATEGIES.items() if s.trains_differentiator)
 # What a run compares unless told otherwise: the strategies that existed before soft targets and

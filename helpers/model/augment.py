@@ -8,6 +8,8 @@ import torch.nn.functional as F
 
 AUGMENTS = ("none", "flips_rot90", "flips_rot90_shift")
 MAX_SHIFT = 2  # pixels; a 31-pixel crop's cell stays in view
+# The strong view's changes, on the 0-1 scale: what another slide's stain, brightness and camera do
+STRONG_GAIN, STRONG_OFFSET, STRONG_NOISE = 0.25, 0.08, 0.04
 
 
 def symmetries(height: int, width: int) -> list[int]:
@@ -48,3 +50,16 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) ->
         rows = ((offsets[:, 0] == dy) & (offsets[:, 1] == dx)).nonzero().squeeze(1).to(x.device)
         out[rows] = padded[rows, :, dy:dy + h, dx:dx + w]
     return out
+
+
+def strong_augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """FixMatch's strong view of a batch of crops: a random symmetry and shift, then what differs
+    between slides but not between classes: each channel's gain (stain, up to +-STRONG_GAIN) and
+    offset (brightness), and pixel noise. No cutout: a parasite is a few pixels, and cutting them
+    out would change the class."""
+    x = augment_batch(x, "flips_rot90_shift", generator)
+    n, c = x.shape[:2]
+    gain = 1 + STRONG_GAIN * (2 * torch.rand((n, c, 1, 1), generator=generator) - 1)
+    offset = STRONG_OFFSET * (2 * torch.rand((n, c, 1, 1), generator=generator) - 1)
+    noise = STRONG_NOISE * torch.randn(tuple(x.shape), generator=generator)
+    return x * gain.to(x.device) + offset.to(x.device) + noise.to(x.device)

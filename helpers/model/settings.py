@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from ..core.checks import boolean, check_fields, choice, integer, number, param
+from ..core.checks import boolean, check_fields, check_value, choice, integer, number, param
 from ..core.errors import ParameterError
 from .augment import AUGMENTS
 from .inference import EVAL_BATCH_SIZE
@@ -27,6 +27,7 @@ SELECT_BY = {"val_loss": ("val_loss", -1), "val_accuracy": ("val_accuracy_certai
              "val_roc_auc": ("val_roc_auc_certain", 1)}  # -> (history column, +1 higher is better / -1 lower)
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("constant", "onecycle", "cosine")
+UNLABELED_POLICIES = ("ignore", "consistency")  # what a fit does with the rows it does not train on
 
 
 def device_name(value: Any) -> str:
@@ -70,6 +71,12 @@ class TrainSettings:
     seed: int = param(0, "random seed: same seed, same machine, same results", integer(0))
     sample_weights: str = param("none", "none, or label_quality: each image's loss weighted by the baseline's "
                                 "label quality (needs 03 with wrong_from='out_of_fold')", choice(*SAMPLE_WEIGHTS))
+    consistency_weight: float = param(1.0, "for strategies that train by consistency on the images they do not "
+                                      "label (unsures left out, pruned labels): the weight of that loss (FixMatch's "
+                                      "lambda_u)", number(0, 100))
+    pseudo_threshold: float = param(0.95, "for those strategies: the confidence of an image's weakly augmented "
+                                    "prediction from which it becomes the target of its strongly augmented view "
+                                    "(FixMatch's tau)", number(0.5, 1))
 
 
 TRAIN_PARAMETERS: tuple[str, ...] = tuple(f.name for f in fields(TrainSettings))
@@ -85,9 +92,11 @@ class TrainConfig(TrainSettings):
     resume_from: Path | None = None  # a checkpoint.pt to continue from
     eval_batch_size: int = EVAL_BATCH_SIZE
     progress: bool = True
+    unlabeled: str = "ignore"  # or "consistency": the rows rounding below 0 train by FixMatch's consistency loss
 
     def __post_init__(self) -> None:
         check_fields(self)
+        check_value("unlabeled", choice(*UNLABELED_POLICIES), self.unlabeled)
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise ParameterError("device", "cuda requested but no CUDA device is available")
 

@@ -26,7 +26,7 @@ from ..core.columns import SOFT_TARGET, flag_column, test_mask
 from ..core.errors import InputError, NotTrainable
 from ..core.labels import NEGATIVE_VALUE, POSITIVE_VALUE, LabelScheme, round_annotations
 from ..data.sets import ImageSet
-from .augment import augment_batch
+from .augment import augment_batch, strong_augment
 from .checkpoints import load_checkpoint, save_checkpoint, training_fingerprint
 from .inference import best_temperature, inference_copy, predict_logits, to_tensor, view_logits
 from .networks import ModelSpec, ResNet, build_model, cpu_state_dict, memory_format
@@ -45,6 +45,7 @@ class TrainingData:
     val_rows: np.ndarray
     split: np.ndarray  # train / val / test per row, as written to the predictions
     certain: np.ndarray  # per row: annotated with a whole class value, not a relabeled unsure (0.8, 0.2)
+    unlabeled_rows: np.ndarray  # rounding below 0 outside the test split (left-out unsures, pruned labels)
 
 
 def prepare_training_data(image_set: ImageSet, scheme: LabelScheme, val_frac: float, seed: int,
@@ -78,8 +79,9 @@ def prepare_training_data(image_set: ImageSet, scheme: LabelScheme, val_frac: fl
     split = np.where(test, "test", "train").astype(object)
     split[val_rows] = "val"
     certain = np.isclose(ann["annotation"].to_numpy(dtype=float), rounded)
+    unlabeled = np.flatnonzero((rounded < 0) & ~test & ~excluded)
     return TrainingData(class_values, [scheme.name_of(v) for v in class_values], targets,
-                        np.sort(train_rows), np.sort(val_rows), split, certain)
+                        np.sort(train_rows), np.sort(val_rows), split, certain, unlabeled)
 
 
 def channel_stats(images: np.ndarray, rows: np.ndarray, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
@@ -171,18 +173,21 @@ def with_soft_targets(loss: torch.Tensor, logits: torch.Tensor, targets: torch.T
 def train_one_epoch(model: nn.Module, images: np.ndarray, rows: np.ndarray, targets: np.ndarray,
                     optimizer: torch.optim.Optimizer, criterion: nn.Module, *, cfg: TrainConfig, epoch: int,
                     weights: np.ndarray | None = None, scheduler: LRScheduler | None = None,
-                    soft: np.ndarray | None = None) -> dict:
+                    soft: np.ndarray | None = None, unlabeled: np.ndarray | None = None) -> dict:
     """One pass over `rows`; with `weights` or `soft` (see soft_targets: those rows' loss is the
     cross-entropy with their target distribution) the criterion must give per-row losses
-    (reduction "none"). The scheduler, if any, steps after every batch."""
+    (reduction "none"). With `unlabeled` rows, each batch also takes its share of them, once per
+    epoch, for consistency_loss. The scheduler, if any, steps after every batch."""
     device = cfg.torch_device
     fmt = memory_format(cfg.width, device)
     model.train()
     order = np.random.default_rng([cfg.seed, epoch]).permutation(rows)  # resumable: depends on (seed, epoch) only
     augmentation = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)  # likewise
-    total_loss, seen, start = 0.0, 0, time.perf_counter()
     batches = range(0, len(order), cfg.batch_size)
-    for b in tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not cfg.progress, mininterval=2):
+    unlabeled_batches = _unlabeled_batches(unlabeled, len(batches), cfg, epoch)
+    total_loss, seen, pseudo_labelled, start = 0.0, 0, 0, time.perf_counter()
+    for k, b in enumerate(tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not cfg.progress,
+                               mininterval=2)):
         idx = np.sort(order[b:b + cfg.batch_size])  # sorted reads are faster on a memmap; order within a batch is irrelevant
         x = augment_batch(to_tensor(images[idx], device, fmt), cfg.augment, augmentation)
         y = torch.from_numpy(targets[idx]).to(device)
@@ -193,6 +198,10 @@ def train_one_epoch(model: nn.Module, images: np.ndarray, rows: np.ndarray, targ
         if weights is not None or soft is not None:
             w = torch.from_numpy(weights[idx]).to(device) if weights is not None else torch.ones_like(loss)
             loss = (loss * w).sum() / w.sum().clamp_min(1e-8)
+        if unlabeled_batches and len(unlabeled_batches[k]):
+            x_u = to_tensor(images[unlabeled_batches[k]], device, fmt)
+            loss_u, confident = consistency_loss(model, x_u, cfg, augmentation)
+            loss, pseudo_labelled = loss + cfg.consistency_weight * loss_u, pseudo_labelled + confident
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -200,8 +209,34 @@ def train_one_epoch(model: nn.Module, images: np.ndarray, rows: np.ndarray, targ
             scheduler.step()
         total_loss += loss.item() * len(idx)
         seen += len(idx)
-    seconds = time.perf_counter() - start
-    return {"train_loss": total_loss / max(seen, 1), "images": seen, "seconds": seconds}
+    out = {"train_loss": total_loss / max(seen, 1), "images": seen, "seconds": time.perf_counter() - start}
+    if unlabeled_batches:
+        out["pseudo_labelled"] = pseudo_labelled / max(len(unlabeled), 1)  # share of the unlabeled rows this epoch
+    return out
+
+
+def _unlabeled_batches(unlabeled: np.ndarray | None, n_batches: int, cfg: TrainConfig, epoch: int) -> list[np.ndarray]:
+    """The unlabeled rows in a (seed, epoch) order, split into one sorted share per training batch."""
+    if unlabeled is None or not len(unlabeled) or not n_batches:
+        return []
+    order = np.random.default_rng([cfg.seed, epoch, 1]).permutation(unlabeled)
+    return [np.sort(part) for part in np.array_split(order, n_batches)]
+
+
+def consistency_loss(model: nn.Module, x: torch.Tensor, cfg: TrainConfig,
+                     generator: torch.Generator) -> tuple[torch.Tensor, int]:
+    """FixMatch's loss on unlabeled images (Sohn et al. 2020): where the prediction on a weakly
+    augmented view (the recipe's `augment`) is at least `pseudo_threshold` confident, that class
+    is the target of a strongly augmented view (augment.strong_augment); the mean over the batch,
+    and how many images were confident enough."""
+    with torch.no_grad():
+        probs = torch.softmax(model(augment_batch(x, cfg.augment, generator)), 1)
+    confidence, pseudo = probs.max(1)
+    mask = confidence >= cfg.pseudo_threshold
+    if not mask.any():  # nothing to learn from: skip the strong view's forward pass
+        return torch.zeros((), device=x.device), 0
+    per_row = F.cross_entropy(model(strong_augment(x, generator)), pseudo, reduction="none")
+    return (per_row * mask).sum() / len(x), int(mask.sum())
 
 
 def evaluate(model: nn.Module, images: np.ndarray, rows: np.ndarray, targets: np.ndarray,
@@ -258,6 +293,7 @@ class Training:
     val_criterion: nn.Module  # on the CPU, where evaluate() gathers the logits
     weights: np.ndarray | None
     soft: np.ndarray | None
+    unlabeled: np.ndarray | None  # rows trained by consistency (cfg.unlabeled), else None
 
 
 @dataclass
@@ -295,7 +331,8 @@ def setup_training(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig,
     train_criterion = make_criterion(cfg, train_targets, spec.n_classes,
                                      reduction="mean" if weights is None and soft is None else "none").to(device)
     val_criterion = make_criterion(cfg, train_targets, spec.n_classes)
-    return Training(data, spec, model, optimizer, scheduler, train_criterion, val_criterion, weights, soft)
+    unlabeled = data.unlabeled_rows if cfg.unlabeled == "consistency" else None
+    return Training(data, spec, model, optimizer, scheduler, train_criterion, val_criterion, weights, soft, unlabeled)
 
 
 def resume_progress(training: Training, image_set: ImageSet, cfg: TrainConfig, checkpoint_path: Path | None,
@@ -324,7 +361,7 @@ def run_epochs(training: Training, image_set: ImageSet, cfg: TrainConfig, progre
         row = {"epoch": epoch + 1,
                **train_one_epoch(model, images, data.train_rows, data.targets, training.optimizer,
                                  training.train_criterion, cfg=cfg, epoch=epoch, weights=training.weights,
-                                 scheduler=training.scheduler, soft=training.soft),
+                                 scheduler=training.scheduler, soft=training.soft, unlabeled=training.unlabeled),
                **evaluate(model, images, data.val_rows, data.targets, training.val_criterion, cfg, **on_certain,
                           soft=training.soft)}
         if not math.isfinite(row["train_loss"]):  # stop before a NaN checkpoint replaces a good one

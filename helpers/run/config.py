@@ -40,8 +40,9 @@ class Config(Parameters):
         """The notebook's own parameters, by name (what a run records in params.json)."""
         return {name: getattr(self, name) for name in NOTEBOOK_PARAMETERS[self.notebook]}
 
-    def train_config(self, run_name: str = "", bundle_path: Path | None = None) -> TrainConfig:
-        """The training parameters as a checked TrainConfig (errors name the parameter).
+    def train_config(self, run_name: str = "", bundle_path: Path | None = None, unlabeled: str = "ignore") -> TrainConfig:
+        """The training parameters as a checked TrainConfig (errors name the parameter); `unlabeled`
+        is what the fit does with the rows it has no label for (a strategy's policy).
 
         With `resume` on, a run continues from the checkpoint beside its bundle when one exists.
         """
@@ -49,18 +50,19 @@ class Config(Parameters):
         resume_from = checkpoint if self.resume and checkpoint is not None and checkpoint.is_file() else None
         values = {name: getattr(self, name) for name in TRAIN_PARAMETERS}
         try:
-            return TrainConfig(**values, run_name=run_name, resume_from=resume_from)
+            return TrainConfig(**values, run_name=run_name, resume_from=resume_from, unlabeled=unlabeled)
         except ParameterError as exc:
             raise ParameterError(exc.name, exc.problem, where=self.notebook) from None
 
-    def train_request(self, run: str, tag: str = "", *, title: str = "",
-                      out_of_fold: FoldSettings | None = None) -> TrainRequest:
+    def train_request(self, run: str, tag: str = "", *, title: str = "", out_of_fold: FoldSettings | None = None,
+                      unlabeled: str = "ignore") -> TrainRequest:
         """Everything a training run into run folder `run` (files tagged `tag`) needs: the training
         config, its two files, the operating targets, the notebook's parameters to record and, when
-        given, the out-of-fold settings."""
+        given, the out-of-fold settings and the policy for the rows without a label."""
         layout = self.layout
         bundle = layout.model_perf(run, tag)
-        return TrainRequest(self.train_config(run_name=f"{run}_{tag}" if tag else run, bundle_path=bundle),
+        return TrainRequest(self.train_config(run_name=f"{run}_{tag}" if tag else run, bundle_path=bundle,
+                                              unlabeled=unlabeled),
                             layout.predictions(run, tag), bundle, out_of_fold=out_of_fold,
                             targets=OperatingTargets(self.precision_target, self.recall_target), params=self.values,
                             title=title or run)

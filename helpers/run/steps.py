@@ -308,8 +308,8 @@ def final_set(strategy: Strategy, cfg: Config, relabeled: Outcome) -> Outcome:
 def final_classifier(strategy: Strategy, cfg: Config, final: Outcome) -> Outcome:
     """05: train the final classifier on the final set (not applicable when the set was not built)."""
     name = strategy.name
-    return train(cfg.layout.run_set(name, "final"), cfg, cfg.train_request(name, "final", title=f"{name} classifier"),
-                 upstream=final)
+    request = cfg.train_request(name, "final", title=f"{name} classifier", unlabeled=strategy.unlabeled)
+    return train(cfg.layout.run_set(name, "final"), cfg, request, upstream=final)
 
 
 def classifier_metrics(strategy: Strategy, cfg: Config, outcome: Outcome, relabeled: Outcome,
