@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/curation.py [--fracs 0.20,0.10,0.03] [--noise uniform,systematic] [--seeds 0,1,2]
         [--strategies s_2thr,s_prune,s_fix,s_2thr_fix,s_soft_fix] [--folds 3] [--work /tmp/curation_bench]
         [--out benchmarks/results/curation.jsonl] [--plot benchmarks/results/curation.png] [-p KEY=VALUE ...]
-        [--eval-size 20000] [--summary-only] [--reverdict]
+        [--eval-size 10000] [--summary-only] [--reverdict]
 
 Per setting (noise kind, flip fraction, seed): fresh demo data (`python -m helpers demo --flip-frac F
 --noise K --seed S`), then the pipeline through the runner with parameters/recommended.yaml, 03
@@ -315,7 +315,7 @@ def main() -> None:
     parser.add_argument("--budgets", default="0,0.05,0.10,0.20,1",
                         help="shares of the test rows the simulated reviewer verifies before each verdict "
                              "(1: every test row, the same rule on the truth: the least regret it can reach)")
-    parser.add_argument("--eval-size", type=int, default=20_000,
+    parser.add_argument("--eval-size", type=int, default=10_000,
                         help="crops of each setting's evaluation set (true labels, never seen by the pipeline) every "
                              "run is also scored on; settings measured without one get it when their --work folder "
                              "is still there; 0: none")
