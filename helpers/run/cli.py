@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..core.errors import InputError, ParameterError
 from ..data.demo import EVAL_DIR, EVAL_TRUTH, NOISE_KINDS, DemoSpec, make_demo, make_eval_set
+from ..data.digits import DigitsSpec, make_digits
 from .generated import sync_generated
 from .lock import RunLocked
 from .parameter_files import load_parameters
@@ -21,6 +22,10 @@ def main(argv: list[str] | None = None) -> int:
 
     demo = sub.add_parser("demo", help="write synthetic demo data with hidden truth")
     demo.add_argument("out_dir", type=Path, help="folder to write patient/, neg/ and truth.csv into")
+    demo.add_argument("--dataset", choices=DATASETS, default="cells",
+                      help="cells: generated blood-cell crops (default); digits: scikit-learn's 1,797 real handwritten "
+                           "digits, odd = parasite, each turned and mirrored at random (the size options and "
+                           "--eval-size do not apply)")
     demo.add_argument("--n-patient", type=int, default=DemoSpec.n_patient,
                       help=f"crops of the annotated (patient) source, parasites, non-parasites and unsures "
                            f"(default {DemoSpec.n_patient})")
@@ -71,30 +76,40 @@ def _parameters(args: argparse.Namespace) -> int:
     return 1 if args.check and drifted else 0
 
 
+DATASETS = ("cells", "digits")
+
+
 def _demo(args: argparse.Namespace) -> int:
-    for name in ("n_patient", "n_neg", "channels", "size"):
-        if getattr(args, name) < 1:
-            print(f"error: --{name.replace('_', '-')} must be at least 1", file=sys.stderr)
-            return 2
-    if args.eval_size and args.eval_size < 2:
-        print("error: --eval-size must be 0 (none) or at least 2", file=sys.stderr)
-        return 2
     try:
-        spec = DemoSpec(n_patient=args.n_patient, n_neg=args.n_neg, channels=args.channels, size=args.size,
-                        seed=args.seed, flip_frac=args.flip_frac, noise=args.noise)
+        spec = _demo_spec(args)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.if_missing and (args.out_dir / "truth.csv").exists():
         print(f"demo data already in {args.out_dir}")
     else:
-        paths = make_demo(args.out_dir, spec)
+        paths = make_digits(args.out_dir, spec) if args.dataset == "digits" else make_demo(args.out_dir, spec)
         print(f"demo data written: data_dir={paths['data_dir']} data_dir_n={paths['data_dir_n']} truth={paths['truth']}")
     eval_dir = args.out_dir / EVAL_DIR
     if args.eval_size and not (args.if_missing and (eval_dir / EVAL_TRUTH).exists()):
         make_eval_set(eval_dir, spec, args.eval_size)
         print(f"evaluation set written: {eval_dir} ({args.eval_size} crops)")
     return 0
+
+
+def _demo_spec(args: argparse.Namespace) -> DemoSpec | DigitsSpec:
+    """The generator's spec from the options; a ValueError names the bad one."""
+    if args.dataset == "digits":
+        if args.eval_size:
+            raise ValueError("--eval-size: the digits have no more images to evaluate on (all 1,797 are used)")
+        return DigitsSpec(seed=args.seed, flip_frac=args.flip_frac, noise=args.noise)
+    for name in ("n_patient", "n_neg", "channels", "size"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.eval_size and args.eval_size < 2:
+        raise ValueError("--eval-size must be 0 (none) or at least 2")
+    return DemoSpec(n_patient=args.n_patient, n_neg=args.n_neg, channels=args.channels, size=args.size,
+                    seed=args.seed, flip_frac=args.flip_frac, noise=args.noise)
 
 
 def _run(args: argparse.Namespace) -> int:
