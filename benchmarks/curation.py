@@ -88,7 +88,7 @@ def measure(noise: str, frac: float, seed: int, args: argparse.Namespace) -> dic
     """One setting: demo data, the pipeline, and what 06 measured."""
     data = args.work / setting_key(noise, frac, seed)
     start = time.perf_counter()
-    write_demo(data, noise, frac, seed, args.eval_size)
+    write_demo(data, noise, frac, seed, args.eval_size, args.dataset)
     run([sys.executable, "-m", "helpers", "run", "parameters/recommended.yaml",
          "-p", f"data_dir={data}/patient", "-p", f"data_dir_n={data}/neg", "-p", f"data_dir_base={data}/runs",
          "-p", f"truth_path={data}/truth.csv", "-p", f"seed={seed}", "-p", "test_frac=0.2",
@@ -99,17 +99,18 @@ def measure(noise: str, frac: float, seed: int, args: argparse.Namespace) -> dic
     runs = {name: {short: _number(table.loc[name].get(column)) for column, short in PER_RUN.items()}
             for name in table.index if table.loc[name, "status"] == "ok"}
     gain = pd.DataFrame(compare["review_gain"]["s_b"]).set_index("ranking")
-    return {"noise": noise, "flip_frac": frac, "seed": seed, "strategies": args.strategies, "folds": args.folds,
+    return {"dataset": args.dataset, "noise": noise, "flip_frac": frac, "seed": seed, "strategies": args.strategies,
+            "folds": args.folds,
             "params": args.param, "verdicts": verdict_scores(data, args.strategies, args.budgets, seed),
             "seconds": round(time.perf_counter() - start, 1), "runs": runs, "cleanlab": cleanlab_scores(data),
             **({"eval": eval_line(data, args.strategies, seed)} if args.eval_size else {}),
             "review_x_random": {k: float(gain.loc["label quality (cleanlab)", f"x random at {k}"]) for k in ("5%", "10%")}}
 
 
-def write_demo(data: Path, noise: str, frac: float, seed: int, eval_size: int) -> None:
+def write_demo(data: Path, noise: str, frac: float, seed: int, eval_size: int, dataset: str = "cells") -> None:
     """The setting's demo data (and evaluation set), unless already there."""
-    run([sys.executable, "-m", "helpers", "demo", str(data), "--seed", str(seed), "--flip-frac", str(frac),
-         "--noise", noise, "--eval-size", str(eval_size), "--if-missing"])
+    run([sys.executable, "-m", "helpers", "demo", str(data), "--dataset", dataset, "--seed", str(seed),
+         "--flip-frac", str(frac), "--noise", noise, "--eval-size", str(eval_size), "--if-missing"])
 
 
 def eval_line(data: Path, strategies: list[str], seed: int) -> dict:
@@ -191,7 +192,7 @@ def backfill(lines: list[dict], args: argparse.Namespace) -> list[dict]:
             continue
         if "precision at 90% recall" not in line["cleanlab"]:
             line["cleanlab"] = cleanlab_scores(data)
-        if args.eval_size and "eval" not in line and not args.summary_only:
+        if args.eval_size and "eval" not in line and not args.summary_only and line.get("dataset", "cells") == "cells":
             write_demo(data, line["noise"], line["flip_frac"], line["seed"], args.eval_size)
             line["eval"] = eval_line(data, line["strategies"], line["seed"])
             write_lines(args.out, lines)  # resumable: scoring a setting takes minutes
@@ -315,6 +316,9 @@ def main() -> None:
     parser.add_argument("--budgets", default="0,0.05,0.10,0.20,1",
                         help="shares of the test rows the simulated reviewer verifies before each verdict "
                              "(1: every test row, the same rule on the truth: the least regret it can reach)")
+    parser.add_argument("--dataset", choices=("cells", "digits"), default="cells",
+                        help="cells: the generated demo; digits: scikit-learn's real handwritten digits (no evaluation "
+                             "set: all 1,797 are used; give it its own --work and --out)")
     parser.add_argument("--eval-size", type=int, default=10_000,
                         help="crops of each setting's evaluation set (true labels, never seen by the pipeline) every "
                              "run is also scored on; settings measured without one get it when their --work folder "
@@ -330,6 +334,8 @@ def main() -> None:
                              "(after a change of 06's rule; no training)")
     args = parser.parse_args()
     args.strategies = args.strategies.split(",")
+    if args.dataset == "digits":
+        args.eval_size = 0
     args.budgets = [float(b) for b in args.budgets.split(",")]
     done = {setting_key(x["noise"], x["flip_frac"], x["seed"]) for x in read_lines(args.out)}
     if not args.summary_only:
