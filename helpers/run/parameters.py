@@ -159,7 +159,8 @@ def _rows() -> dict[str, Parameter]:
 
 PARAMETERS: dict[str, Parameter] = _rows()
 
-TRAINING = tuple(name for name in TRAIN_PARAMETERS if name != "sample_weights")  # 05 alone weights samples
+FINAL_ONLY = ("sample_weights", "consistency_weight", "pseudo_threshold")  # act in 05's final classifier alone
+TRAINING = tuple(name for name in TRAIN_PARAMETERS if name not in FINAL_ONLY)
 DIRS = ("data_dir", "data_dir_n", "data_dir_base", "ann_dict")
 
 NOTEBOOK_PARAMETERS: dict[str, tuple[str, ...]] = {
@@ -171,7 +172,7 @@ NOTEBOOK_PARAMETERS: dict[str, tuple[str, ...]] = {
                           "precision_target", "recall_target"),
     "05_relabel_and_classify": (*DIRS, "strategy", "relabel_thresh", "fix_threshold", "rounds", "folds", "fold_jobs",
                                 "group_by",
-                                *TRAINING, "resume", "sample_weights", "precision_target", "recall_target"),
+                                *TRAINING, "resume", *FINAL_ONLY, "precision_target", "recall_target"),
     "06_compare": (*DIRS, "strategies", "truth_path", "verified_path", "review_budget", "primary_metric", "max_fpr",
                    "rbc_per_ul", "n_bootstrap", "seed"),
     "07_review": (*DIRS, "run", "tag", "queue", "overrides_path", "verified_path", "per_page", "rbc_per_ul", "seed"),
