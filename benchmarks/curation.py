@@ -64,7 +64,6 @@ from helpers.data.sets import read_annotations  # noqa: E402
 from helpers.data.truth import read_truth  # noqa: E402
 
 ANN_DICT = {"non-parasite": 0, "parasite": 1, "unsure": 2, "unlabeled": -1}
-ANN_NAMES = {value: name for name, value in ANN_DICT.items()}
 MAX_FPR = 0.01
 MIN_GAP = 0.002  # oracle minus SB accuracy below which the plot leaves a setting out (within noise)
 RECALL = f"parasite recall at FPR <= {MAX_FPR:g} vs truth"
@@ -116,10 +115,12 @@ def write_demo(data: Path, noise: str, frac: float, seed: int, eval_size: int, d
 def eval_line(data: Path, strategies: list[str], seed: int) -> dict:
     """Every run's accuracy on the setting's evaluation set (true labels, crops the pipeline never saw),
     its gain over SB with the paired bootstrap interval, and the share of the SB-to-oracle gap closed."""
-    records = collect_runs(_layout(data), strategies)
-    images, truth_pos = read_eval_set(data / EVAL_DIR, ANN_NAMES[1])
+    layout = _layout(data)
+    records = collect_runs(layout, strategies)
+    images, truth_pos = read_eval_set(data / EVAL_DIR, layout.scheme.positive)
     start = time.perf_counter()
-    calls = eval_decisions({name: r.bundle for name, r in records.items() if r.status == "ok"}, images, ANN_NAMES[1])
+    calls = eval_decisions({name: r.bundle for name, r in records.items() if r.status == "ok"}, images,
+                           layout.scheme.positive)
     table = eval_scores(calls, truth_pos, seed=seed)
     return {"crops": int(len(truth_pos)), "seconds": round(time.perf_counter() - start, 1),
             "runs": {name: {k: _number(v) for k, v in row.items()} for name, row in table.iterrows()}}

@@ -50,14 +50,15 @@ def eval_scores(calls: dict[str, np.ndarray], truth_pos: np.ndarray, *, n_bootst
     """Per run: accuracy on the evaluation set with its bootstrap 95% interval, the gain over SB with
     its paired interval, and the share of the SB-to-oracle gap closed."""
     rows = {}
+    sb_correct = calls["s_b"] == truth_pos if "s_b" in calls else None
     for name, call in calls.items():
         correct = call == truth_pos
         row = {"eval accuracy": float(correct.mean())}
         row["eval accuracy CI low"], row["eval accuracy CI high"] = accuracy_interval(correct.astype(float),
                                                                                       n_bootstrap, seed)
-        if "s_b" in calls and name != "s_b":
-            row["eval gain over SB"] = float(correct.mean() - (calls["s_b"] == truth_pos).mean())
-            row["eval gain CI low"], row["eval gain CI high"] = paired_gain_interval(correct, calls["s_b"] == truth_pos,
+        if sb_correct is not None and name != "s_b":
+            row["eval gain over SB"] = float(correct.mean() - sb_correct.mean())
+            row["eval gain CI low"], row["eval gain CI high"] = paired_gain_interval(correct, sb_correct,
                                                                                      n_bootstrap, seed)
         rows[name] = row
     table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("run")

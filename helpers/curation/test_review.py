@@ -35,13 +35,15 @@ def review_queue(image_ids: np.ndarray, annotated: np.ndarray, outputs: dict[str
     mean = consensus_score(outputs, len(image_ids))
     labels = (np.asarray(annotated) == POSITIVE_VALUE).astype(int)
     quality = get_label_quality_scores(labels, _two_class_probs(mean))
-    calls = np.sum([np.asarray(predicted, bool) for _, predicted in outputs.values()], axis=0, dtype=int)
+    calls = np.zeros(len(image_ids), int)
+    for _, predicted in outputs.values():
+        calls += np.asarray(predicted, bool)
     priority = verdict_priority(quality, calls, len(outputs))
     order = np.lexsort((quality, -priority))  # highest priority first; among equals the most suspect
     queue = pd.DataFrame({"image_id": np.asarray(image_ids)[order],
                           "annotated": np.where(labels[order] == 1, scheme.positive, scheme.negative),
                           "mean positive score": mean[order], "label_quality": quality[order],
-                          "runs calling positive": np.broadcast_to(calls, len(order))[order],
+                          "runs calling positive": calls[order],
                           "priority": priority[order], "runs": len(outputs)})
     queue.index = pd.RangeIndex(1, len(queue) + 1, name="position")
     return queue

@@ -117,6 +117,15 @@ def noisy_labels(rng: np.random.Generator, truth_parasite: np.ndarray, hardness:
     return labels, flipped
 
 
+def source_labels(rng: np.random.Generator, truth_parasite: np.ndarray, hardness: np.ndarray, spec: DemoSpec,
+                  annotated: bool) -> tuple[np.ndarray, np.ndarray]:
+    """A source's label values and which were flipped: a person's (noisy_labels) for an annotated
+    source, the true classes, none flipped, for one that came labelled (a negative control)."""
+    if annotated:
+        return noisy_labels(rng, truth_parasite, hardness, spec)
+    return truth_parasite.astype(np.float64), np.zeros(len(truth_parasite), bool)
+
+
 def systematic_flip_prob(hardness: np.ndarray, certain: np.ndarray, flip_frac: float) -> np.ndarray:
     """Per-image flip probability proportional to hardness (zero for easy images: a non-parasite with
     no distractor is never called parasite), scaled so the certain images' mean is `flip_frac`."""
@@ -154,10 +163,7 @@ def draw_source(rng: np.random.Generator, n: int, parasite_frac: float, spec: De
     parasitaemia = np.minimum(parasite_frac * rng.uniform(0.3, 1.7, n_slides), 0.95)  # one patient's, per slide
     truth = rng.random(n) < parasitaemia[slide]
     images, hardness = render(rng, truth, spec, slide)
-    if annotated:
-        labels, flipped = noisy_labels(rng, truth, hardness, spec)
-    else:
-        labels, flipped = truth.astype(np.float64), np.zeros(n, bool)
+    labels, flipped = source_labels(rng, truth, hardness, spec, annotated)
     fov = np.sort(rng.integers(0, max(1, n // 200), n))  # extra column: field of view, kept through the pipeline
     return DrawnSource(images, truth, labels, flipped, hardness, slide, fov)
 
@@ -173,12 +179,18 @@ def _write_source(out: OutputSet, pair: Pair, rng: np.random.Generator, n: int, 
     slide_names = [f"{pair.images.stem.split('_')[0]}-{k:02d}" for k in drawn.slide]
     out.csv(pd.DataFrame({"annotation": drawn.labels, "slide": slide_names, "fov": drawn.fov}).rename_axis("index"),
             pair.ann)
+    return truth_rows(pair, drawn.truth, drawn.flipped, drawn.hardness, spec.noise)
+
+
+def truth_rows(pair: Pair, truth_parasite: np.ndarray, flipped: np.ndarray, hardness: np.ndarray,
+               noise: str) -> pd.DataFrame:
+    """One source's rows of `truth.csv`: image_id, true class, whether its label was flipped, hardness, noise kind."""
     return pd.DataFrame({
-        "image_id": [f"{pair.images.stem}:{i}" for i in range(n)],
-        "truth": [TRUE_CLASS[int(t)] for t in drawn.truth],
-        "label_flipped": drawn.flipped,
-        "hardness": drawn.hardness.round(3),
-        "noise": spec.noise,
+        "image_id": [f"{pair.images.stem}:{i}" for i in range(len(truth_parasite))],
+        "truth": [TRUE_CLASS[int(t)] for t in truth_parasite],
+        "label_flipped": flipped,
+        "hardness": np.round(hardness, 3),
+        "noise": noise,
     })
 
 

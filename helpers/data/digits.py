@@ -4,8 +4,8 @@ curation chosen on the generated demo can be checked on real images.
 
 "Parasite" is an odd digit. Each image is turned by a random quarter turn and mirrored at random,
 so, as with a cell crop, no orientation carries the class, and some digits become truly ambiguous
-(a 6 turned upside down is a 9). Each image's hardness is how ambiguous a cross-validated logistic
-regression finds it (1 = a coin toss); the person's labels follow the demo's model: unsure mostly on
+(a 6 turned upside down is a 9). Each image's hardness is how split its nearest neighbours are
+between odd and even (1 = a coin toss); the person's labels follow the demo's model: unsure mostly on
 hard images, and a share of the certain labels flipped, uniformly or, for `systematic` noise, more
 often the harder the image. The negative-control source is half of the even digits, labelled as
 they are. The files match the demo's (patient/, neg/, truth.csv with a `slide` column of groups), so
@@ -21,7 +21,7 @@ import pandas as pd
 from sklearn.datasets import load_digits
 
 from ..core.atomic import OutputSet
-from .demo import TRUE_CLASS, DemoSpec, noisy_labels
+from .demo import DemoSpec, source_labels, truth_rows
 from .sets import Pair
 
 SCALE = 2  # 8x8 digits drawn at 16x16 (nearest neighbour): room for the network's stride-2 stages
@@ -87,22 +87,16 @@ def make_digits(out_dir: str | Path, spec: DigitsSpec = DigitsSpec()) -> dict[st
     negative_control[rng.choice(even, len(even) // 2, replace=False)] = True
     sources = {"patient": np.flatnonzero(~negative_control), "neg": np.flatnonzero(negative_control)}
     demo_like = DemoSpec(flip_frac=spec.flip_frac, noise=spec.noise, max_unsure_prob=spec.max_unsure_prob)
-    truth_rows = []
+    sources_truth = []
     with OutputSet() as out:
         for name, rows in sources.items():
             pair = Pair(out_dir / name / f"{name}_combined_images.npy", out_dir / name / f"{name}_combined_ann.csv")
             rows = rng.permutation(rows)
-            if name == "patient":
-                labels, flipped = noisy_labels(rng, truth[rows], hardness[rows], demo_like)
-            else:
-                labels, flipped = truth[rows].astype(np.float64), np.zeros(len(rows), bool)
+            labels, flipped = source_labels(rng, truth[rows], hardness[rows], demo_like, annotated=name == "patient")
             out.npy(pair.images, images[rows].shape, images.dtype).append(images[rows])
             group = [f"{name}-{k:02d}" for k in np.arange(len(rows)) // GROUP_SIZE]
             out.csv(pd.DataFrame({"annotation": labels, "slide": group, "digit": digit[rows]}).rename_axis("index"),
                     pair.ann)
-            truth_rows.append(pd.DataFrame({"image_id": [f"{pair.images.stem}:{i}" for i in range(len(rows))],
-                                            "truth": [TRUE_CLASS[int(t)] for t in truth[rows]],
-                                            "label_flipped": flipped, "hardness": hardness[rows].round(3),
-                                            "noise": spec.noise}))
-        out.csv(pd.concat(truth_rows, ignore_index=True).rename_axis("index"), out_dir / "truth.csv")
+            sources_truth.append(truth_rows(pair, truth[rows], flipped, hardness[rows], spec.noise))
+        out.csv(pd.concat(sources_truth, ignore_index=True).rename_axis("index"), out_dir / "truth.csv")
     return {"data_dir": out_dir / "patient", "data_dir_n": out_dir / "neg", "truth": out_dir / "truth.csv"}
