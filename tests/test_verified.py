@@ -21,7 +21,7 @@ from helpers.data.layout import Layout
 from helpers.data.verified import VerifiedStore, verified_labels
 from helpers.metrics import stepdown_adjusted
 from helpers.run.config import check_parameters
-from helpers.run.parameters import notebook_defaults
+from helpers.run.parameters import NOTEBOOK_PARAMETERS, notebook_defaults
 
 IDS = [f"img:{i}" for i in range(6)]
 LABELS = [1, 1, 1, 0, 0, 0]  # annotated; img:2 is truly a non-parasite, mislabelled parasite
@@ -232,6 +232,14 @@ def test_out_of_fold_folds_keep_every_group_whole():
     assert (fold[:20] == -1).all() and set(fold[20:]) == {0, 1, 2}
     for group in set(groups[20:]):
         assert len(set(fold[20:][groups[20:] == group])) == 1, group
+
+
+def test_group_folds_off_keeps_only_the_test_split_grouped():
+    grouped = {"group_by": "slide", "wrong_from": "out_of_fold"}
+    for notebook, folds in (("03_baselines_SA_SB", "baseline_folds"), ("05_relabel_and_classify", "round_folds")):
+        values = {**notebook_defaults(notebook), **{k: v for k, v in grouped.items() if k in NOTEBOOK_PARAMETERS[notebook]}}
+        assert getattr(check_parameters(notebook, values), folds).group_by == "slide"
+        assert getattr(check_parameters(notebook, {**values, "group_folds": False}), folds).group_by == ""
 
 
 def test_an_undefined_difference_is_never_a_claim():

@@ -72,12 +72,17 @@ class Config(Parameters):
         """03: out-of-fold settings of the baselines, when `wrong_from` asks for out-of-fold outputs."""
         if self.wrong_from != OUT_OF_FOLD:
             return None
-        return FoldSettings(self.folds, self.fold_jobs, self.fold_ensemble, self.group_by)
+        return FoldSettings(self.folds, self.fold_jobs, self.fold_ensemble, self.fold_group_by)
 
     @property
     def round_folds(self) -> FoldSettings:
         """05: out-of-fold settings of a later round of wrong-label curation."""
-        return FoldSettings(self.folds, self.fold_jobs, group_by=self.group_by)
+        return FoldSettings(self.folds, self.fold_jobs, group_by=self.fold_group_by)
+
+    @property
+    def fold_group_by(self) -> str:
+        """The column out-of-fold folds keep whole: group_by, unless group_folds is off."""
+        return self.group_by if self.group_folds else ""
 
 
 def collect_parameters(namespace: Mapping[str, Any], before: set[str]) -> dict[str, Any]:

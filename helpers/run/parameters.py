@@ -62,8 +62,9 @@ class Parameters(TrainSettings):
     test_frac: float = param(0.2, "stratified share of certain images held out as test rows (0 reproduces the origin)",
                              number(0.0, 1.0, hi_open=True))
     group_by: str = param("", "a column every source has that groups images (a slide, field of view, patient, or "
-                          "source): the test split (01) and every out-of-fold fold (03, 05) keep each group whole, so "
-                          "no slide is scored by a model that trained on it; '' = none", optional_text)
+                          "source): the test split (01) and, with group_folds, every out-of-fold fold (03, 05) keep "
+                          "each group whole, so no slide is scored by a model that trained on it; '' = none",
+                          optional_text)
     overrides_path: str = param("data/demo/overrides.csv", "label corrections from the review widget (07); "
                                 "01 applies them when the file exists; '' = none", optional_text)
     n_examples: int = param(8, "example images shown per class (03: mistakes and label issues shown)", integer(0, 64),
@@ -80,6 +81,9 @@ class Parameters(TrainSettings):
                        integer(2, 50))
     fold_jobs: int = param(1, "out_of_fold: folds trained at once in separate processes (sharing the CPU threads)",
                            integer(1, 64))
+    group_folds: bool = param(True, "with group_by: out-of-fold folds keep each group whole too (false: only the test "
+                              "split does, and a fold model may have seen other images of a held-out image's slide, "
+                              "never the image itself)", boolean)
     fold_ensemble: bool = param(False, "out_of_fold: predict the test rows, and SB the unsures, with the fold models' "
                                 "mean (kept in the bundle) instead of the final model alone", boolean)
     precision_target: float = param(0.95, "upper operating threshold: the lowest score with precision >= this",
@@ -167,11 +171,11 @@ NOTEBOOK_PARAMETERS: dict[str, tuple[str, ...]] = {
     "01_combine": (*DIRS, "sources", "test_frac", "group_by", "seed", "overrides_path", "n_examples"),
     "02_split": (*DIRS, "seed", "n_examples"),
     "03_baselines_SA_SB": (*DIRS, "which", *TRAINING, "resume", "wrong_from", "folds", "fold_jobs", "group_by",
-                           "fold_ensemble", "truth_path", "precision_target", "recall_target", "n_examples"),
+                           "group_folds", "fold_ensemble", "truth_path", "precision_target", "recall_target", "n_examples"),
     "04_differentiator": (*DIRS, "strategy", *TRAINING, "resume", "delta", "n_neighbors",
                           "precision_target", "recall_target"),
     "05_relabel_and_classify": (*DIRS, "strategy", "relabel_thresh", "fix_threshold", "rounds", "folds", "fold_jobs",
-                                "group_by",
+                                "group_by", "group_folds",
                                 *TRAINING, "resume", *FINAL_ONLY, "precision_target", "recall_target"),
     "06_compare": (*DIRS, "strategies", "truth_path", "verified_path", "review_budget", "primary_metric", "max_fpr",
                    "rbc_per_ul", "n_bootstrap", "seed"),
