@@ -19,12 +19,13 @@ from ..core.labels import LabelScheme
 from ..data.layout import Layout
 from ..data.sets import ImageSet, Pair, open_image_set
 from ..metrics import score_predictions
+from ..model.batches import on_device
 from ..model.bundle import write_bundle
 from ..model.checkpoints import checkpoint_path
 from ..model.inference import predict_probabilities, predictions_frame
 from ..model.networks import ResNet
 from ..model.settings import TrainConfig
-from ..model.training import FitResult, fit
+from ..model.training import FitResult, explain_out_of_memory, fit
 from .label_issues import label_issue_columns
 from .out_of_fold import FoldSettings, out_of_fold_probabilities
 from .right_wrong import right_wrong_counts
@@ -91,7 +92,9 @@ def train_and_save(input_pair: Pair, scheme: LabelScheme, request: TrainRequest)
     cfg = request.train
     image_set = open_image_set(input_pair, scheme)  # raises before anything is written
     result = fit(image_set, scheme, cfg, checkpoint_path(request.bundle_path))
-    probs = predict_probabilities(result.model, image_set.images, cfg.torch_device, cfg.eval_batch_size)
+    with explain_out_of_memory(cfg):
+        probs = predict_probabilities(result.model, on_device(image_set.images, cfg.torch_device, cfg.images_on_device),
+                                      cfg.torch_device, cfg.eval_batch_size, amp=cfg.amp)
     predictions = predictions_frame(image_set.ann, probs, result.spec.class_names, result.data.split)
     oof = add_out_of_fold(predictions, image_set, scheme, request, result, probs) if request.out_of_fold else None
     metrics = run_metrics(predictions, scheme, request, result)

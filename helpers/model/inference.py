@@ -1,10 +1,13 @@
 """Predicting with a trained model: BatchNorm folded into the convolutions, `torch.inference_mode`,
-channels-last batches read straight from the (memory-mapped) image array; measured faster on CPU
-(benchmarks/train_speed.py)."""
+channels-last batches read straight from the (memory-mapped) image array or from a copy kept on the
+device (helpers.model.batches), each batch read once for all its test-time views; measured faster on
+CPU (benchmarks/train_speed.py). On CUDA the views of a batch go through the network together, and
+`amp` predicts under bf16 autocast."""
 from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -15,18 +18,10 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..core.columns import output_column
 from .augment import symmetries, symmetry
+from .batches import Images, image_batch
 from .networks import ResNet, memory_format
 
 EVAL_BATCH_SIZE = 512  # measured faster and lighter than 1024-2048 on CPU (benchmarks/train_speed.py)
-
-
-def to_tensor(batch: np.ndarray, device: torch.device, fmt: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
-    """uint8 (0-255) or float32 (0-1) images -> float32 0-1 tensor on `device`, in memory format `fmt`."""
-    if not batch.flags.writeable:  # a slice of a read-only memmap: copy this one batch
-        batch = np.array(batch)
-    x = torch.from_numpy(np.ascontiguousarray(batch)).to(device, non_blocking=True)
-    x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
-    return x.contiguous(memory_format=fmt)
 
 
 def inference_copy(model: ResNet) -> ResNet:
@@ -54,31 +49,35 @@ def inference_copy(model: ResNet) -> ResNet:
     return folded
 
 
-def predict_logits(model: nn.Module, images: np.ndarray, rows: np.ndarray | None, device: torch.device,
-                   batch_size: int = EVAL_BATCH_SIZE, *, features: bool = False, view: int = 0) -> torch.Tensor:
-    """Logits (or penultimate features) of the given rows (all rows when None), in row order, of
-    the images under symmetry `view` (0: as they are)."""
+def predict_logits(model: nn.Module, images: Images, rows: np.ndarray | None, device: torch.device,
+                   batch_size: int = EVAL_BATCH_SIZE, *, features: bool = False, views: Sequence[int] = (0,),
+                   amp: bool = False) -> torch.Tensor:
+    """Logits (or penultimate features) of the given rows (all rows when None), in row order, under
+    each symmetry in `views` (0: the image as it is): (views, N, width)."""
     fmt = memory_format(model.spec.width, device)
     model = model.to(device, memory_format=fmt).eval()
     n = len(images) if rows is None else len(rows)
+    forward = model.features if features else model
     out = []
-    with torch.inference_mode():
+    with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=amp and device.type == "cuda"):
         for start in range(0, n, batch_size):
-            batch = images[start:start + batch_size] if rows is None else images[rows[start:start + batch_size]]
-            x = to_tensor(batch, device, fmt)
-            if view:
-                x = symmetry(x, view).contiguous(memory_format=fmt)
-            out.append((model.features(x) if features else model(x)).float().cpu())
+            part = slice(start, start + batch_size) if rows is None else rows[start:start + batch_size]
+            x = image_batch(images, part, device, fmt)
+            viewed = [symmetry(x, v).contiguous(memory_format=fmt) if v else x for v in views]
+            if device.type == "cuda":  # one large forward pass keeps the GPU busy; on the CPU it gains nothing
+                out.append(forward(torch.cat(viewed)).float().reshape(len(views), len(x), -1).cpu())
+            else:
+                out.append(torch.stack([forward(v).float() for v in viewed]))
     width = model.n_features if features else model.fc.out_features
-    return torch.cat(out) if out else torch.zeros(0, width)
+    return torch.cat(out, dim=1) if out else torch.zeros(len(views), 0, width)
 
 
-def view_logits(model: ResNet, images: np.ndarray, rows: np.ndarray | None, device: torch.device | str = "cpu",
-                batch_size: int = EVAL_BATCH_SIZE) -> torch.Tensor:
+def view_logits(model: ResNet, images: Images, rows: np.ndarray | None, device: torch.device | str = "cpu",
+                batch_size: int = EVAL_BATCH_SIZE, *, amp: bool = False) -> torch.Tensor:
     """Logits of every view the model predicts from, (views, N, classes): the image itself, or with
     test-time augmentation every symmetry of it. `model` should be an inference copy."""
     views = symmetries(*images.shape[2:]) if model.spec.tta else [0]
-    return torch.stack([predict_logits(model, images, rows, torch.device(device), batch_size, view=v) for v in views])
+    return predict_logits(model, images, rows, torch.device(device), batch_size, views=views, amp=amp)
 
 
 def probabilities_of(logits: torch.Tensor, temperature: float = 1.0) -> np.ndarray:
@@ -98,11 +97,12 @@ def best_temperature(logits: torch.Tensor, targets: np.ndarray) -> float:
     return math.exp(minimize_scalar(nll, bounds=(math.log(0.05), math.log(20.0)), method="bounded").x)
 
 
-def predict_probabilities(model: ResNet, images: np.ndarray, device: torch.device | str = "cpu",
-                          batch_size: int = EVAL_BATCH_SIZE, rows: np.ndarray | None = None) -> np.ndarray:
+def predict_probabilities(model: ResNet, images: Images, device: torch.device | str = "cpu",
+                          batch_size: int = EVAL_BATCH_SIZE, rows: np.ndarray | None = None, *,
+                          amp: bool = False) -> np.ndarray:
     """Softmax outputs (N, classes) of every image (or of `rows`), as the model's spec says:
     its temperature, and the mean over the symmetries with test-time augmentation."""
-    logits = view_logits(inference_copy(model), images, rows, device, batch_size)
+    logits = view_logits(inference_copy(model), images, rows, device, batch_size, amp=amp)
     return probabilities_of(logits, model.spec.temperature)
 
 
@@ -115,7 +115,7 @@ def ensemble_probabilities(models: list[ResNet], images: np.ndarray, device: tor
 def predict_features(model: ResNet, images: np.ndarray, device: torch.device | str = "cpu",
                      batch_size: int = EVAL_BATCH_SIZE) -> np.ndarray:
     """Penultimate-layer features of every image, (N, features)."""
-    return predict_logits(inference_copy(model), images, None, torch.device(device), batch_size, features=True).numpy()
+    return predict_logits(inference_copy(model), images, None, torch.device(device), batch_size, features=True)[0].numpy()
 
 
 def predictions_frame(ann: pd.DataFrame, probs: np.ndarray, class_names: list[str], split: np.ndarray) -> pd.DataFrame:

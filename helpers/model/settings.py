@@ -16,6 +16,7 @@ import torch
 from ..core.checks import boolean, check_fields, check_value, choice, integer, number, param
 from ..core.errors import ParameterError
 from .augment import AUGMENTS
+from .batches import IMAGES_ON_DEVICE
 from .inference import EVAL_BATCH_SIZE
 from .networks import ARCHS
 
@@ -68,6 +69,13 @@ class TrainSettings:
     calibrate: bool = param(False, "fit a softmax temperature on the validation rows, so outputs such as 0.9 mean "
                             "what they say", boolean)
     device: str = param("auto", "auto (CUDA when present), cpu or cuda[:N]", device_name)
+    images_on_device: str = param("auto", "keep a copy of the whole image set on the training device, so batches "
+                                  "and test-time views are indexed there: auto (on a GPU when the set takes at most "
+                                  "half its free memory), yes or no (read each batch from the array, as on the CPU)",
+                                  choice(*IMAGES_ON_DEVICE))
+    amp: bool = param(False, "bf16 autocast of the forward passes on a GPU (no effect on the CPU)", boolean)
+    compile: bool = param(False, "torch.compile the network for training (pays on a GPU for long runs; on the CPU "
+                          "it needs a C++ compiler and its first epoch is slow)", boolean)
     seed: int = param(0, "random seed: same seed, same machine, same results", integer(0))
     sample_weights: str = param("none", "none, or label_quality: each image's loss weighted by the baseline's "
                                 "label quality (needs 03 with wrong_from='out_of_fold')", choice(*SAMPLE_WEIGHTS))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,12 +25,13 @@ from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
 from tqdm import tqdm
 
 from ..core.columns import SOFT_TARGET, flag_column, test_mask
-from ..core.errors import InputError, NotTrainable
+from ..core.errors import InputError, NotTrainable, ParameterError
 from ..core.labels import NEGATIVE_VALUE, POSITIVE_VALUE, LabelScheme, round_annotations
 from ..data.sets import ImageSet
 from .augment import augment_batch, strong_augment
+from .batches import Images, image_batch, on_device
 from .checkpoints import load_checkpoint, save_checkpoint, training_fingerprint
-from .inference import best_temperature, inference_copy, predict_logits, to_tensor, view_logits
+from .inference import best_temperature, inference_copy, predict_logits, view_logits
 from .networks import ModelSpec, ResNet, build_model, cpu_state_dict, memory_format
 from .settings import SELECT_BY, TrainConfig
 
@@ -170,14 +173,15 @@ def with_soft_targets(loss: torch.Tensor, logits: torch.Tensor, targets: torch.T
 
 # ---------------------------------------------------------------- loop
 
-def train_one_epoch(model: nn.Module, images: np.ndarray, rows: np.ndarray, targets: np.ndarray,
+def train_one_epoch(model: nn.Module, images: Images, rows: np.ndarray, targets: np.ndarray,
                     optimizer: torch.optim.Optimizer, criterion: nn.Module, *, cfg: TrainConfig, epoch: int,
                     weights: np.ndarray | None = None, scheduler: LRScheduler | None = None,
                     soft: np.ndarray | None = None, unlabeled: np.ndarray | None = None) -> dict:
     """One pass over `rows`; with `weights` or `soft` (see soft_targets: those rows' loss is the
     cross-entropy with their target distribution) the criterion must give per-row losses
     (reduction "none"). With `unlabeled` rows, each batch also takes its share of them, once per
-    epoch, for consistency_loss. The scheduler, if any, steps after every batch."""
+    epoch, for consistency_loss. The scheduler, if any, steps after every batch;
+    with `cfg.amp` on CUDA the forward passes run under bf16 autocast."""
     device = cfg.torch_device
     fmt = memory_format(cfg.width, device)
     model.train()
@@ -189,19 +193,20 @@ def train_one_epoch(model: nn.Module, images: np.ndarray, rows: np.ndarray, targ
     for k, b in enumerate(tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not cfg.progress,
                                mininterval=2)):
         idx = np.sort(order[b:b + cfg.batch_size])  # sorted reads are faster on a memmap; order within a batch is irrelevant
-        x = augment_batch(to_tensor(images[idx], device, fmt), cfg.augment, augmentation)
+        x = augment_batch(image_batch(images, idx, device, fmt), cfg.augment, augmentation)
         y = torch.from_numpy(targets[idx]).to(device)
-        logits = model(x)
-        loss = criterion(logits, y)
-        if soft is not None:
-            loss = with_soft_targets(loss, logits, torch.from_numpy(soft[idx]).to(device))
-        if weights is not None or soft is not None:
-            w = torch.from_numpy(weights[idx]).to(device) if weights is not None else torch.ones_like(loss)
-            loss = (loss * w).sum() / w.sum().clamp_min(1e-8)
-        if unlabeled_batches and len(unlabeled_batches[k]):
-            x_u = to_tensor(images[unlabeled_batches[k]], device, fmt)
-            loss_u, confident = consistency_loss(model, x_u, cfg, augmentation)
-            loss, pseudo_labelled = loss + cfg.consistency_weight * loss_u, pseudo_labelled + confident
+        with autocast(cfg):
+            logits = model(x).float()
+            loss = criterion(logits, y)
+            if soft is not None:
+                loss = with_soft_targets(loss, logits, torch.from_numpy(soft[idx]).to(device))
+            if weights is not None or soft is not None:
+                w = torch.from_numpy(weights[idx]).to(device) if weights is not None else torch.ones_like(loss)
+                loss = (loss * w).sum() / w.sum().clamp_min(1e-8)
+            if unlabeled_batches and len(unlabeled_batches[k]):
+                x_u = image_batch(images, unlabeled_batches[k], device, fmt)
+                loss_u, confident = consistency_loss(model, x_u, cfg, augmentation)
+                loss, pseudo_labelled = loss + cfg.consistency_weight * loss_u, pseudo_labelled + confident
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -213,6 +218,12 @@ def train_one_epoch(model: nn.Module, images: np.ndarray, rows: np.ndarray, targ
     if unlabeled_batches:
         out["pseudo_labelled"] = pseudo_labelled / max(len(unlabeled), 1)  # share of the unlabeled rows this epoch
     return out
+
+
+def autocast(cfg: TrainConfig) -> torch.autocast:
+    """bf16 autocast where `cfg.amp` asks for it and the device is a GPU; a no-op otherwise."""
+    device = cfg.torch_device
+    return torch.autocast(device.type, torch.bfloat16, enabled=cfg.amp and device.type == "cuda")
 
 
 def _unlabeled_batches(unlabeled: np.ndarray | None, n_batches: int, cfg: TrainConfig, epoch: int) -> list[np.ndarray]:
@@ -239,14 +250,14 @@ def consistency_loss(model: nn.Module, x: torch.Tensor, cfg: TrainConfig,
     return (per_row * mask).sum() / len(x), int(mask.sum())
 
 
-def evaluate(model: nn.Module, images: np.ndarray, rows: np.ndarray, targets: np.ndarray,
+def evaluate(model: nn.Module, images: Images, rows: np.ndarray, targets: np.ndarray,
              criterion: nn.Module, cfg: TrainConfig, *, certain: np.ndarray | None = None,
              positive: int | None = None, soft: np.ndarray | None = None) -> dict:
     """Validation loss and accuracy; `criterion` must live on the CPU, where the logits are gathered.
     With `certain` (a mask per row), also accuracy and ROC AUC (class index `positive` against the
     rest) on the certain validation rows: scores that relabeled unsures cannot sway. With `soft`
     (see soft_targets) the loss of those rows is taken against their target distribution, as in training."""
-    logits = predict_logits(inference_copy(model), images, rows, cfg.torch_device, cfg.eval_batch_size)
+    logits = predict_logits(inference_copy(model), images, rows, cfg.torch_device, cfg.eval_batch_size, amp=cfg.amp)[0]
     y = torch.from_numpy(targets[rows])
     with torch.inference_mode():
         if soft is not None and len(rows):
@@ -285,8 +296,10 @@ class Training:
     """What one fit trains with, set up once before the loop: its rows, model, optimizer and losses."""
 
     data: TrainingData
+    images: Images  # the image set's array, or its copy on the device (batches.on_device)
     spec: ModelSpec
     model: ResNet
+    forward: nn.Module  # the model, or its torch.compile'd wrapper (cfg.compile), for training steps
     optimizer: torch.optim.Optimizer
     scheduler: LRScheduler | None
     train_criterion: nn.Module  # on the model's device; per-row losses with weights or soft targets
@@ -332,7 +345,9 @@ def setup_training(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig,
                                      reduction="mean" if weights is None and soft is None else "none").to(device)
     val_criterion = make_criterion(cfg, train_targets, spec.n_classes)
     unlabeled = data.unlabeled_rows if cfg.unlabeled == "consistency" else None
-    return Training(data, spec, model, optimizer, scheduler, train_criterion, val_criterion, weights, soft, unlabeled)
+    forward = torch.compile(model) if cfg.compile else model
+    return Training(data, on_device(images, device, cfg.images_on_device), spec, model, forward, optimizer, scheduler,
+                    train_criterion, val_criterion, weights, soft, unlabeled)
 
 
 def resume_progress(training: Training, image_set: ImageSet, cfg: TrainConfig, checkpoint_path: Path | None,
@@ -353,13 +368,13 @@ def run_epochs(training: Training, image_set: ImageSet, cfg: TrainConfig, progre
                checkpoint_path: Path | None) -> bool:
     """Train from `progress` to the last epoch (or early stop), tracking the best validation score;
     True when patience stopped it early."""
-    data, model, images = training.data, training.model, image_set.images
+    data, model, images = training.data, training.model, training.images
     column, sign = SELECT_BY[cfg.select_by]
     on_certain = ({"certain": data.certain, "positive": _index_or_none(data.class_values, POSITIVE_VALUE)}
                   if cfg.select_by != "val_loss" else {})
     for epoch in range(progress.start_epoch, cfg.epochs):
         row = {"epoch": epoch + 1,
-               **train_one_epoch(model, images, data.train_rows, data.targets, training.optimizer,
+               **train_one_epoch(training.forward, images, data.train_rows, data.targets, training.optimizer,
                                  training.train_criterion, cfg=cfg, epoch=epoch, weights=training.weights,
                                  scheduler=training.scheduler, soft=training.soft, unlabeled=training.unlabeled),
                **evaluate(model, images, data.val_rows, data.targets, training.val_criterion, cfg, **on_certain,
@@ -392,21 +407,34 @@ def fit(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig, checkpoint_p
     validation score (`select_by`; or of the last epoch, as the origin did, with keep_weights="last"),
     then fit the softmax temperature on the validation rows when `calibrate` asks for it."""
     torch.manual_seed(cfg.seed)
-    training = setup_training(image_set, scheme, cfg, holdout)
-    progress = resume_progress(training, image_set, cfg, checkpoint_path, holdout)
-    stopped_early = run_epochs(training, image_set, cfg, progress, checkpoint_path)
+    with explain_out_of_memory(cfg):
+        training = setup_training(image_set, scheme, cfg, holdout)
+        progress = resume_progress(training, image_set, cfg, checkpoint_path, holdout)
+        stopped_early = run_epochs(training, image_set, cfg, progress, checkpoint_path)
     model, spec, data = training.model, training.spec, training.data
     kept_epoch = len(progress.history)
     if cfg.keep_weights == "best" and progress.best["state"] is not None:
         model.load_state_dict(progress.best["state"])
         kept_epoch = progress.best["epoch"] + 1
     if cfg.calibrate:
-        spec.temperature = fit_temperature(model, image_set.images, data.val_rows, data.targets, cfg)
+        spec.temperature = fit_temperature(model, training.images, data.val_rows, data.targets, cfg)
     frame = pd.DataFrame(progress.history)
     seconds = float(frame["seconds"].sum()) if len(frame) else 0.0
     images_seen = float(frame["images"].sum()) if len(frame) else 0.0
     return FitResult(model.cpu(), spec, data, frame, kept_epoch, seconds,
                      images_seen / seconds if seconds else 0.0, stopped_early, progress.resumed_from)
+
+
+@contextmanager
+def explain_out_of_memory(cfg: TrainConfig) -> Iterator[None]:
+    """Turn a GPU's out-of-memory error into one that names the batch sizes and what to lower."""
+    try:
+        yield
+    except torch.OutOfMemoryError:
+        raise ParameterError("batch_size", f"{cfg.torch_device} ran out of memory at batch_size {cfg.batch_size} "
+                             f"(predictions: eval_batch_size {cfg.eval_batch_size}; images_on_device "
+                             f"{cfg.images_on_device!r}): lower batch_size, or set images_on_device: no to keep the "
+                             "images in host memory") from None
 
 
 def _index_or_none(values: list[int], value: int) -> int | None:
@@ -432,10 +460,10 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per
     return None
 
 
-def fit_temperature(model: ResNet, images: np.ndarray, rows: np.ndarray, targets: np.ndarray,
+def fit_temperature(model: ResNet, images: Images, rows: np.ndarray, targets: np.ndarray,
                     cfg: TrainConfig) -> float:
     """The softmax temperature that best fits the validation rows, over the views the model predicts from."""
     if not len(rows):
         return 1.0
-    logits = view_logits(inference_copy(model), images, rows, cfg.torch_device, cfg.eval_batch_size)
+    logits = view_logits(inference_copy(model), images, rows, cfg.torch_device, cfg.eval_batch_size, amp=cfg.amp)
     return best_temperature(logits, targets[rows])
