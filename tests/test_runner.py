@@ -1,4 +1,5 @@
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -224,3 +225,42 @@ def test_the_index_opens_with_the_verdict_and_the_chart_once_06_has_run(tmp_path
     page = write_index(reports, ["s_1a"], results).read_text()
     assert page.index("Best by test ROC AUC: s_1a &lt;0.9&gt;.") < page.index("<h2>Steps") < page.index("01_combine")
     assert '<img src="comparison.png"' in page
+
+
+def test_on_gpu_workers_each_training_step_holds_one_gpu(tmp_path, monkeypatch):
+    """Two workers declaring one GPU each, two threads each: the four strategies' training steps run
+    side by side on the two workers, never two at once on one worker's GPU."""
+    from dask.distributed import LocalCluster, get_worker
+
+    spans: list[tuple[str, str, float, float]] = []
+    fake = _fake_execute(set(), [])
+
+    def timed(step, reports_dir, threads=0):
+        start = time.perf_counter()
+        time.sleep(0.3 if step.notebook in runner.TRAINING_NOTEBOOKS else 0.0)
+        spans.append((step.notebook, get_worker().address, start, time.perf_counter()))
+        return fake(step, reports_dir, threads)
+
+    monkeypatch.setattr(runner, "execute", timed)
+    with LocalCluster(n_workers=2, threads_per_worker=2, processes=False, dashboard_address=None,
+                      resources={"GPU": 1}) as cluster:
+        results, _ = run_pipeline({**_dirs(tmp_path), "strategies": ["s_1a", "s_1b", "s_2a", "s_2b"]},
+                                  scheduler=cluster.scheduler_address)
+    assert all(r.succeeded for r in results)
+    training = [s for s in spans if s[0] in runner.TRAINING_NOTEBOOKS]
+    assert len(training) == 9 and len({worker for _, worker, _, _ in training}) == 2
+
+    def overlap(a, b) -> bool:
+        return a[2] < b[3] and b[2] < a[3]
+
+    pairs = [(a, b) for i, a in enumerate(training) for b in training[i + 1:] if overlap(a, b)]
+    assert pairs, "no two training steps ran side by side"
+    assert all(a[1] != b[1] for a, b in pairs), "two training steps shared one worker's GPU"
+
+
+def test_without_gpu_workers_steps_ask_for_nothing():
+    steps = {s.notebook: s for s in plan({"strategies": ["s_1a"]}).steps}
+    assert runner.step_resources(steps["05_relabel_and_classify"], gpu_workers=True) == {"GPU": 1}
+    assert runner.step_resources(steps["03_baselines_SA_SB"], gpu_workers=True) == {"GPU": 1}
+    assert runner.step_resources(steps["06_compare"], gpu_workers=True) is None
+    assert runner.step_resources(steps["05_relabel_and_classify"], gpu_workers=False) is None

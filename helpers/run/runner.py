@@ -7,7 +7,10 @@
 process. Every parameter is checked before anything runs. A step whose notebook, parameters and
 upstream are unchanged since its last success is skipped, so an interrupted run resumes; a failed
 step is retried once and stops only what depends on it. Executed notebooks and HTML reports (with
-and without code) land in `data_dir_base/reports/`, with an `index.html`.
+and without code) land in `data_dir_base/reports/`, with an `index.html`. On a Dask cluster whose
+workers declare a GPU (`dask worker ADDRESS --resources GPU=1`, one per GPU, each with its own
+CUDA_VISIBLE_DEVICES), every training step (03, 04, 05) holds one, so the strategies train side by
+side, one per GPU.
 """
 from __future__ import annotations
 
@@ -44,6 +47,8 @@ from .reports import OK_STATUSES, StepResult, read_headline, render_html, write_
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 STRUCTURAL_KEYS = ("per_notebook", "per_strategy", "strategies")
+TRAINING_NOTEBOOKS = ("03_baselines_SA_SB", *STRATEGY_NOTEBOOKS)
+GPU_RESOURCE = "GPU"  # on a cluster whose workers declare it, each training step holds one
 
 
 @dataclass
@@ -382,6 +387,16 @@ def _run_local(the_plan: Plan, unchanged: set[str], jobs: int, threads: int,
                 finished(step, done[step.name])
 
 
+def _gpu_workers(client: Client) -> bool:
+    """Whether any worker of the cluster declares the GPU resource (`dask worker ... --resources GPU=1`)."""
+    return any(GPU_RESOURCE in worker.get("resources", {}) for worker in client.scheduler_info()["workers"].values())
+
+
+def step_resources(step: Step, gpu_workers: bool) -> dict[str, float] | None:
+    """What a step asks of a Dask worker: one GPU for a training step where the cluster has GPU workers."""
+    return {GPU_RESOURCE: 1} if gpu_workers and step.notebook in TRAINING_NOTEBOOKS else None
+
+
 def _dask_task(step: Step, reports_dir: Path, metrics_dir: Path, threads: int, skip: bool, *deps: StepResult) -> StepResult:
     if skip and all(d.status == "unchanged" for d in deps):
         return StepResult(step.name, "unchanged")
@@ -391,11 +406,12 @@ def _dask_task(step: Step, reports_dir: Path, metrics_dir: Path, threads: int, s
 def _run_dask(the_plan: Plan, address: str, unchanged: set[str], threads: int,
               finished: Callable[[Step, StepResult], None]) -> None:
     with Client(address) as client:
-        futures, steps_of = {}, {}
+        futures, steps_of, gpus = {}, {}, _gpu_workers(client)
         for step in the_plan.steps:
             future = client.submit(_dask_task, step, the_plan.reports_dir, the_plan.metrics_dir, _threads_for(step, threads),
                                    step.name in unchanged, *[futures[d] for d in step.deps],
-                                   key=f"{step.name}-{step.fingerprint[:12]}-{time.time_ns()}", pure=False)
+                                   key=f"{step.name}-{step.fingerprint[:12]}-{time.time_ns()}", pure=False,
+                                   resources=step_resources(step, gpus))
             futures[step.name] = future
             steps_of[future.key] = step
         for future in as_completed(list(futures.values())):
