@@ -1,7 +1,8 @@
 """Training recipes on the demo: SB on the noisy labels against the clean-label oracle, over seeds.
 
     .venv/bin/python benchmarks/recipe.py [--seeds 0,1,2] [--recipes seed,recommended,...] [--work DIR]
-                                          [--out FILE] [--n-patient 4000 --n-neg 2000]
+                                          [--out FILE] [--n-patient 4000 --n-neg 2000] [--labels noisy,oracle]
+                                          [--no-target]
 
 Per seed: fresh demo data (that seed), combined and split as notebooks 01 and 02 do (test_frac 0.2:
 every run is scored on the same test images). Per recipe, two runs:
@@ -71,6 +72,14 @@ RECIPES.update({
     # the final model's outputs on the test rows, or the mean of 5 out-of-fold models'
     "recommended.yaml+fold_ensemble": {**RECOMMENDED_FILE, "wrong_from": "out_of_fold", "folds": 5,
                                        "fold_ensemble": True},
+})
+# the GPU profile (batch 512, bf16 on CUDA: the same math in fp32 on the CPU) and its learning rate
+GPU_FILE = {name: value for name, value in load_parameters(ROOT / "parameters" / "recommended-gpu.yaml").items()
+            if name in TRAIN_PARAMETERS}
+RECIPES.update({
+    "recommended-gpu.yaml": GPU_FILE,
+    **{f"recommended-gpu.yaml_lr{lr:g}": {**GPU_FILE, "lr": lr} for lr in (0.003, 0.006, 0.012, 0.024)},
+    "recommended-gpu.yaml_b256": {**GPU_FILE, "batch_size": 256},
 })
 RUN_OPTIONS = ("wrong_from", "folds", "fold_ensemble")  # recipe keys for out-of-fold settings, not the TrainConfig
 SCHEME = LabelScheme.from_dict(DEFAULT_ANN_DICT)
@@ -149,12 +158,15 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=None, help="JSON lines (default: <work>/recipe.jsonl)")
     parser.add_argument("--n-patient", type=int, default=4000)
     parser.add_argument("--n-neg", type=int, default=2000)
+    parser.add_argument("--labels", default="noisy,oracle", help="which runs per recipe: noisy (SB), oracle, or both")
+    parser.add_argument("--no-target", action="store_true",
+                        help="skip the seed recipe (run only for its time-to-accuracy target)")
     args = parser.parse_args()
     recipes = [r for r in args.recipes.split(",") if r]
     unknown = [r for r in recipes if r not in RECIPES]
     if unknown:
         parser.error(f"unknown recipe(s) {unknown}; known: {list(RECIPES)}")
-    if "seed" not in recipes:
+    if "seed" not in recipes and not args.no_target:
         recipes.insert(0, "seed")  # its best validation accuracy is the time-to-accuracy target
     out = args.out or args.work / "recipe.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -163,7 +175,7 @@ def main() -> int:
     for seed in (int(s) for s in args.seeds.split(",")):
         layout, truth = demo_layout(seed, args.work, DemoSpec(n_patient=args.n_patient, n_neg=args.n_neg, seed=seed))
         for recipe in recipes:
-            for labels in ("noisy", "oracle"):
+            for labels in args.labels.split(","):
                 if (seed, recipe, labels) in done:
                     continue
                 target = next((r["best_val_accuracy"] for r in rows
