@@ -69,3 +69,27 @@ def test_cli_takes_flip_frac_and_noise_and_refuses_bad_values(tmp_path, capsys):
     assert "flip_frac must be in [0, 0.5]" in capsys.readouterr().err and not (tmp_path / "y").exists()
     with pytest.raises(SystemExit):
         main(["demo", str(tmp_path / "z"), "--noise", "gaussian"])
+
+
+def test_a_large_source_is_drawn_in_chunks_with_its_own_slides(tmp_path, monkeypatch):
+    import helpers.data.demo as demo
+
+    monkeypatch.setattr(demo, "CHUNK_CROPS", 400)
+    spec = DemoSpec(n_patient=1000, n_neg=300, size=15, slide_size=100, flip_frac=0.2, seed=3)
+    make_demo(tmp_path / "chunked", spec)
+    images = np.load(tmp_path / "chunked" / "patient" / "patient_combined_images.npy")
+    ann = pd.read_csv(tmp_path / "chunked" / "patient" / "patient_combined_ann.csv")
+    truth = pd.read_csv(tmp_path / "chunked" / "truth.csv")
+    assert images.shape == (1000, 4, 15, 15) and len(ann) == 1000 and len(truth) == 1300
+    chunk_of_slide = ann["slide"].str.extract(r"patient-c(\d+)-")[0]
+    assert chunk_of_slide.notna().all() and sorted(chunk_of_slide.unique()) == ["000", "001", "002"]
+    assert (np.diff(chunk_of_slide.astype(int)) >= 0).all()  # chunks follow each other
+    assert len(set(images[:334].reshape(334, -1).sum(1)) & set(images[334:668].reshape(334, -1).sum(1))) < 20  # new draws
+    certain = truth["image_id"].str.startswith("patient") & (ann["annotation"].reindex(range(1300)) != 2)
+    assert truth.loc[certain, "label_flipped"].mean() == pytest.approx(0.2, abs=0.04)
+    again = tmp_path / "again"
+    make_demo(again, spec)
+    assert (again / "patient" / "patient_combined_images.npy").read_bytes() == \
+        (tmp_path / "chunked" / "patient" / "patient_combined_images.npy").read_bytes()  # still reproducible
+    neg = pd.read_csv(tmp_path / "chunked" / "neg" / "neg_combined_ann.csv")
+    assert not neg["slide"].str.contains("-c0").any()  # 300 crops: one draw, as before

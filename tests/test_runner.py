@@ -1,4 +1,6 @@
 import json
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -8,6 +10,7 @@ import helpers.run.runner as runner
 from helpers.core.errors import ParameterError
 from helpers.core.paths import PROJECT_ROOT
 from helpers.run.cli import main
+from helpers.run.measure import run_measured
 from helpers.run.parameter_files import load_parameters
 from helpers.run.reports import StepResult
 from helpers.run.runner import plan, run_pipeline
@@ -264,3 +267,14 @@ def test_without_gpu_workers_steps_ask_for_nothing():
     assert runner.step_resources(steps["03_baselines_SA_SB"], gpu_workers=True) == {"GPU": 1}
     assert runner.step_resources(steps["06_compare"], gpu_workers=True) is None
     assert runner.step_resources(steps["05_relabel_and_classify"], gpu_workers=False) is None
+
+
+def test_a_step_command_is_measured_for_its_peak_memory(tmp_path):
+    grow = ("import time; block = bytearray(150 * 2**20); block[::4096] = b'x' * len(block[::4096]); time.sleep(0.5); "
+            "print('done')")  # held long enough for the sampler to see it
+    proc, peak = run_measured([sys.executable, "-c", grow], dict(os.environ), tmp_path)
+    assert proc.returncode == 0 and proc.stdout.strip() == "done"
+    assert 150 * 2**20 < peak < 300 * 2**20
+    failed, _ = run_measured([sys.executable, "-c", "import sys; sys.exit('no')"], dict(os.environ), tmp_path)
+    assert failed.returncode == 1 and "no" in failed.stderr
+    assert list(tmp_path.iterdir()) == []  # its capture files are gone

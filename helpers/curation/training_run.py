@@ -9,6 +9,7 @@ from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
+import torch
 from matplotlib.figure import Figure
 
 from .. import plots
@@ -129,6 +130,9 @@ def run_metrics(predictions: pd.DataFrame, scheme: LabelScheme, request: TrainRe
         "resumed_from": str(result.resumed_from) if result.resumed_from else None,
         "train_seconds": round(result.train_seconds, 3),
         "train_images_per_second": round(result.train_images_per_second, 1),
+        "device": str(request.train.torch_device),
+        **({"peak_gpu_memory_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1)}
+           if request.train.torch_device.type == "cuda" else {}),
         **score_predictions(predictions, result.spec.class_names, result.spec.class_values, scheme,
                             request.targets.precision, request.targets.recall),
     }

@@ -171,15 +171,29 @@ def draw_source(rng: np.random.Generator, n: int, parasite_frac: float, spec: De
 TRUE_CLASS = {1: "parasite", 0: "non-parasite"}
 
 
+CHUNK_CROPS = 50_000  # a larger source is drawn in chunks of this many (each from its own child stream)
+
+
 def _write_source(out: OutputSet, pair: Pair, rng: np.random.Generator, n: int, parasite_frac: float,
                   spec: DemoSpec, annotated: bool) -> pd.DataFrame:
-    """Draw one source and write its images and annotations; returns its rows of the truth file."""
-    drawn = draw_source(rng, n, parasite_frac, spec, annotated)
-    out.npy(pair.images, drawn.images.shape, drawn.images.dtype).append(drawn.images)
-    slide_names = [f"{pair.images.stem.split('_')[0]}-{k:02d}" for k in drawn.slide]
-    out.csv(pd.DataFrame({"annotation": drawn.labels, "slide": slide_names, "fov": drawn.fov}).rename_axis("index"),
-            pair.ann)
-    return truth_rows(pair, drawn.truth, drawn.flipped, drawn.hardness, spec.noise)
+    """Draw one source and write its images and annotations; returns its rows of the truth file.
+    Up to CHUNK_CROPS crops are drawn at once; a larger source chunk by chunk, each chunk with its
+    own slides and its own child of `rng`, so memory stays that of one chunk (a million crops)."""
+    stem = pair.images.stem.split("_")[0]
+    chunks = [(rng, n, "")] if n <= CHUNK_CROPS else [
+        (child, len(part), f"c{k:03d}-") for k, (child, part) in
+        enumerate(zip(rng.spawn(-(-n // CHUNK_CROPS)), np.array_split(np.arange(n), -(-n // CHUNK_CROPS))))]
+    writer = out.npy(pair.images, (n, spec.channels, spec.size, spec.size), np.uint8)
+    ann, drawn_parts = [], []
+    for chunk_rng, size, prefix in chunks:
+        drawn = draw_source(chunk_rng, size, parasite_frac, spec, annotated)
+        writer.append(drawn.images)
+        ann.append(pd.DataFrame({"annotation": drawn.labels, "slide": [f"{stem}-{prefix}{k:02d}" for k in drawn.slide],
+                                 "fov": drawn.fov}))
+        drawn_parts.append((drawn.truth, drawn.flipped, drawn.hardness))
+    out.csv(pd.concat(ann, ignore_index=True).rename_axis("index"), pair.ann)
+    truth, flipped, hardness = (np.concatenate(column) for column in zip(*drawn_parts))
+    return truth_rows(pair, truth, flipped, hardness, spec.noise)
 
 
 def truth_rows(pair: Pair, truth_parasite: np.ndarray, flipped: np.ndarray, hardness: np.ndarray,

@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -42,6 +41,7 @@ from ..data.sets import read_annotations
 from ..data.verified import VerifiedStore, verified_labels
 from .config import check_parameters
 from .lock import run_lock
+from .measure import run_measured
 from .parameters import DAG_NOTEBOOKS, NOTEBOOK_PARAMETERS, STRATEGY_NOTEBOOKS, notebook_defaults
 from .reports import OK_STATUSES, StepResult, read_headline, render_html, write_index
 
@@ -233,10 +233,9 @@ def execute(step: Step, reports_dir: Path, threads: int = 0) -> StepResult:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
     start = time.perf_counter()
     try:
-        proc = subprocess.run(
+        proc, peak_rss = run_measured(
             _papermill_command([str(NOTEBOOK_DIR / f"{step.notebook}.ipynb"), str(partial), "-f", str(params_file),
-                                "-k", "python3", "--cwd", str(NOTEBOOK_DIR), "--no-progress-bar"]),
-            capture_output=True, text=True, env=env)
+                                "-k", "python3", "--cwd", str(NOTEBOOK_DIR), "--no-progress-bar"]), env, runtime)
         written = output_log.read_text().splitlines() if output_log.is_file() else []
     finally:
         params_file.unlink(missing_ok=True)
@@ -248,9 +247,12 @@ def execute(step: Step, reports_dir: Path, threads: int = 0) -> StepResult:
         os.replace(partial, output)
         render_html(output)
     partial.unlink(missing_ok=True)
+    peak_mb = round(peak_rss / 2**20, 1)
     if proc.returncode != 0:
-        return StepResult(step.name, "failed", seconds, str(output), notebook_error(output, proc.stderr))
-    return StepResult(step.name, "ok", seconds, str(output), outputs={p: file_identity(p) for p in dict.fromkeys(written)})
+        return StepResult(step.name, "failed", seconds, str(output), notebook_error(output, proc.stderr),
+                          peak_rss_mb=peak_mb)
+    return StepResult(step.name, "ok", seconds, str(output), outputs={p: file_identity(p) for p in dict.fromkeys(written)},
+                      peak_rss_mb=peak_mb)
 
 
 def notebook_error(notebook: Path, stderr: str) -> str:
@@ -308,7 +310,8 @@ class State:
         with self._lock:
             if result.succeeded and result.status != "unchanged":
                 self.data[step.name] = {"fingerprint": step.fingerprint, "status": result.status,
-                                        "seconds": round(result.seconds, 2), "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+                                        "seconds": round(result.seconds, 2), "peak_rss_mb": result.peak_rss_mb,
+                                        "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
                                         "outputs": result.outputs}
             elif not result.succeeded:
                 self.data.pop(step.name, None)

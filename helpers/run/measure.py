@@ -1,0 +1,64 @@
+"""What a step's process tree costs in host memory: its peak, sampled while it runs."""
+from __future__ import annotations
+
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+import psutil
+
+SAMPLE_SECONDS = 0.1
+
+
+def tree_memory(process: psutil.Process) -> int:
+    """Private resident memory (resident minus shared pages) of a process and its descendants, in bytes."""
+    total = 0
+    for member in (process, *process.children(recursive=True)):
+        try:
+            info = member.memory_info()
+            total += info.rss - getattr(info, "shared", 0)
+        except psutil.Error:  # it ended while we looked
+            pass
+    return total
+
+
+class PeakTreeMemory:
+    """Samples a process tree's memory (tree_memory) every SAMPLE_SECONDS until stopped; `.peak` in bytes."""
+
+    def __init__(self, pid: int):
+        self.peak, self._process = 0, psutil.Process(pid)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.peak = max(self.peak, tree_memory(self._process))
+            except psutil.Error:
+                return
+            self._stop.wait(SAMPLE_SECONDS)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
+
+
+def run_measured(cmd: list[str], env: dict[str, str], scratch: Path) -> tuple[subprocess.CompletedProcess, int]:
+    """Run a command, capturing its output (in files under `scratch`, gone afterwards), and the peak
+    private memory of it and its descendants (the notebook's kernel) in bytes."""
+    with tempfile.TemporaryFile(dir=scratch) as out, tempfile.TemporaryFile(dir=scratch) as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
+        try:
+            sampler = PeakTreeMemory(proc.pid)
+        except psutil.Error:  # it has already ended
+            sampler = None
+        proc.wait()
+        peak = sampler.stop() if sampler else 0
+        captured = []
+        for stream in (out, err):
+            stream.seek(0)
+            captured.append(stream.read().decode(errors="replace"))
+    return subprocess.CompletedProcess(cmd, proc.returncode, *captured), peak
