@@ -1,0 +1,98 @@
+"""How much of the SB-to-oracle gap a perfect flip detector could close: the bound on pruning and fixing.
+
+    .venv/bin/python benchmarks/curation_bounds.py --work /tmp/foldgroups_bench [--settings systematic_0.2_seed0,...]
+        [--out benchmarks/results/curation_bounds.jsonl]
+
+For every finished setting of benchmarks/curation.py in --work (its demo data, SB and the oracle), SB
+is trained twice more with the same recipe and seed on its own rows (the certain, non-test crops;
+unsures left out), once with every planted flip removed (`prune_oracle`: a detector that finds all
+flips and nothing else, then prunes) and once with every flip set back to its true class
+(`fix_oracle`: the same detector, then fixes). All four are scored on the setting's evaluation set.
+What is left between fix_oracle and the oracle is what the unsures' true classes add. One JSON line
+per setting; a rerun skips those in --out.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from helpers.core.atomic import OutputSet  # noqa: E402
+from helpers.core.columns import test_mask  # noqa: E402
+from helpers.core.labels import LabelScheme, round_annotations  # noqa: E402
+from helpers.curation.eval_set import eval_decisions, eval_scores, read_eval_set  # noqa: E402
+from helpers.curation.training_run import TrainRequest, train_and_save  # noqa: E402
+from helpers.data.demo import EVAL_DIR  # noqa: E402
+from helpers.data.layout import Layout  # noqa: E402
+from helpers.data.sets import Pair, read_annotations  # noqa: E402
+from helpers.data.truth import read_truth, truth_lookup  # noqa: E402
+from helpers.model.settings import TRAIN_PARAMETERS  # noqa: E402
+from helpers.run.parameter_files import load_parameters  # noqa: E402
+from helpers.run.parameters import train_config  # noqa: E402
+
+SCHEME = LabelScheme.from_dict({"non-parasite": 0, "parasite": 1, "unsure": 2, "unlabeled": -1})
+BOUNDS = ("prune_oracle", "fix_oracle")
+
+
+def bound_pair(layout: Layout, truth, kind: str) -> Pair:
+    """The combined set as SB sees it (unsures unlabeled) with the planted flips pruned or fixed."""
+    ann = read_annotations(layout.combined.ann)
+    flipped = (truth_lookup(truth, ann["image_id"], "label_flipped") == True) & ~test_mask(ann)  # noqa: E712 (NaN)
+    true_value = np.where(truth_lookup(truth, ann["image_id"]) == SCHEME.positive, 1.0, 0.0)
+    values = ann["annotation"].to_numpy(dtype=float)
+    unsure = (round_annotations(ann["annotation"]) == SCHEME.ann_dict["unsure"]) & ~test_mask(ann)
+    values = np.where(unsure, -1.0, values)
+    values = np.where(flipped, -1.0 if kind == "prune_oracle" else true_value, values)
+    ann["annotation"] = values
+    pair = Pair(layout.combined.images, layout.run_dir(kind) / f"combined_ann_{kind}.csv")
+    with OutputSet() as out:
+        out.csv(ann, pair.ann)
+    return pair
+
+
+def measure(data: Path, seed: int) -> dict:
+    layout = Layout.from_params(str(data / "patient"), str(data / "neg"), str(data / "runs"), SCHEME)
+    truth = read_truth(str(data / "truth.csv"), layout)
+    recipe = {k: v for k, v in load_parameters(ROOT / "parameters" / "recommended.yaml").items() if k in TRAIN_PARAMETERS}
+    bundles = {"s_b": layout.model_perf("s_b"), "s_oracle": layout.model_perf("s_oracle")}
+    for kind in BOUNDS:
+        bundle = layout.model_perf(kind)
+        if not bundle.is_file():
+            cfg = train_config(**recipe, seed=seed, progress=False)
+            train_and_save(bound_pair(layout, truth, kind), SCHEME, TrainRequest(cfg, layout.predictions(kind), bundle))
+        bundles[kind] = bundle
+    images, truth_pos = read_eval_set(data / EVAL_DIR, SCHEME.positive)
+    table = eval_scores(eval_decisions(bundles, images, SCHEME.positive), truth_pos, seed=seed)
+    return {name: {k: round(float(v), 5) for k, v in row.items() if np.isfinite(v)} for name, row in table.iterrows()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, required=True, help="a benchmarks/curation.py --work folder")
+    parser.add_argument("--settings", default="", help="comma-separated setting folders (default: every finished one)")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/curation_bounds.jsonl")
+    args = parser.parse_args()
+    done = {json.loads(line)["setting"] for line in args.out.read_text().splitlines()} if args.out.is_file() else set()
+    names = [s for s in args.settings.split(",") if s] or sorted(
+        p.parent.parent.parent.name for p in args.work.glob("*/runs/metrics/06_compare.json"))
+    for name in names:
+        if name in done:
+            continue
+        noise, frac, seed = name.split("_")
+        row = {"setting": name, "noise": noise, "flip_frac": float(frac), "seed": int(seed.removeprefix("seed")),
+               "work": str(args.work), "eval": measure(args.work / name, int(seed.removeprefix("seed")))}
+        print(json.dumps(row), flush=True)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        with args.out.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
