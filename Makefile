@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast parameters clean-demo
+.PHONY: install demo demo-all test test-fast parameters clean-demo
 
 install: $(STAMP)
 
@@ -19,6 +19,11 @@ $(STAMP): pyproject.toml
 demo: install
 	$(PY) -m helpers demo data/demo --if-missing
 	$(PY) -m helpers run parameters/demo.yaml
+
+# The demo with every strategy of the table, not only demo.yaml's.
+demo-all: install
+	$(PY) -m helpers demo data/demo --if-missing
+	$(PY) -m helpers run parameters/demo.yaml --strategies all
 
 test: install
 	$(PY) -m pytest -q

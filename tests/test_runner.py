@@ -115,6 +115,19 @@ def test_cli_exit_codes(tmp_path, monkeypatch, capsys):
     assert main(["run", str(_yaml(tmp_path, "sedd: 1\n", "bad.yaml"))]) == 2
 
 
+def test_strategies_all_runs_every_strategy_of_the_table(tmp_path, monkeypatch):
+    from helpers.curation.strategies import STRATEGIES
+
+    import helpers.run.cli as cli
+
+    asked = []
+    monkeypatch.setattr(cli, "run_pipeline", lambda params, strategies, **kw: asked.append(strategies) or ([], plan(params)))
+    params = _yaml(tmp_path, "".join(f"{k}: {v}\n" for k, v in _dirs(tmp_path).items()) + "strategies: [s_1a]\n")
+    main(["run", str(params), "--strategies", "all"])
+    main(["run", str(params)])
+    assert asked == [list(STRATEGIES), None]  # None: the parameters' own (s_1a)
+
+
 def test_new_label_overrides_rerun_the_pipeline_from_01(tmp_path, monkeypatch):
     calls: list[str] = []
     monkeypatch.setattr(runner, "execute", _fake_execute(set(), calls))

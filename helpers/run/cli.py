@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..core.errors import InputError, ParameterError
+from ..curation.strategies import STRATEGIES
 from ..data.demo import EVAL_DIR, EVAL_TRUTH, NOISE_KINDS, DemoSpec, make_demo, make_eval_set
 from ..data.digits import DigitsSpec, make_digits
 from .generated import sync_generated
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("params", type=Path, nargs="+", help="YAML files, later ones override earlier ones")
     run.add_argument("-p", "--parameter", action="append", default=[], metavar="KEY=VALUE",
                      help="override one parameter (value read as YAML); repeatable")
-    run.add_argument("--strategies", default=None, help="comma-separated strategies to run (default: all)")
+    run.add_argument("--strategies", default=None, help="comma-separated strategies to run, or all (default: the parameters' `strategies`)")
     run.add_argument("--jobs", type=int, default=2, help="steps run at once on this machine (default 2)")
     run.add_argument("--scheduler", default=None, metavar="ADDRESS", help="run on this Dask scheduler")
     run.add_argument("--force", action="store_true", help="rerun every step, even unchanged ones")
@@ -118,7 +119,11 @@ def _run(args: argparse.Namespace) -> int:
         print(f"[{done}/{total}] {result.step}: {result.status} ({result.seconds:.1f}s){'  ' + extra if extra else ''}",
               flush=True)
 
-    strategies = [s for s in args.strategies.split(",") if s] if args.strategies is not None else None
+    strategies = None
+    if args.strategies == "all":
+        strategies = list(STRATEGIES)
+    elif args.strategies is not None:
+        strategies = [s for s in args.strategies.split(",") if s]
     if args.jobs < 1:
         print("error: --jobs must be at least 1", file=sys.stderr)
         return 2
