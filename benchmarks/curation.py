@@ -48,8 +48,6 @@ sys.path.insert(0, str(ROOT))
 
 from helpers import plots  # noqa: E402
 from helpers.core.labels import LabelScheme  # noqa: E402
-from helpers.curation.eval_set import eval_decisions, eval_scores, read_eval_set  # noqa: E402
-from helpers.data.demo import EVAL_DIR  # noqa: E402
 from helpers.curation.compare import (  # noqa: E402
     collect_runs,
     comparison_table,
@@ -57,8 +55,10 @@ from helpers.curation.compare import (  # noqa: E402
     read_verified,
     simulated_review,
 )
+from helpers.curation.eval_set import eval_decisions, eval_scores, read_eval_set  # noqa: E402
 from helpers.curation.label_issues import flip_finding  # noqa: E402
 from helpers.curation.oracle import ORACLE  # noqa: E402
+from helpers.data.demo import EVAL_DIR  # noqa: E402
 from helpers.data.layout import Layout  # noqa: E402
 from helpers.data.sets import read_annotations  # noqa: E402
 from helpers.data.truth import read_truth  # noqa: E402
@@ -177,12 +177,21 @@ def _layout(data: Path) -> Layout:
 
 def cleanlab_scores(data: Path) -> dict:
     """cleanlab on SB's out-of-fold outputs against the planted flips: its issue list's precision and
-    recall, and the precision of its label-quality ranking at 90% recall."""
+    recall, and the precision of its label-quality ranking at 90% recall; the same for the neighbour
+    flags (under "neighbours") where the run has them."""
     layout = Layout.from_params(str(data / "patient"), str(data / "neg"), str(data / "runs"), LabelScheme.from_dict(ANN_DICT))
     truth = read_truth(str(data / "truth.csv"), layout)
-    row = flip_finding(read_annotations(layout.predictions("s_b")), truth, layout.scheme).loc["cleanlab"]
-    return {"precision": float(row["precision"]), "recall": float(row["recall"]), "flagged": int(row["flagged"]),
-            "flipped": int(row["flipped"]), "precision at 90% recall": float(row["precision at 90% recall"])}
+    table = flip_finding(read_annotations(layout.predictions("s_b")), truth, layout.scheme)
+    scores = {}
+    for method in ("cleanlab", "neighbours"):
+        if method not in table.index:  # runs from before neighbour agreement
+            continue
+        row = table.loc[method]
+        scores[method] = {"precision": float(row["precision"]), "recall": float(row["recall"]),
+                          "flagged": int(row["flagged"]), "flipped": int(row["flipped"]),
+                          "precision at 90% recall": float(row["precision at 90% recall"]),
+                          "average precision": float(row["average_precision"])}
+    return {**scores["cleanlab"], **({"neighbours": scores["neighbours"]} if "neighbours" in scores else {})}
 
 
 def backfill(lines: list[dict], args: argparse.Namespace) -> list[dict]:

@@ -10,7 +10,14 @@ from helpers.core.columns import PROPOSED, oof_column, output_column
 from helpers.core.errors import InputError, NotTrainable
 from helpers.core.labels import EXCLUDED_UNSURE_VALUE, round_annotations
 from helpers.curation.compare import flip_finding_table
-from helpers.curation.label_issues import flip_finding, label_issue_columns, review_efficiency, review_gain
+from helpers.curation.label_issues import (
+    flip_finding,
+    label_issue_columns,
+    neighbour_agreement,
+    neighbour_issue_columns,
+    review_efficiency,
+    review_gain,
+)
 from helpers.curation.out_of_fold import FoldSettings, fold_assignment, out_of_fold_probabilities
 from helpers.curation.proposals import (
     binary_entropy_bits,
@@ -119,12 +126,44 @@ def test_out_of_fold_run_writes_oof_and_cleanlab_columns_that_find_a_planted_fli
     # the right/wrong rule can use either outputs
     rows, wrong_oof = wrong_mask(preds, "parasite", 1, "out_of_fold")
     assert len(rows) == (round_annotations(preds["annotation"]) == 1).sum() and wrong_oof.dtype == bool
+    agreement = preds["neighbour_agreement"].to_numpy()
+    assert ((agreement >= 0) & (agreement <= 1)).all() and np.median(agreement[flipped]) < np.median(agreement[~flipped])
     table = flip_finding(preds, truth, scheme)
-    assert list(table.index) == ["in_sample", "out_of_fold", "cleanlab"]
+    assert list(table.index) == ["in_sample", "out_of_fold", "cleanlab", "neighbours"]
     assert table.loc["out_of_fold", "roc_auc"] > 0.8 and table.loc["cleanlab", "recall"] > 0.5
     # a ranking better than chance has average precision above the share of flips
     flip_rate = table.loc["out_of_fold", "flipped"] / table.loc["out_of_fold", "rows"]
     assert table.loc["out_of_fold", "average_precision"] > 2 * flip_rate
+
+
+def test_neighbour_agreement_flags_a_planted_flip_its_model_memorised():
+    """Two clusters in a toy feature space; a few images of each carry the other cluster's label. A
+    model that memorised them says nothing, but their neighbours' labels do."""
+    rng = np.random.default_rng(0)
+    features = np.r_[rng.normal([5, 0], 1, (100, 2)), rng.normal([0, 5], 1, (100, 2))]
+    labels = np.r_[np.zeros(100), np.ones(100)].astype(int)
+    flipped = np.zeros(200, bool)
+    flipped[[3, 50, 120, 170]] = True
+    labels[flipped] = 1 - labels[flipped]
+    agreement = neighbour_agreement(features, labels, reference=np.ones(200, bool), n_neighbors=10)
+    assert (agreement[flipped] < 0.3).all() and (agreement[~flipped] > 0.7).all()
+    # a row outside the reference (a test row) is scored against the reference rows only, all k of them
+    reference = np.ones(200, bool)
+    reference[:20] = False
+    outside = neighbour_agreement(features, labels, reference=reference, n_neighbors=10)
+    assert outside[3] < 0.3 and np.isclose(outside[5] * 10, round(outside[5] * 10))
+    labels_missing = labels.copy()
+    labels_missing[7] = -1
+    assert np.isnan(neighbour_agreement(features, labels_missing, reference=np.ones(200, bool), n_neighbors=10)[7])
+
+
+def test_neighbour_issue_columns_never_take_test_rows_as_neighbours():
+    features = np.array([[1.0, 0.0], [0.99, 0.1], [0.98, 0.2], [0.0, 1.0], [0.1, 0.99], [0.2, 0.98]])
+    preds = pd.DataFrame({"annotation": [0.0, 0.0, 1.0, 1.0, 1.0, 0.0],
+                          "split": ["train", "train", "test", "train", "train", "test"]})
+    out = neighbour_issue_columns(preds, features, [0, 1], n_neighbors=1)
+    assert out["neighbour_agreement"].tolist() == [1.0, 1.0, 0.0, 1.0, 1.0, 0.0]
+    assert out["is_neighbour_issue"].tolist() == [False, False, True, False, False, True]
 
 
 def test_label_issue_columns_on_a_planted_flip(scheme):
@@ -254,7 +293,8 @@ def test_flip_finding_columns_appear_only_with_truth(trained_layout, tiny_demo, 
     assert flip_finding_table(trained_layout, None).empty
     assert flip_finding_table(trained_layout, truth.drop(columns="label_flipped")).empty
     table = flip_finding_table(trained_layout, truth)
-    assert list(table.index) == [("s_b", "in_sample"), ("s_b", "out_of_fold"), ("s_b", "cleanlab")]
+    assert list(table.index) == [("s_b", "in_sample"), ("s_b", "out_of_fold"), ("s_b", "cleanlab"),
+                                  ("s_b", "neighbours")]
     assert {"precision", "recall", "roc_auc", "average_precision", "flipped", "flagged"} <= set(table.columns)
 
 

@@ -56,7 +56,7 @@ def test_whole_dag_with_reports_then_a_rerun_skips_it_and_changed_steps_run_on_d
     assert all(0 <= r["unsures labelled (share)"] <= 1 for r in applied)
     assert all(0 <= r["accuracy CI low"] <= r["accuracy"] <= r["accuracy CI high"] <= 1 for r in runs.values())
     methods = {(row["baseline"], row["method"]) for row in compare["flip_finding"]}
-    assert methods == {(b, m) for b in ("s_a", "s_b") for m in ("in_sample", "out_of_fold", "cleanlab")}
+    assert methods == {(b, m) for b in ("s_a", "s_b") for m in ("in_sample", "out_of_fold", "cleanlab", "neighbours")}
     assert compare["verdict"]["best"] in runs and compare["verdict"]["best"] != "s_oracle"
     # the simulated reviewer verified the head of the test-review queue; 07 walks that queue
     assert compare["verdict"]["verified_rows"] == 5 and compare["test_review"]["review_budget"] == 5

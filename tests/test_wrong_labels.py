@@ -42,6 +42,15 @@ def _certain() -> pd.DataFrame:
     return PREDICTIONS[["image_id", "annotation", "split"]].copy()
 
 
+def test_flag_by_neighbours_acts_on_the_neighbour_flags(scheme):
+    by_neighbours = PREDICTIONS.assign(is_neighbour_issue=[False, True, True, True, False])
+    flagged = flagged_rows(by_neighbours, scheme, flag_by="neighbours")
+    assert flagged["image_id"].tolist() == ["b", "c"]  # d is a test row
+    assert flagged_rows(by_neighbours, scheme)["image_id"].tolist() == ["a", "b", "e"]  # cleanlab's, as before
+    with pytest.raises(InputError, match="'is_neighbour_issue'"):
+        flagged_rows(PREDICTIONS, scheme, flag_by="neighbours")
+
+
 def test_prune_takes_every_flagged_training_row_out_and_never_a_test_row(scheme):
     curated = apply_policy(_certain(), flagged_rows(PREDICTIONS, scheme), "prune", 0.8).set_index("image_id")
     assert curated["label_action"].to_dict() == {"a": "pruned", "b": "pruned", "c": "kept", "d": "kept", "e": "pruned"}

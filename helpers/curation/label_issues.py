@@ -1,11 +1,13 @@
-"""Label issues: cleanlab's confident learning on out-of-fold outputs, and (with the demo's hidden
-truth) how well each way of flagging wrong labels finds the truly flipped ones."""
+"""Label issues: cleanlab's confident learning on out-of-fold outputs, the labels of an image's
+nearest neighbours in a network's feature space, and (with the demo's hidden truth) how well each
+way of flagging wrong labels finds the truly flipped ones."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 from cleanlab.filter import find_label_issues
 from cleanlab.rank import get_label_quality_scores
+from sklearn.neighbors import NearestNeighbors
 
 from ..core.columns import OUT_OF_FOLD, WRONG_FROM, flag_values, output_probabilities, score_column, test_mask
 from ..core.labels import LabelScheme, round_annotations
@@ -44,13 +46,56 @@ def label_issue_columns(predictions: pd.DataFrame, class_names: list[str], class
     return pd.DataFrame({"label_quality": quality, "is_label_issue": issue}, index=predictions.index)
 
 
+FLAG_BY = ("cleanlab", "neighbours")  # which label-issue flags a strategy prunes or fixes
+ISSUE_COLUMNS = {"cleanlab": ("label_quality", "is_label_issue"),
+                 "neighbours": ("neighbour_agreement", "is_neighbour_issue")}  # -> (quality 0-1, flag)
+
+
+def neighbour_agreement(features: np.ndarray, labels: np.ndarray, *, reference: np.ndarray,
+                        n_neighbors: int) -> np.ndarray:
+    """Per row with a label (>= 0): the share of its `n_neighbors` nearest `reference` rows (a mask;
+    cosine distance between `features`, the row itself left out) that carry its label; NaN for rows
+    without one. A model that memorised a wrong label still places the image among images of its
+    true class, whose labels disagree with it (the deep k-NN filter of Bahri et al. 2020)."""
+    refs = np.flatnonzero(reference)
+    unit = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+    k = min(n_neighbors, len(refs) - 1)
+    agreement = np.full(len(labels), np.nan)
+    rows = np.flatnonzero(labels >= 0)
+    if k < 1 or not len(rows):
+        return agreement
+    _, found = NearestNeighbors(n_neighbors=k + 1).fit(unit[refs]).kneighbors(unit[rows])
+    neighbours = refs[found]
+    is_self = neighbours == rows[:, None]
+    drop_last = ~is_self.any(axis=1)  # a row that is not a reference keeps its k nearest
+    keep = ~is_self
+    keep[drop_last, -1] = False
+    same = labels[neighbours] == labels[rows][:, None]
+    agreement[rows] = (same & keep).sum(axis=1) / k
+    return agreement
+
+
+def neighbour_issue_columns(predictions: pd.DataFrame, features: np.ndarray, class_values: list[int], *,
+                            n_neighbors: int) -> pd.DataFrame:
+    """`neighbour_agreement` of every row annotated with one of `class_values` (rounded), among the
+    non-test ones, and `is_neighbour_issue`: most of its neighbours carry another label."""
+    rounded = round_annotations(predictions["annotation"])
+    labelled = np.isin(rounded, class_values)
+    labels = np.where(labelled, rounded, -1)
+    agreement = neighbour_agreement(features, labels, reference=labelled & ~test_mask(predictions),
+                                    n_neighbors=n_neighbors)
+    return pd.DataFrame({"neighbour_agreement": agreement, "is_neighbour_issue": np.nan_to_num(agreement, nan=1) < 0.5},
+                        index=predictions.index)
+
+
 def flip_finding(predictions: pd.DataFrame, truth: pd.DataFrame, scheme: LabelScheme) -> pd.DataFrame:
     """How well each way of flagging wrong labels finds the truly flipped ones (truth.label_flipped).
 
     Scored on the certain, non-test rows (the ones a model trains on): precision and recall of the
     flagged set, ROC AUC and average precision of the ranking (flips being a few percent of the rows,
     AP shows what ROC AUC hides: how many clean images rank above the flips). Methods: in-sample and
-    out-of-fold own-class output < 0.5 (the origin's rule), and cleanlab's issue list / label quality.
+    out-of-fold own-class output < 0.5 (the origin's rule), cleanlab's issue list / label quality, and
+    the neighbours' majority vote / agreement.
     """
     rows, flipped = flip_rows(predictions, truth, scheme)
     out = []
@@ -70,23 +115,25 @@ def suspicion_rankings(predictions: pd.DataFrame, scheme: LabelScheme,
                        rows: np.ndarray) -> dict[str, tuple[np.ndarray | None, np.ndarray]]:
     """Ways to rank rows by how likely their label is wrong (higher = more suspect), each with the
     set it flags (None: a ranking only): in-sample and out-of-fold own-class output (flagged below
-    0.5, the origin's rule), cleanlab's label quality (its issue list), and the entropy of the
+    0.5, the origin's rule), cleanlab's label quality (its issue list), neighbour agreement (its
+    majority vote), and the entropy of the
     outputs (uncertainty, not disagreement). Only rankings defined on every row of `rows`."""
     methods: dict[str, tuple[np.ndarray | None, np.ndarray]] = {}
     for source in WRONG_FROM:
         own = own_class_scores(predictions, scheme.certain_names, scheme.certain_values, source)
         if np.isfinite(own[rows]).all():
             methods[source] = (own < 0.5, 1 - own)
-    if "label_quality" in predictions.columns:
-        quality = pd.to_numeric(predictions["label_quality"], errors="coerce").to_numpy()
-        if np.isfinite(quality[rows]).all():
-            methods["cleanlab"] = (flag_values(predictions["is_label_issue"]), 1 - quality)
+    for method, (quality_column, flag_column) in ISSUE_COLUMNS.items():
+        if quality_column in predictions.columns:
+            quality = pd.to_numeric(predictions[quality_column], errors="coerce").to_numpy()
+            if np.isfinite(quality[rows]).all():
+                methods[method] = (flag_values(predictions[flag_column]), 1 - quality)
     methods["entropy"] = (None, entropy(output_probabilities(predictions)[0]))
     return methods
 
 
 REVIEW_RANKINGS = {"in_sample": "likely wrong (in-sample)", "out_of_fold": "likely wrong (out-of-fold)",
-                   "cleanlab": "label quality (cleanlab)", "entropy": "entropy"}
+                   "cleanlab": "label quality (cleanlab)", "neighbours": "neighbour agreement", "entropy": "entropy"}
 
 
 def review_efficiency(predictions: pd.DataFrame, truth: pd.DataFrame, scheme: LabelScheme,

@@ -31,12 +31,15 @@ from ..model.training import TrainingData, explain_out_of_memory, fit, prepare_t
 class FoldSettings:
     """Out-of-fold training: `folds` models, each trained without its fold, `jobs` of them at once;
     with `ensemble` the rows no fold trained on are predicted by the fold models' mean; with
-    `group_by` (a column) each group lies wholly in one fold."""
+    `group_by` (a column) each group lies wholly in one fold. Label issues are flagged from them by
+    cleanlab, and by the labels of each image's `neighbors` nearest neighbours in the final model's
+    feature space."""
 
     folds: int = 5
     jobs: int = 1
     ensemble: bool = False
     group_by: str = ""
+    neighbors: int = 60
 
 
 def fold_assignment(targets: np.ndarray, folds: int, seed: int, path: str = "annotations", *,

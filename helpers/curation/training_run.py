@@ -23,11 +23,11 @@ from ..metrics import score_predictions
 from ..model.batches import on_device
 from ..model.bundle import write_bundle
 from ..model.checkpoints import checkpoint_path
-from ..model.inference import predict_probabilities, predictions_frame
+from ..model.inference import predict_features, predict_probabilities, predictions_frame
 from ..model.networks import ResNet
 from ..model.settings import TrainConfig
 from ..model.training import FitResult, explain_out_of_memory, fit
-from .label_issues import label_issue_columns
+from .label_issues import label_issue_columns, neighbour_issue_columns
 from .out_of_fold import FoldSettings, out_of_fold_probabilities
 from .right_wrong import right_wrong_counts
 
@@ -158,10 +158,16 @@ def add_out_of_fold(predictions: pd.DataFrame, image_set: ImageSet, scheme: Labe
     predictions["fold"] = oof.fold
     issues = label_issue_columns(predictions, result.spec.class_names, result.spec.class_values)
     predictions[issues.columns] = issues
+    cfg = request.train
+    features = predict_features(result.model, on_device(image_set.images, cfg.torch_device, cfg.images_on_device),
+                                cfg.torch_device, cfg.eval_batch_size)
+    neighbours = neighbour_issue_columns(predictions, features, result.spec.class_values, n_neighbors=folds.neighbors)
+    predictions[neighbours.columns] = neighbours
     return FoldOutputs({"folds": folds.folds, "fold_jobs": folds.jobs, "fold_ensemble": folds.ensemble,
                         "seconds": round(oof.seconds, 3),
                         "cost_vs_final_fit": round(oof.seconds / max(result.train_seconds, 1e-9), 2),
-                        "label_issues": int(issues["is_label_issue"].sum())}, oof.models)
+                        "label_issues": int(issues["is_label_issue"].sum()),
+                        "neighbour_issues": int(neighbours["is_neighbour_issue"].sum())}, oof.models)
 
 
 def label_issue_summary(runs: Mapping[str, TrainedRun], scheme: LabelScheme) -> pd.DataFrame:

@@ -17,23 +17,27 @@ from ..core.columns import LABEL_ACTION, ORIGINAL_ANNOTATION, flag_values, oof_c
 from ..core.errors import InputError
 from ..core.labels import LabelScheme, round_annotations
 from ..data.truth import truth_lookup
+from .label_issues import ISSUE_COLUMNS
 
 WRONG_LABEL_POLICIES = ("keep", "prune", "fix")
 PRUNED_VALUE = -1.0
 KEPT, PRUNED, FIXED = "kept", "pruned", "fixed"
 
 
-def flagged_rows(predictions: pd.DataFrame, scheme: LabelScheme, source: str = "predictions") -> pd.DataFrame:
-    """The label issues of a run with out-of-fold outputs: image_id, the out-of-fold class (value)
-    and that class's out-of-fold output, for the flagged certain, non-test rows."""
+def flagged_rows(predictions: pd.DataFrame, scheme: LabelScheme, source: str = "predictions", *,
+                 flag_by: str = "cleanlab") -> pd.DataFrame:
+    """The label issues of a run with out-of-fold outputs, as `flag_by` flags them (cleanlab, or
+    neighbours: see label_issues.ISSUE_COLUMNS): image_id, the out-of-fold class (value) and that
+    class's out-of-fold output, for the flagged certain, non-test rows."""
     names = scheme.certain_names
-    needed = ["is_label_issue", *(oof_column(n) for n in names)]
+    flag = ISSUE_COLUMNS[flag_by][1]
+    needed = [flag, *(oof_column(n) for n in names)]
     missing = [c for c in needed if c not in predictions.columns]
     if missing:
         raise InputError(source, f"no {missing[0]!r} column: pruning or fixing wrong labels needs 03 run with "
                                  "wrong_from='out_of_fold' (cleanlab's label issues)")
     certain = scheme.certain_mask(predictions["annotation"])
-    rows = flag_values(predictions["is_label_issue"]) & certain & ~test_mask(predictions)
+    rows = flag_values(predictions[flag]) & certain & ~test_mask(predictions)
     oof = predictions.loc[rows, [oof_column(n) for n in names]].to_numpy(dtype=float)
     best = oof.argmax(axis=1) if len(oof) else np.zeros(0, int)
     return pd.DataFrame({"image_id": predictions.loc[rows, "image_id"].to_numpy(),

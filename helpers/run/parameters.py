@@ -24,6 +24,7 @@ from ..core.checks import (
 )
 from ..core.columns import REVIEW_QUEUES, WRONG_FROM
 from ..core.labels import DEFAULT_ANN_DICT, LabelScheme
+from ..curation.label_issues import FLAG_BY
 from ..curation.strategies import DEFAULT_STRATEGIES, STRATEGIES
 from ..data.layout import TAGS
 from ..model.settings import TRAIN_PARAMETERS, TrainConfig, TrainSettings
@@ -86,6 +87,9 @@ class Parameters(TrainSettings):
                               "never the image itself)", boolean)
     fold_ensemble: bool = param(False, "out_of_fold: predict the test rows, and SB the unsures, with the fold models' "
                                 "mean (kept in the bundle) instead of the final model alone", boolean)
+    issue_neighbors: int = param(60, "out_of_fold: neighbours per image in the final model's feature space whose "
+                                 "labels decide its neighbour_agreement (03 writes it beside cleanlab's label_quality)",
+                                 integer(1, 1000))
     precision_target: float = param(0.95, "upper operating threshold: the lowest score with precision >= this",
                                     number(0.0, 1.0))
     recall_target: float = param(0.95, "lower operating threshold: the highest score with recall >= this",
@@ -98,6 +102,9 @@ class Parameters(TrainSettings):
                          number(0.0, 1.0))
     n_neighbors: int = param(10, "s_prop: neighbours per image in the cosine kNN graph of SB's features",
                              integer(1, 1000))
+    flag_by: str = param("cleanlab", "strategies that prune or fix wrong labels: which flags they act on: cleanlab "
+                         "(confident learning on out-of-fold outputs) or neighbours (most of the image's issue_neighbors "
+                         "nearest neighbours in SB's feature space carry another label)", choice(*FLAG_BY))
     fix_threshold: float = param(0.8, "strategies that fix wrong labels (s_fix, ...): a flagged image takes its "
                                  "out-of-fold class when that class's out-of-fold output is at least this, "
                                  "otherwise it is pruned", number(0.0, 1.0))
@@ -171,11 +178,12 @@ NOTEBOOK_PARAMETERS: dict[str, tuple[str, ...]] = {
     "01_combine": (*DIRS, "sources", "test_frac", "group_by", "seed", "overrides_path", "n_examples"),
     "02_split": (*DIRS, "seed", "n_examples"),
     "03_baselines_SA_SB": (*DIRS, "which", *TRAINING, "resume", "wrong_from", "folds", "fold_jobs", "group_by",
-                           "group_folds", "fold_ensemble", "truth_path", "precision_target", "recall_target", "n_examples"),
+                           "group_folds", "fold_ensemble", "issue_neighbors", "truth_path", "precision_target",
+                           "recall_target", "n_examples"),
     "04_differentiator": (*DIRS, "strategy", *TRAINING, "resume", "delta", "n_neighbors",
                           "precision_target", "recall_target"),
-    "05_relabel_and_classify": (*DIRS, "strategy", "relabel_thresh", "fix_threshold", "rounds", "folds", "fold_jobs",
-                                "group_by", "group_folds",
+    "05_relabel_and_classify": (*DIRS, "strategy", "relabel_thresh", "flag_by", "fix_threshold", "rounds", "folds",
+                                "fold_jobs", "group_by", "group_folds", "issue_neighbors",
                                 *TRAINING, "resume", *FINAL_ONLY, "precision_target", "recall_target"),
     "06_compare": (*DIRS, "strategies", "truth_path", "verified_path", "review_budget", "primary_metric", "max_fpr",
                    "rbc_per_ul", "n_bootstrap", "seed"),

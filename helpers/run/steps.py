@@ -230,14 +230,14 @@ def curate_wrong_labels(strategy: Strategy, cfg: Config) -> Outcome:
     source = layout.predictions(strategy.baseline)
     if not source.is_file():
         raise InputError(source, "not found: run 03 first")
-    flagged = flagged_rows(read_annotations(source), cfg.scheme, str(source))  # raises before any work
+    flagged = flagged_rows(read_annotations(source), cfg.scheme, str(source), flag_by=cfg.flag_by)  # raises before any work
     curated = apply_policy(read_annotations(layout.certain.ann, scheme=cfg.scheme), flagged, policy, cfg.fix_threshold)
     rounds = [{"round": 1, "flagged by": strategy.baseline, "flagged": len(flagged), **action_counts(curated)}]
     _write_curated(curated, curated_pair, [source, layout.certain.ann])
     for r in range(2, cfg.rounds + 1):
         trained = train_and_save(curated_pair, cfg.scheme, cfg.train_request(
             name, f"round{r}", title=f"{name} round {r} (out-of-fold)", out_of_fold=cfg.round_folds))
-        flagged = flagged_rows(trained.predictions, cfg.scheme, str(trained.predictions_path))
+        flagged = flagged_rows(trained.predictions, cfg.scheme, str(trained.predictions_path), flag_by=cfg.flag_by)
         if len(flagged) >= rounds[-1]["flagged"]:
             rounds.append({"round": r, "flagged by": f"{name} round {r}", "flagged": len(flagged),
                            "stopped": "the issue list stopped shrinking; this round's flags are not applied"})
