@@ -73,13 +73,14 @@ RECIPES.update({
     "recommended.yaml+fold_ensemble": {**RECOMMENDED_FILE, "wrong_from": "out_of_fold", "folds": 5,
                                        "fold_ensemble": True},
 })
-# the GPU profile (batch 512, bf16 on CUDA: the same math in fp32 on the CPU) and its learning rate
+# the GPU profile (bf16 on CUDA: the same math in fp32 on the CPU), and batches of 512 at several
+# learning rates without its rule for small sets (min_steps_per_epoch)
 GPU_FILE = {name: value for name, value in load_parameters(ROOT / "parameters" / "recommended-gpu.yaml").items()
             if name in TRAIN_PARAMETERS}
 RECIPES.update({
     "recommended-gpu.yaml": GPU_FILE,
-    **{f"recommended-gpu.yaml_lr{lr:g}": {**GPU_FILE, "lr": lr} for lr in (0.003, 0.006, 0.012, 0.024)},
-    "recommended-gpu.yaml_b256": {**GPU_FILE, "batch_size": 256},
+    **{f"recommended-gpu.yaml_lr{lr:g}": {**GPU_FILE, "batch_size": 512, "lr": lr, "min_steps_per_epoch": 0}
+       for lr in (0.003, 0.006, 0.012, 0.024)},
 })
 RUN_OPTIONS = ("wrong_from", "folds", "fold_ensemble")  # recipe keys for out-of-fold settings, not the TrainConfig
 SCHEME = LabelScheme.from_dict(DEFAULT_ANN_DICT)
@@ -138,12 +139,15 @@ def measure(seed: int, recipe: str, labels: str, layout: Layout, truth: pd.DataF
 def summarise(rows: list[dict]) -> pd.DataFrame:
     """Per recipe: noisy and oracle test accuracy vs truth (mean, spread over seeds), the gap, ECE, times."""
     frame = pd.DataFrame(rows)
-    wide = frame.pivot_table(index=["recipe", "seed"], columns="labels", values="accuracy").dropna()
+    wide = frame.pivot_table(index=["recipe", "seed"], columns="labels", values="accuracy")
+    for labels in ("noisy", "oracle"):  # --labels may have run one of them only
+        if labels not in wide.columns:
+            wide[labels] = np.nan
     wide["gap"] = wide["oracle"] - wide["noisy"]
     noisy = frame[frame["labels"] == "noisy"].set_index(["recipe", "seed"])
     per_recipe = wide.groupby("recipe").agg(noisy_mean=("noisy", "mean"), noisy_spread=("noisy", np.ptp),
                                             oracle_mean=("oracle", "mean"), gap_mean=("gap", "mean"),
-                                            seeds=("noisy", "size"))
+                                            seeds=("noisy", "count"))
     per_recipe["noisy_ece"] = noisy.groupby("recipe")["ece"].mean()
     per_recipe["noisy_train_s"] = noisy.groupby("recipe")["train_seconds"].mean()
     per_recipe["noisy_s_to_seed_best"] = noisy.groupby("recipe")["seconds_to_seed_best_val_accuracy"].mean()

@@ -13,7 +13,7 @@ from helpers.curation.out_of_fold import FoldSettings, out_of_fold_probabilities
 from helpers.data.sets import open_image_set
 from helpers.model.batches import DeviceImages, image_batch, on_device, to_tensor
 from helpers.model.inference import predict_probabilities
-from helpers.model.training import fit
+from helpers.model.training import fit, for_training_rows
 from helpers.run.parameters import train_config
 
 CPU = torch.device("cpu")
@@ -85,3 +85,14 @@ def test_running_out_of_gpu_memory_names_the_batch_size(image_set, scheme, monke
     monkeypatch.setattr(training, "augment_batch", exhausted)
     with pytest.raises(ParameterError, match=r"'batch_size'.*out of memory at batch_size 16.*lower batch_size"):
         fit(image_set, scheme, train_config(**FAST))
+
+
+def test_a_small_set_trains_with_smaller_batches_and_a_scaled_learning_rate(image_set, scheme):
+    gpu = train_config(batch_size=512, lr=0.024, min_steps_per_epoch=45)
+    small = for_training_rows(gpu, 2900)
+    assert (small.batch_size, small.lr) == (64, pytest.approx(0.003))
+    assert for_training_rows(gpu, 100_000) is gpu  # 195 batches of 512 an epoch: as given
+    assert for_training_rows(train_config(batch_size=512), 2900).batch_size == 512  # the rule is off by default
+    result = fit(image_set, scheme, train_config(**{**FAST, "batch_size": 64, "lr": 0.01, "min_steps_per_epoch": 4}))
+    n_train = len(result.data.train_rows)
+    assert result.batch_size == n_train // 4 and result.lr == pytest.approx(0.01 * (n_train // 4) / 64)

@@ -116,9 +116,8 @@ def test_cli_exit_codes(tmp_path, monkeypatch, capsys):
 
 
 def test_strategies_all_runs_every_strategy_of_the_table(tmp_path, monkeypatch):
-    from helpers.curation.strategies import STRATEGIES
-
     import helpers.run.cli as cli
+    from helpers.curation.strategies import STRATEGIES
 
     asked = []
     monkeypatch.setattr(cli, "run_pipeline", lambda params, strategies, **kw: asked.append(strategies) or ([], plan(params)))
@@ -226,6 +225,15 @@ def test_the_demo_profile_is_the_recommended_recipe_on_the_demo_data():
     assert {k: demo[k] for k in recommended} == recommended
     steps = {s.name: s.parameters for s in plan(demo).steps}
     assert steps["03_baselines_SA_SB"]["augment"] == "flips_rot90" and steps["03_baselines_SA_SB"]["tta"] is True
+    # the product decision: the seed's six strategies and at most three others
+    from helpers.curation.strategies import SEED_STRATEGIES
+
+    others = [s for s in demo["strategies"] if s not in SEED_STRATEGIES]
+    assert set(SEED_STRATEGIES) <= set(demo["strategies"]) and len(others) <= 3
+    # the GPU profile is the recommended recipe with device knobs and a larger batch only
+    gpu = load_parameters(PROJECT_ROOT / "parameters" / "recommended-gpu.yaml")
+    assert {k for k in gpu if gpu[k] != recommended.get(k)} <= {"batch_size", "lr", "min_steps_per_epoch", "amp",
+                                                               "images_on_device", "compile"}
 
 
 def test_the_index_opens_with_the_verdict_and_the_chart_once_06_has_run(tmp_path):

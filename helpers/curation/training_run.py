@@ -130,6 +130,8 @@ def run_metrics(predictions: pd.DataFrame, scheme: LabelScheme, request: TrainRe
         "resumed_from": str(result.resumed_from) if result.resumed_from else None,
         "train_seconds": round(result.train_seconds, 3),
         "train_images_per_second": round(result.train_images_per_second, 1),
+        "batch_size": result.batch_size,
+        "lr": result.lr,
         "device": str(request.train.torch_device),
         **({"peak_gpu_memory_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1)}
            if request.train.torch_device.type == "cuda" else {}),

@@ -69,6 +69,10 @@ class TrainSettings:
     calibrate: bool = param(False, "fit a softmax temperature on the validation rows, so outputs such as 0.9 mean "
                             "what they say", boolean)
     device: str = param("auto", "auto (CUDA when present), cpu or cuda[:N]", device_name)
+    min_steps_per_epoch: int = param(0, "0 = off; else a set with too few training rows for this many batches of "
+                                     "batch_size per epoch trains with smaller batches (this many per epoch) and the "
+                                     "learning rate scaled down in proportion (linear scaling), so a GPU profile's large "
+                                     "batches suit small sets too", integer(0))
     images_on_device: str = param("auto", "keep a copy of the whole image set on the training device, so batches "
                                   "and test-time views are indexed there: auto (on a GPU when the set takes at most "
                                   "half its free memory), yes or no (read each batch from the array, as on the CPU)",

@@ -11,7 +11,7 @@ import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -289,12 +289,15 @@ class FitResult:
     train_images_per_second: float
     stopped_early: bool = False
     resumed_from: Path | None = None  # the checkpoint training continued from, if any
+    batch_size: int = 0  # the batch size and learning rate it trained with (see for_training_rows)
+    lr: float = 0.0
 
 
 @dataclass
 class Training:
     """What one fit trains with, set up once before the loop: its rows, model, optimizer and losses."""
 
+    cfg: TrainConfig  # as given, but with the batch size and learning rate this set trains with (for_training_rows)
     data: TrainingData
     images: Images  # the image set's array, or its copy on the device (batches.on_device)
     spec: ModelSpec
@@ -328,6 +331,7 @@ def setup_training(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig,
                    holdout: np.ndarray | None = None) -> Training:
     """The rows, model (normalised on the training rows), optimizer, schedule and losses of a fit."""
     data = prepare_training_data(image_set, scheme, cfg.val_frac, cfg.seed, holdout)
+    cfg = for_training_rows(cfg, len(data.train_rows))
     weights = sample_weights(image_set, cfg)
     soft = soft_targets(image_set, data)
     images, device = image_set.images, cfg.torch_device
@@ -346,8 +350,18 @@ def setup_training(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig,
     val_criterion = make_criterion(cfg, train_targets, spec.n_classes)
     unlabeled = data.unlabeled_rows if cfg.unlabeled == "consistency" else None
     forward = torch.compile(model) if cfg.compile else model
-    return Training(data, on_device(images, device, cfg.images_on_device), spec, model, forward, optimizer, scheduler,
-                    train_criterion, val_criterion, weights, soft, unlabeled)
+    return Training(cfg, data, on_device(images, device, cfg.images_on_device), spec, model, forward, optimizer,
+                    scheduler, train_criterion, val_criterion, weights, soft, unlabeled)
+
+
+def for_training_rows(cfg: TrainConfig, n_train: int) -> TrainConfig:
+    """The config a set of `n_train` training rows trains with: as given, unless `min_steps_per_epoch`
+    asks for more batches per epoch than batch_size allows; then batches of n_train // min_steps_per_epoch
+    rows (at least 1) and the learning rate scaled by the same factor (Goyal et al. 2017's linear rule)."""
+    if not cfg.min_steps_per_epoch or n_train // cfg.batch_size >= cfg.min_steps_per_epoch:
+        return cfg
+    batch = max(1, n_train // cfg.min_steps_per_epoch)
+    return replace(cfg, batch_size=batch, lr=cfg.lr * batch / cfg.batch_size)
 
 
 def resume_progress(training: Training, image_set: ImageSet, cfg: TrainConfig, checkpoint_path: Path | None,
@@ -409,6 +423,7 @@ def fit(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig, checkpoint_p
     torch.manual_seed(cfg.seed)
     with explain_out_of_memory(cfg):
         training = setup_training(image_set, scheme, cfg, holdout)
+        cfg = training.cfg
         progress = resume_progress(training, image_set, cfg, checkpoint_path, holdout)
         stopped_early = run_epochs(training, image_set, cfg, progress, checkpoint_path)
     model, spec, data = training.model, training.spec, training.data
@@ -422,7 +437,8 @@ def fit(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig, checkpoint_p
     seconds = float(frame["seconds"].sum()) if len(frame) else 0.0
     images_seen = float(frame["images"].sum()) if len(frame) else 0.0
     return FitResult(model.cpu(), spec, data, frame, kept_epoch, seconds,
-                     images_seen / seconds if seconds else 0.0, stopped_early, progress.resumed_from)
+                     images_seen / seconds if seconds else 0.0, stopped_early, progress.resumed_from,
+                     cfg.batch_size, cfg.lr)
 
 
 @contextmanager
