@@ -12,15 +12,23 @@ SAMPLE_SECONDS = 0.1
 
 
 def tree_memory(process: psutil.Process) -> int:
-    """Private resident memory (resident minus shared pages) of a process and its descendants, in bytes."""
+    """Memory of a process and its descendants, in bytes: the sum of their proportional set sizes
+    (a page shared by n of them counts 1/n to each, so a forked worker's copy-on-write pages count
+    once), or of their resident memory where the OS does not give PSS."""
     total = 0
     for member in (process, *process.children(recursive=True)):
         try:
-            info = member.memory_info()
-            total += info.rss - getattr(info, "shared", 0)
+            total += _process_memory(member)
         except psutil.Error:  # it ended while we looked
             pass
     return total
+
+
+def _process_memory(process: psutil.Process) -> int:
+    try:
+        return process.memory_full_info().pss
+    except (AttributeError, psutil.AccessDenied):
+        return process.memory_info().rss
 
 
 class PeakTreeMemory:
@@ -48,7 +56,7 @@ class PeakTreeMemory:
 
 def run_measured(cmd: list[str], env: dict[str, str], scratch: Path) -> tuple[subprocess.CompletedProcess, int]:
     """Run a command, capturing its output (in files under `scratch`, gone afterwards), and the peak
-    private memory of it and its descendants (the notebook's kernel) in bytes."""
+    memory of it and its descendants (the notebook's kernel and its workers; tree_memory) in bytes."""
     with tempfile.TemporaryFile(dir=scratch) as out, tempfile.TemporaryFile(dir=scratch) as err:
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
         try:
