@@ -1,6 +1,7 @@
 """Measuring helpers shared by the benchmark scripts."""
 from __future__ import annotations
 
+import json
 import threading
 import time
 from contextlib import contextmanager
@@ -35,6 +36,18 @@ class PeakAnonSampler:
         self._stop.set()
         self._thread.join()
         self.peak = max(self.peak, rss_anon_bytes())
+
+
+def read_lines(path: Path) -> list[dict]:
+    """A results file's JSON lines (one finished measurement each); [] when it does not exist yet."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
+def append_line(path: Path, row: dict) -> None:
+    """Append one finished measurement, so a stopped benchmark keeps what it has measured."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        f.write(json.dumps(row) + "\n")
 
 
 @contextmanager

@@ -46,6 +46,8 @@ from scipy import stats
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _measure import append_line, read_lines  # noqa: E402
+
 from helpers import plots  # noqa: E402
 from helpers.core.labels import LabelScheme  # noqa: E402
 from helpers.curation.compare import (  # noqa: E402
@@ -241,10 +243,6 @@ def _number(value) -> float | None:
     return None if value is None or (isinstance(value, float) and not np.isfinite(value)) else float(value)
 
 
-def read_lines(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
-
-
 def summary(lines: list[dict]) -> pd.DataFrame:
     """Per (noise, flip fraction, run): means over seeds, the gap closed from the mean accuracies, and
     on how many seeds the paired bootstrap interval of the gain over SB lies above zero."""
@@ -354,10 +352,7 @@ def main() -> None:
                 for seed in map(int, args.seeds.split(",")):
                     if setting_key(noise, frac, seed) in done:
                         continue
-                    line = measure(noise, frac, seed, args)
-                    args.out.parent.mkdir(parents=True, exist_ok=True)
-                    with args.out.open("a") as f:
-                        f.write(json.dumps(line) + "\n")
+                    append_line(args.out, measure(noise, frac, seed, args))
     lines = backfill(read_lines(args.out), args)
     if args.reverdict:
         for line in lines:

@@ -23,6 +23,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _measure import append_line, read_lines  # noqa: E402
+
 from helpers.core.atomic import OutputSet  # noqa: E402
 from helpers.core.columns import test_mask  # noqa: E402
 from helpers.core.labels import LabelScheme, round_annotations  # noqa: E402
@@ -78,7 +80,7 @@ def main() -> int:
     parser.add_argument("--settings", default="", help="comma-separated setting folders (default: every finished one)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/curation_bounds.jsonl")
     args = parser.parse_args()
-    done = {json.loads(line)["setting"] for line in args.out.read_text().splitlines()} if args.out.is_file() else set()
+    done = {line["setting"] for line in read_lines(args.out)}
     names = [s for s in args.settings.split(",") if s] or sorted(
         p.parent.parent.parent.name for p in args.work.glob("*/runs/metrics/06_compare.json"))
     for name in names:
@@ -88,9 +90,7 @@ def main() -> int:
         row = {"setting": name, "noise": noise, "flip_frac": float(frac), "seed": int(seed.removeprefix("seed")),
                "work": str(args.work), "eval": measure(args.work / name, int(seed.removeprefix("seed")))}
         print(json.dumps(row), flush=True)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        with args.out.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+        append_line(args.out, row)
     return 0
 
 

@@ -17,10 +17,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from _measure import append_line  # noqa: E402
 
 from helpers.core.labels import DEFAULT_ANN_DICT, LabelScheme  # noqa: E402
 from helpers.data.combine_split import combine, split_by_class  # noqa: E402
@@ -66,7 +69,7 @@ def measure(image_set, recipe: dict, batch_size: int, epochs: int, device: str) 
     per_epoch = (result.history["images"] / result.history["seconds"]).tolist()
     train_peak = peak_gpu_mb(dev)
     images = on_device(image_set.images, dev, cfg.images_on_device)
-    predict_probabilities(result.model, images, dev, cfg.eval_batch_size, rows=torch.arange(1024).numpy(), amp=cfg.amp)
+    predict_probabilities(result.model, images, dev, cfg.eval_batch_size, rows=np.arange(1024), amp=cfg.amp)
     synchronize(dev)
     start = time.perf_counter()
     predict_probabilities(result.model, images, dev, cfg.eval_batch_size, amp=cfg.amp)
@@ -98,9 +101,7 @@ def main() -> int:
     for batch_size in sizes:
         row = {"crops": args.n, "params": args.params, **measure(image_set, recipe, batch_size, args.epochs, args.device)}
         print(json.dumps(row), flush=True)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        with args.out.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+        append_line(args.out, row)
     return 0
 
 

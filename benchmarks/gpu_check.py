@@ -17,13 +17,13 @@ Writes one JSON line to --out (benchmarks/results/gpu_check.jsonl) and prints th
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from _measure import append_line, read_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -41,14 +41,14 @@ def speed(work: Path, args: argparse.Namespace) -> dict:
     out = work / "device_speed.jsonl"
     run([PY, "benchmarks/device_speed.py", "--n", str(args.speed_n), "--batch-sizes", "512,1024,2048",
          "--device", args.device, "--work", str(work), "--out", str(out)])
-    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    rows = read_lines(out)
     best = max(rows, key=lambda r: r["train_images_per_second"])
     return {"train": best["train_images_per_second"], "train_batch_size": best["batch_size"],
             "predict": max(r["predict_images_per_second"] for r in rows), "rows": rows}
 
 
 def mean_accuracy(path: Path, recipe: str) -> tuple[float, int]:
-    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+    rows = read_lines(path)
     values = [r["accuracy"] for r in rows if r["recipe"] == recipe and r["labels"] == "noisy"]
     return (float(np.mean(values)) if values else float("nan")), len(values)
 
@@ -66,7 +66,7 @@ def scale(work: Path, args: argparse.Namespace) -> dict:
     out = work / "scale.jsonl"
     run([PY, "benchmarks/scale.py", "--n", str(args.scale_n), "--device", args.device, "--work", str(work / "scale"),
          "--out", str(out), "--force"])
-    return json.loads(out.read_text().splitlines()[-1])
+    return read_lines(out)[-1]
 
 
 def demo(work: Path, args: argparse.Namespace) -> dict:
@@ -106,9 +106,7 @@ def main() -> int:
     for name, value, op, target in checks:
         met = value >= target if op == ">=" else value <= target
         print(f"{name:<45} {value:>12,.2f}  target {op} {target:<10,} {'met' if met else 'NOT met'}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("a") as f:
-        f.write(json.dumps({"measured": time.strftime("%Y-%m-%d %H:%M"), **found}) + "\n")
+    append_line(args.out, {"measured": time.strftime("%Y-%m-%d %H:%M"), **found})
     return 0
 
 

@@ -31,6 +31,8 @@ from sklearn.metrics import roc_auc_score
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _measure import append_line, read_lines  # noqa: E402
+
 from helpers.core.labels import DEFAULT_ANN_DICT, LabelScheme  # noqa: E402
 from helpers.curation.oracle import oracle_pair  # noqa: E402
 from helpers.curation.out_of_fold import FoldSettings  # noqa: E402
@@ -173,8 +175,7 @@ def main() -> int:
     if "seed" not in recipes and not args.no_target:
         recipes.insert(0, "seed")  # its best validation accuracy is the time-to-accuracy target
     out = args.out or args.work / "recipe.jsonl"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    rows = [json.loads(line) for line in out.read_text().splitlines()] if out.is_file() else []
+    rows = read_lines(out)
     done = {(r["seed"], r["recipe"], r["labels"]) for r in rows}
     for seed in (int(s) for s in args.seeds.split(",")):
         layout, truth = demo_layout(seed, args.work, DemoSpec(n_patient=args.n_patient, n_neg=args.n_neg, seed=seed))
@@ -186,8 +187,7 @@ def main() -> int:
                                if (r["seed"], r["recipe"], r["labels"]) == (seed, "seed", "noisy")), None)
                 row = measure(seed, recipe, labels, layout, truth, target, args.work)
                 rows.append(row)
-                with out.open("a") as f:  # one finished run at a time: a stopped benchmark keeps it
-                    f.write(json.dumps(row) + "\n")
+                append_line(out, row)  # one finished run at a time: a stopped benchmark keeps it
                 print(json.dumps(row), flush=True)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(summarise(rows).to_string())

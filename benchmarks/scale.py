@@ -26,6 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _measure import append_line, read_lines  # noqa: E402
+
 from helpers.run.measure import run_measured  # noqa: E402
 
 STEPS = ("01_combine", "02_split", "03_baselines_SA_SB", "04_differentiator", "05_relabel_and_classify", "06_compare")
@@ -120,8 +122,7 @@ def main() -> int:
     args = parser.parse_args()
     device = resolved_device(args.device)
     key = {"n": args.n, "device": device, "strategy": args.strategy, "folds": args.folds, "params": args.param}
-    done = [json.loads(line) for line in args.out.read_text().splitlines()] if args.out.is_file() else []
-    for result in done:
+    for result in read_lines(args.out):
         if {k: result.get(k) for k in key} == key and not args.force:
             print_rows(result)
             return 0
@@ -133,9 +134,7 @@ def main() -> int:
               "steps_seconds": round(sum(r["seconds"] or 0 for r in steps), 1), "data": written, "steps": steps,
               "measured": time.strftime("%Y-%m-%d %H:%M")}
     print_rows(result)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("a") as f:
-        f.write(json.dumps(result) + "\n")
+    append_line(args.out, result)
     return 0
 
 
