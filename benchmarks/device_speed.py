@@ -30,7 +30,7 @@ from helpers.data.combine_split import combine, split_by_class  # noqa: E402
 from helpers.data.demo import DemoSpec, make_demo  # noqa: E402
 from helpers.data.layout import Layout  # noqa: E402
 from helpers.data.sets import open_image_set  # noqa: E402
-from helpers.model.batches import on_device, release_device_images  # noqa: E402
+from helpers.model.batches import release_device_images  # noqa: E402
 from helpers.model.inference import predict_probabilities  # noqa: E402
 from helpers.model.settings import TRAIN_PARAMETERS  # noqa: E402
 from helpers.model.training import fit  # noqa: E402
@@ -68,7 +68,7 @@ def measure(image_set, recipe: dict, batch_size: int, epochs: int, device: str) 
     result = fit(image_set, SCHEME, cfg)
     per_epoch = (result.history["images"] / result.history["seconds"]).tolist()
     train_peak = peak_gpu_mb(dev)
-    images = on_device(image_set.images, dev, cfg.images_on_device)
+    images = cfg.device_images(image_set.images)
     predict_probabilities(result.model, images, dev, cfg.eval_batch_size, rows=np.arange(1024), amp=cfg.amp)
     synchronize(dev)
     start = time.perf_counter()

@@ -20,7 +20,6 @@ from ..core.errors import NotTrainable
 from ..core.labels import LabelScheme
 from ..data.combine_split import group_values
 from ..data.sets import ImageSet, Pair, open_image_set
-from ..model.batches import on_device
 from ..model.inference import predict_probabilities
 from ..model.networks import ResNet
 from ..model.settings import TrainConfig
@@ -93,9 +92,8 @@ def _fold_outputs(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig, ho
     result = fit(image_set, scheme, cfg, holdout=holdout)
     rows = np.flatnonzero(holdout | unseen)
     with explain_out_of_memory(cfg):  # the fit kept the images on the device where cfg asks: its folds share them
-        fold_probs = predict_probabilities(result.model, on_device(image_set.images, cfg.torch_device,
-                                                                   cfg.images_on_device),
-                                           cfg.torch_device, cfg.eval_batch_size, rows, amp=cfg.amp)
+        fold_probs = predict_probabilities(result.model, cfg.device_images(image_set.images), cfg.torch_device,
+                                           cfg.eval_batch_size, rows, amp=cfg.amp)
     probs = np.zeros((len(rows), len(class_values)), np.float32)
     for j, value in enumerate(result.spec.class_values):  # a fold missing a class gives it probability 0
         probs[:, class_values.index(value)] = fold_probs[:, j]

@@ -20,7 +20,6 @@ from ..core.labels import LabelScheme
 from ..data.layout import Layout
 from ..data.sets import ImageSet, Pair, open_image_set
 from ..metrics import score_predictions
-from ..model.batches import on_device
 from ..model.bundle import write_bundle
 from ..model.checkpoints import checkpoint_path
 from ..model.inference import predict_features, predict_probabilities, predictions_frame
@@ -94,8 +93,8 @@ def train_and_save(input_pair: Pair, scheme: LabelScheme, request: TrainRequest)
     image_set = open_image_set(input_pair, scheme)  # raises before anything is written
     result = fit(image_set, scheme, cfg, checkpoint_path(request.bundle_path))
     with explain_out_of_memory(cfg):
-        probs = predict_probabilities(result.model, on_device(image_set.images, cfg.torch_device, cfg.images_on_device),
-                                      cfg.torch_device, cfg.eval_batch_size, amp=cfg.amp)
+        probs = predict_probabilities(result.model, cfg.device_images(image_set.images), cfg.torch_device,
+                                      cfg.eval_batch_size, amp=cfg.amp)
     predictions = predictions_frame(image_set.ann, probs, result.spec.class_names, result.data.split)
     oof = add_out_of_fold(predictions, image_set, scheme, request, result, probs) if request.out_of_fold else None
     metrics = run_metrics(predictions, scheme, request, result)
@@ -161,8 +160,7 @@ def add_out_of_fold(predictions: pd.DataFrame, image_set: ImageSet, scheme: Labe
     issues = label_issue_columns(predictions, result.spec.class_names, result.spec.class_values)
     predictions[issues.columns] = issues
     cfg = request.train
-    features = predict_features(result.model, on_device(image_set.images, cfg.torch_device, cfg.images_on_device),
-                                cfg.torch_device, cfg.eval_batch_size)
+    features = predict_features(result.model, cfg.device_images(image_set.images), cfg.torch_device, cfg.eval_batch_size)
     neighbours = neighbour_issue_columns(predictions, features, result.spec.class_values, n_neighbors=folds.neighbors)
     predictions[neighbours.columns] = neighbours
     return FoldOutputs({"folds": folds.folds, "fold_jobs": folds.jobs, "fold_ensemble": folds.ensemble,

@@ -16,7 +16,7 @@ import torch
 from ..core.checks import boolean, check_fields, check_value, choice, integer, number, param
 from ..core.errors import ParameterError
 from .augment import AUGMENTS
-from .batches import IMAGES_ON_DEVICE
+from .batches import IMAGES_ON_DEVICE, Images, on_device
 from .inference import EVAL_BATCH_SIZE
 from .networks import ARCHS
 
@@ -117,6 +117,11 @@ class TrainConfig(TrainSettings):
         if self.device == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         return torch.device(self.device)
+
+    def device_images(self, images: Images) -> Images:
+        """The images this run trains and predicts from: the array, or its copy on the device
+        (`images_on_device`; batches.on_device, which a fit's folds and predictions share)."""
+        return on_device(images, self.torch_device, self.images_on_device)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -29,7 +29,7 @@ from ..core.errors import InputError, NotTrainable, ParameterError
 from ..core.labels import NEGATIVE_VALUE, POSITIVE_VALUE, LabelScheme, round_annotations
 from ..data.sets import ImageSet
 from .augment import augment_batch, strong_augment
-from .batches import Images, image_batch, on_device
+from .batches import Images, image_batch
 from .checkpoints import load_checkpoint, save_checkpoint, training_fingerprint
 from .inference import best_temperature, inference_copy, predict_logits, view_logits
 from .networks import ModelSpec, ResNet, build_model, cpu_state_dict, memory_format
@@ -350,7 +350,7 @@ def setup_training(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig,
     val_criterion = make_criterion(cfg, train_targets, spec.n_classes)
     unlabeled = data.unlabeled_rows if cfg.unlabeled == "consistency" else None
     forward = torch.compile(model) if cfg.compile else model
-    return Training(cfg, data, on_device(images, device, cfg.images_on_device), spec, model, forward, optimizer,
+    return Training(cfg, data, cfg.device_images(images), spec, model, forward, optimizer,
                     scheduler, train_criterion, val_criterion, weights, soft, unlabeled)
 
 
