@@ -85,7 +85,7 @@ def step_rows(data: Path, n: int, strategy: str) -> list[dict]:
         record = state.get(name, {})
         seconds = record.get("seconds")
         row = {"step": name, "seconds": seconds, "images_per_second": round(n / seconds) if seconds else None,
-               "peak_host_mb": record.get("peak_rss_mb")}
+               "peak_host_mb": record.get("peak_host_mb")}
         if notebook in TRAINED:
             run = TRAINED[notebook] or strategy
             bundle = data / "runs" / run / ("model_perf.zip" if TRAINED[notebook] else "model_perf_final.zip")

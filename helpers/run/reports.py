@@ -28,7 +28,7 @@ class StepResult:
     attempts: int = 0
     headline: str = ""
     outputs: dict[str, str] = field(default_factory=dict)  # path -> file_identity of every file the step wrote
-    peak_rss_mb: float = 0.0  # peak resident memory of the step's process and kernel
+    peak_host_mb: float = 0.0  # peak host memory of the step's process and kernel (summed PSS; run.measure)
 
     @property
     def succeeded(self) -> bool:
@@ -89,7 +89,7 @@ def write_index(reports_dir: Path, strategies: list[str], results: list[StepResu
                 (f"{stem}_nocode.html", "report"), (f"{stem}.html", "with code"), (f"{stem}.ipynb", "notebook")))
         colour = {"ok": "#1a7f37", "unchanged": "#57606a", "not applicable": "#9a6700"}.get(r.status, "#cf222e")
         rows.append(f"<tr><td>{html.escape(r.step)}</td><td style='color:{colour}'>{html.escape(r.status)}</td>"
-                    f"<td>{r.seconds:.1f}</td><td>{r.peak_rss_mb or ''}</td><td>{html.escape(r.headline or r.error)}</td>"
+                    f"<td>{r.seconds:.1f}</td><td>{r.peak_host_mb or ''}</td><td>{html.escape(r.headline or r.error)}</td>"
                     f"<td>{links}</td></tr>")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Pipeline reports</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:70em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ddd;padding:6px 10px;text-align:left}}img{{max-width:100%}}</style>

@@ -233,7 +233,7 @@ def execute(step: Step, reports_dir: Path, threads: int = 0) -> StepResult:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
     start = time.perf_counter()
     try:
-        proc, peak_rss = run_measured(
+        proc, peak_bytes = run_measured(
             _papermill_command([str(NOTEBOOK_DIR / f"{step.notebook}.ipynb"), str(partial), "-f", str(params_file),
                                 "-k", "python3", "--cwd", str(NOTEBOOK_DIR), "--no-progress-bar"]), env, runtime)
         written = output_log.read_text().splitlines() if output_log.is_file() else []
@@ -247,12 +247,12 @@ def execute(step: Step, reports_dir: Path, threads: int = 0) -> StepResult:
         os.replace(partial, output)
         render_html(output)
     partial.unlink(missing_ok=True)
-    peak_mb = round(peak_rss / 2**20, 1)
+    peak_mb = round(peak_bytes / 2**20, 1)
     if proc.returncode != 0:
         return StepResult(step.name, "failed", seconds, str(output), notebook_error(output, proc.stderr),
-                          peak_rss_mb=peak_mb)
+                          peak_host_mb=peak_mb)
     return StepResult(step.name, "ok", seconds, str(output), outputs={p: file_identity(p) for p in dict.fromkeys(written)},
-                      peak_rss_mb=peak_mb)
+                      peak_host_mb=peak_mb)
 
 
 def notebook_error(notebook: Path, stderr: str) -> str:
@@ -310,7 +310,7 @@ class State:
         with self._lock:
             if result.succeeded and result.status != "unchanged":
                 self.data[step.name] = {"fingerprint": step.fingerprint, "status": result.status,
-                                        "seconds": round(result.seconds, 2), "peak_rss_mb": result.peak_rss_mb,
+                                        "seconds": round(result.seconds, 2), "peak_host_mb": result.peak_host_mb,
                                         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
                                         "outputs": result.outputs}
             elif not result.succeeded:
