@@ -180,12 +180,9 @@ def _write_source(out: OutputSet, pair: Pair, rng: np.random.Generator, n: int, 
     Up to CHUNK_CROPS crops are drawn at once; a larger source chunk by chunk, each chunk with its
     own slides and its own child of `rng`, so memory stays that of one chunk (a million crops)."""
     stem = pair.images.stem.split("_")[0]
-    chunks = [(rng, n, "")] if n <= CHUNK_CROPS else [
-        (child, len(part), f"c{k:03d}-") for k, (child, part) in
-        enumerate(zip(rng.spawn(-(-n // CHUNK_CROPS)), np.array_split(np.arange(n), -(-n // CHUNK_CROPS))))]
     writer = out.npy(pair.images, (n, spec.channels, spec.size, spec.size), np.uint8)
     ann, drawn_parts = [], []
-    for chunk_rng, size, prefix in chunks:
+    for chunk_rng, size, prefix in _chunks(rng, n):
         drawn = draw_source(chunk_rng, size, parasite_frac, spec, annotated)
         writer.append(drawn.images)
         ann.append(pd.DataFrame({"annotation": drawn.labels, "slide": [f"{stem}-{prefix}{k:02d}" for k in drawn.slide],
@@ -194,6 +191,15 @@ def _write_source(out: OutputSet, pair: Pair, rng: np.random.Generator, n: int, 
     out.csv(pd.concat(ann, ignore_index=True).rename_axis("index"), pair.ann)
     truth, flipped, hardness = (np.concatenate(column) for column in zip(*drawn_parts))
     return truth_rows(pair, truth, flipped, hardness, spec.noise)
+
+
+def _chunks(rng: np.random.Generator, n: int) -> list[tuple[np.random.Generator, int, str]]:
+    """(stream, crops, slide-name prefix) per chunk: `rng` itself for a source of up to CHUNK_CROPS,
+    else as many near-equal chunks as needed, each with its own child stream."""
+    if n <= CHUNK_CROPS:
+        return [(rng, n, "")]
+    k = -(-n // CHUNK_CROPS)
+    return [(child, n // k + (i < n % k), f"c{i:03d}-") for i, child in enumerate(rng.spawn(k))]
 
 
 def truth_rows(pair: Pair, truth_parasite: np.ndarray, flipped: np.ndarray, hardness: np.ndarray,
