@@ -34,9 +34,7 @@ from helpers.data.demo import EVAL_DIR  # noqa: E402
 from helpers.data.layout import Layout  # noqa: E402
 from helpers.data.sets import Pair, read_annotations  # noqa: E402
 from helpers.data.truth import read_truth, truth_lookup  # noqa: E402
-from helpers.model.settings import TRAIN_PARAMETERS  # noqa: E402
-from helpers.run.parameter_files import load_parameters  # noqa: E402
-from helpers.run.parameters import train_config  # noqa: E402
+from helpers.run.parameters import train_config, training_rows  # noqa: E402
 
 SCHEME = LabelScheme.from_dict({"non-parasite": 0, "parasite": 1, "unsure": 2, "unlabeled": -1})
 BOUNDS = ("prune_oracle", "fix_oracle")
@@ -61,7 +59,7 @@ def bound_pair(layout: Layout, truth, kind: str) -> Pair:
 def measure(data: Path, seed: int) -> dict:
     layout = Layout.from_params(str(data / "patient"), str(data / "neg"), str(data / "runs"), SCHEME)
     truth = read_truth(str(data / "truth.csv"), layout)
-    recipe = {k: v for k, v in load_parameters(ROOT / "parameters" / "recommended.yaml").items() if k in TRAIN_PARAMETERS}
+    recipe = training_rows(ROOT / "parameters" / "recommended.yaml")
     bundles = {"s_b": layout.model_perf("s_b"), "s_oracle": layout.model_perf("s_oracle")}
     for kind in BOUNDS:
         bundle = layout.model_perf(kind)

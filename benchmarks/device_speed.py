@@ -32,10 +32,8 @@ from helpers.data.layout import Layout  # noqa: E402
 from helpers.data.sets import open_image_set  # noqa: E402
 from helpers.model.batches import release_device_images  # noqa: E402
 from helpers.model.inference import predict_probabilities  # noqa: E402
-from helpers.model.settings import TRAIN_PARAMETERS  # noqa: E402
 from helpers.model.training import fit  # noqa: E402
-from helpers.run.parameter_files import load_parameters  # noqa: E402
-from helpers.run.parameters import train_config  # noqa: E402
+from helpers.run.parameters import train_config, training_rows  # noqa: E402
 
 SCHEME = LabelScheme.from_dict(DEFAULT_ANN_DICT)
 
@@ -95,7 +93,7 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=Path("/tmp/device_speed"))
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/device_speed.jsonl")
     args = parser.parse_args()
-    recipe = {k: v for k, v in load_parameters(ROOT / args.params).items() if k in TRAIN_PARAMETERS}
+    recipe = training_rows(ROOT / args.params)
     image_set = certain_set(args.work / f"n{args.n}", args.n)
     sizes = [int(b) for b in args.batch_sizes.split(",") if b] or [recipe.get("batch_size", 64)]
     for batch_size in sizes:

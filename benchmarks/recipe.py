@@ -41,9 +41,7 @@ from helpers.data.combine_split import combine, split_by_class  # noqa: E402
 from helpers.data.demo import DemoSpec, make_demo  # noqa: E402
 from helpers.data.layout import Layout  # noqa: E402
 from helpers.metrics import binary_calibration_error  # noqa: E402
-from helpers.model.settings import TRAIN_PARAMETERS  # noqa: E402
-from helpers.run.parameter_files import load_parameters  # noqa: E402
-from helpers.run.parameters import train_config  # noqa: E402
+from helpers.run.parameters import train_config, training_rows  # noqa: E402
 
 SEED_RECIPE = dict(arch="resnet18", width=16, batch_size=128, epochs=8)  # SB as parameters/demo.yaml trained it before issue 13
 RECOMMENDED = dict(arch="resnet10", width=16, batch_size=64, epochs=15, lr=3e-3, optimizer="adamw", weight_decay=0.05,
@@ -65,8 +63,7 @@ RECIPES: dict[str, dict] = {
     "recommended_cosine": {**RECOMMENDED, "schedule": "cosine"},
 }
 # what parameters/recommended.yaml holds now, and two neighbours of it
-RECOMMENDED_FILE = {name: value for name, value in load_parameters(ROOT / "parameters" / "recommended.yaml").items()
-                    if name in TRAIN_PARAMETERS}
+RECOMMENDED_FILE = training_rows(ROOT / "parameters" / "recommended.yaml")
 RECIPES.update({
     "recommended.yaml": RECOMMENDED_FILE,
     "recommended.yaml_8ep": {**RECOMMENDED_FILE, "epochs": 8},
@@ -77,8 +74,7 @@ RECIPES.update({
 })
 # the GPU profile (bf16 on CUDA: the same math in fp32 on the CPU), and batches of 512 at several
 # learning rates without its rule for small sets (min_steps_per_epoch)
-GPU_FILE = {name: value for name, value in load_parameters(ROOT / "parameters" / "recommended-gpu.yaml").items()
-            if name in TRAIN_PARAMETERS}
+GPU_FILE = training_rows(ROOT / "parameters" / "recommended-gpu.yaml")
 RECIPES.update({
     "recommended-gpu.yaml": GPU_FILE,
     **{f"recommended-gpu.yaml_lr{lr:g}": {**GPU_FILE, "batch_size": 512, "lr": lr, "min_steps_per_epoch": 0}

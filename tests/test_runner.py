@@ -12,6 +12,7 @@ from helpers.core.paths import PROJECT_ROOT
 from helpers.run.cli import main
 from helpers.run.measure import run_measured
 from helpers.run.parameter_files import load_parameters
+from helpers.run.parameters import training_rows
 from helpers.run.reports import StepResult
 from helpers.run.runner import plan, run_pipeline
 
@@ -234,6 +235,8 @@ def test_the_demo_profile_is_the_recommended_recipe_on_the_demo_data():
     gpu = load_parameters(PROJECT_ROOT / "parameters" / "recommended-gpu.yaml")
     assert {k for k in gpu if gpu[k] != recommended.get(k)} <= {"batch_size", "lr", "min_steps_per_epoch", "amp",
                                                                "images_on_device", "compile"}
+    rows = training_rows(PROJECT_ROOT / "parameters" / "recommended-gpu.yaml")  # its recipe, extends included
+    assert rows["arch"] == recommended["arch"] and rows["batch_size"] == 512 and "data_dir" not in demo.keys() & rows
 
 
 def test_the_index_opens_with_the_verdict_and_the_chart_once_06_has_run(tmp_path):

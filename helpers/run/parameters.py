@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any, Mapping
 
 from ..core.checks import (
@@ -28,6 +29,7 @@ from ..curation.label_issues import FLAG_BY
 from ..curation.strategies import DEFAULT_STRATEGIES, STRATEGIES
 from ..data.layout import TAGS
 from ..model.settings import TRAIN_PARAMETERS, TrainConfig, TrainSettings
+from .parameter_files import load_parameters
 
 
 def strategy_list(value: Any) -> list[str]:
@@ -202,3 +204,8 @@ def train_config(**overrides: Any) -> TrainConfig:
     """A TrainConfig with the table's defaults; keyword arguments override any field."""
     values = {name: PARAMETERS[name].default for name in TRAIN_PARAMETERS}
     return TrainConfig(**{**values, **overrides})
+
+
+def training_rows(path: str | Path) -> dict[str, Any]:
+    """The training rows a parameter file sets (with the files it extends): a recipe, e.g. for train_config."""
+    return {name: value for name, value in load_parameters(path).items() if name in TRAIN_PARAMETERS}
