@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import yaml
-from dask.distributed import Client, as_completed
+from dask.distributed import Client
+from dask.distributed import wait as dask_wait
 
 from ..core.atomic import OUTPUT_LOG_ENV, write_json
 from ..core.columns import test_mask
@@ -363,31 +364,42 @@ def _threads_for(step: Step, parallel_threads: int) -> int:
     return parallel_threads if step.notebook in STRATEGY_NOTEBOOKS else 0
 
 
-def _run_local(the_plan: Plan, unchanged: set[str], jobs: int, threads: int,
-               finished: Callable[[Step, StepResult], None]) -> None:
+def _drive(the_plan: Plan, unchanged: set[str], finished: Callable[[Step, StepResult], None],
+           submit: Callable[[Step, list[StepResult]], Any], wait_first: Callable[[list[Any]], Any],
+           limit: int) -> None:
+    """Submit each step once its dependencies are done, at most `limit` at a time, in plan order.
+
+    The client walks the DAG itself (results are small; the data sits on the shared disk), so a
+    cluster places each step by its workers' load alone, not beside the worker that ran its parent."""
     pending = {s.name: s for s in the_plan.steps}
     done: dict[str, StepResult] = {}
     running: dict[Any, Step] = {}
+    while pending or running:
+        for name, step in list(pending.items()):
+            if all(d in done for d in step.deps) and len(running) < limit:
+                del pending[name]
+                if name in unchanged and all(done[d].status == "unchanged" for d in step.deps):
+                    done[name] = StepResult(name, "unchanged")
+                    finished(step, done[name])
+                    continue
+                running[submit(step, [done[d] for d in step.deps])] = step
+        if not running:
+            continue
+        for future in wait_first(list(running)):
+            step = running.pop(future)
+            done[step.name] = future.result()
+            finished(step, done[step.name])
+
+
+def _run_local(the_plan: Plan, unchanged: set[str], jobs: int, threads: int,
+               finished: Callable[[Step, StepResult], None]) -> None:
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        while pending or running:
-            for name, step in list(pending.items()):
-                if all(d in done for d in step.deps) and len(running) < max(1, jobs):
-                    del pending[name]
-                    if name in unchanged and all(done[d].status == "unchanged" for d in step.deps):
-                        result = StepResult(name, "unchanged")
-                        done[name] = result
-                        finished(step, result)
-                        continue
-                    deps = [done[d] for d in step.deps]
-                    running[pool.submit(run_step, step, the_plan.reports_dir, the_plan.metrics_dir,
-                                        _threads_for(step, threads), deps)] = step
-            if not running:
-                continue
-            completed, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in completed:
-                step = running.pop(future)
-                done[step.name] = future.result()
-                finished(step, done[step.name])
+        def submit(step: Step, deps: list[StepResult]) -> Any:
+            return pool.submit(run_step, step, the_plan.reports_dir, the_plan.metrics_dir,
+                               _threads_for(step, threads), deps)
+
+        _drive(the_plan, unchanged, finished, submit,
+               lambda futures: wait(futures, return_when=FIRST_COMPLETED).done, max(1, jobs))
 
 
 def _gpu_workers(client: Client) -> bool:
@@ -400,22 +412,16 @@ def step_resources(step: Step, gpu_workers: bool) -> dict[str, float] | None:
     return {GPU_RESOURCE: 1} if gpu_workers and step.notebook in TRAINING_NOTEBOOKS else None
 
 
-def _dask_task(step: Step, reports_dir: Path, metrics_dir: Path, threads: int, skip: bool, *deps: StepResult) -> StepResult:
-    if skip and all(d.status == "unchanged" for d in deps):
-        return StepResult(step.name, "unchanged")
-    return run_step(step, reports_dir, metrics_dir, threads, list(deps))
-
-
 def _run_dask(the_plan: Plan, address: str, unchanged: set[str], threads: int,
               finished: Callable[[Step, StepResult], None]) -> None:
     with Client(address) as client:
-        futures, steps_of, gpus = {}, {}, _gpu_workers(client)
-        for step in the_plan.steps:
-            future = client.submit(_dask_task, step, the_plan.reports_dir, the_plan.metrics_dir, _threads_for(step, threads),
-                                   step.name in unchanged, *[futures[d] for d in step.deps],
-                                   key=f"{step.name}-{step.fingerprint[:12]}-{time.time_ns()}", pure=False,
-                                   resources=step_resources(step, gpus))
-            futures[step.name] = future
-            steps_of[future.key] = step
-        for future in as_completed(list(futures.values())):
-            finished(steps_of[future.key], future.result())
+        gpus = _gpu_workers(client)
+
+        def submit(step: Step, deps: list[StepResult]) -> Any:
+            return client.submit(run_step, step, the_plan.reports_dir, the_plan.metrics_dir,
+                                 _threads_for(step, threads), deps,
+                                 key=f"{step.name}-{step.fingerprint[:12]}-{time.time_ns()}", pure=False,
+                                 resources=step_resources(step, gpus))
+
+        _drive(the_plan, unchanged, finished, submit,
+               lambda futures: dask_wait(futures, return_when="FIRST_COMPLETED").done, len(the_plan.steps))
