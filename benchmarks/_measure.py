@@ -50,6 +50,14 @@ def append_line(path: Path, row: dict) -> None:
         f.write(json.dumps(row) + "\n")
 
 
+def write_lines(path: Path, lines: list[dict]) -> None:
+    """Rewrite a results file whole (after scores were added to its lines), never half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    tmp.replace(path)
+
+
 @contextmanager
 def timed(results: dict, key: str):
     start = time.perf_counter()

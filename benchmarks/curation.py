@@ -46,7 +46,7 @@ from scipy import stats
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _measure import append_line, read_lines  # noqa: E402
+from _measure import append_line, read_lines, write_lines  # noqa: E402
 
 from helpers import plots  # noqa: E402
 from helpers.core.labels import LabelScheme  # noqa: E402
@@ -209,11 +209,6 @@ def backfill(lines: list[dict], args: argparse.Namespace) -> list[dict]:
             line["eval"] = eval_line(data, line["strategies"], line["seed"])
             write_lines(args.out, lines)  # resumable: scoring a setting takes minutes
     return lines
-
-
-def write_lines(path: Path, lines: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
 
 
 def eval_summary(lines: list[dict]) -> pd.DataFrame:

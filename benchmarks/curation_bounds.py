@@ -8,8 +8,16 @@ is trained twice more with the same recipe and seed on its own rows (the certain
 unsures left out), once with every planted flip removed (`prune_oracle`: a detector that finds all
 flips and nothing else, then prunes) and once with every flip set back to its true class
 (`fix_oracle`: the same detector, then fixes). All four are scored on the setting's evaluation set.
-What is left between fix_oracle and the oracle is what the unsures' true classes add. One JSON line
-per setting; a rerun skips those in --out.
+What is left between fix_oracle and the oracle is what the unsures' true classes add.
+
+`detection` bounds flip finding by what the images show: the oracle (trained on every true class)
+judges the evaluation set's certain crops, whose labels are flipped as the setting's noise flips a
+person's (uniform, or in proportion to hardness), 20 draws; a flip is flagged when the oracle's
+output for the given label is low. Its precision and recall at the oracle's own call (output < 0.5),
+recall at precision 0.85 and 0.97, and precision at recall 0.97 (means over the draws): a flip that
+looks like the label it was given is invisible to any detector that learns from the images.
+
+One JSON line per setting; a rerun skips those in --out.
 """
 from __future__ import annotations
 
@@ -19,21 +27,24 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from sklearn.metrics import precision_recall_curve
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _measure import append_line, read_lines  # noqa: E402
+from _measure import append_line, read_lines, write_lines  # noqa: E402
 
 from helpers.core.atomic import OutputSet  # noqa: E402
 from helpers.core.columns import test_mask  # noqa: E402
+from helpers.core.files import read_csv_file  # noqa: E402
 from helpers.core.labels import LabelScheme, round_annotations  # noqa: E402
 from helpers.curation.eval_set import eval_decisions, eval_scores, read_eval_set  # noqa: E402
 from helpers.curation.training_run import TrainRequest, train_and_save  # noqa: E402
-from helpers.data.demo import EVAL_DIR  # noqa: E402
+from helpers.data.demo import EVAL_DIR, EVAL_TRUTH, systematic_flip_prob  # noqa: E402
 from helpers.data.layout import Layout  # noqa: E402
 from helpers.data.sets import Pair, read_annotations  # noqa: E402
 from helpers.data.truth import read_truth, truth_lookup  # noqa: E402
+from helpers.model.bundle import load_bundle, predict_with_bundle  # noqa: E402
 from helpers.run.parameters import train_config, training_rows  # noqa: E402
 
 SCHEME = LabelScheme.from_dict({"non-parasite": 0, "parasite": 1, "unsure": 2, "unlabeled": -1})
@@ -72,21 +83,58 @@ def measure(data: Path, seed: int) -> dict:
     return {name: {k: round(float(v), 5) for k, v in row.items() if np.isfinite(v)} for name, row in table.iterrows()}
 
 
+def flip_detection(suspicion: np.ndarray, flipped: np.ndarray, flagged: np.ndarray) -> dict[str, float]:
+    """A flagged set's precision and recall, and the best cuts of the ranking at fixed precision or recall."""
+    precision, recall, _ = precision_recall_curve(flipped, suspicion)
+    hits = (flagged & flipped).sum()
+    return {"precision": hits / max(flagged.sum(), 1), "recall": hits / flipped.sum(),
+            "recall at precision 0.85": recall[precision >= 0.85].max(initial=0.0),
+            "recall at precision 0.97": recall[precision >= 0.97].max(initial=0.0),
+            "precision at recall 0.97": precision[recall >= 0.97].max()}
+
+
+def detection_bound(data: Path, noise: str, frac: float, seed: int, draws: int = 20) -> dict[str, float]:
+    """Flip finding by the oracle on the evaluation set, its labels flipped as the setting flips them."""
+    truth = read_csv_file(data / EVAL_DIR / EVAL_TRUTH)
+    images, truth_pos = read_eval_set(data / EVAL_DIR, SCHEME.positive)
+    hardness = truth.loc[~truth["unsure"].astype(bool), "hardness"].to_numpy(dtype=float)
+    path = data / "runs" / "s_oracle" / "model_perf.zip"
+    bundle = load_bundle(path)
+    p_pos = predict_with_bundle(bundle, images, path)[:, bundle.spec.class_names.index(SCHEME.positive)]
+    flip_prob = np.full(len(hardness), frac) if noise == "uniform" else systematic_flip_prob(
+        hardness, np.ones(len(hardness), bool), frac)
+    rng = np.random.default_rng(seed)
+    scores = []
+    for _ in range(draws):
+        flipped = rng.random(len(hardness)) < flip_prob
+        given_pos = truth_pos ^ flipped
+        suspicion = np.where(given_pos, 1 - p_pos, p_pos)  # the oracle's output for the other class
+        scores.append(flip_detection(suspicion, flipped, suspicion > 0.5))
+    return {k: round(float(np.mean([s[k] for s in scores])), 4) for k in scores[0]}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, required=True, help="a benchmarks/curation.py --work folder")
     parser.add_argument("--settings", default="", help="comma-separated setting folders (default: every finished one)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/curation_bounds.jsonl")
     args = parser.parse_args()
-    done = {line["setting"] for line in read_lines(args.out)}
+    lines = read_lines(args.out)
+    for line in lines:  # measured before the detection bound: add it where the setting's folder is still there
+        data = Path(line["work"]) / line["setting"]
+        if "detection" not in line and (data / "runs" / "s_oracle").is_dir():
+            line["detection"] = detection_bound(data, line["noise"], line["flip_frac"], line["seed"])
+            write_lines(args.out, lines)
+    done = {line["setting"] for line in lines}
     names = [s for s in args.settings.split(",") if s] or sorted(
         p.parent.parent.parent.name for p in args.work.glob("*/runs/metrics/06_compare.json"))
     for name in names:
         if name in done:
             continue
         noise, frac, seed = name.split("_")
-        row = {"setting": name, "noise": noise, "flip_frac": float(frac), "seed": int(seed.removeprefix("seed")),
-               "work": str(args.work), "eval": measure(args.work / name, int(seed.removeprefix("seed")))}
+        seed = int(seed.removeprefix("seed"))
+        row = {"setting": name, "noise": noise, "flip_frac": float(frac), "seed": seed, "work": str(args.work),
+               "eval": measure(args.work / name, seed), "detection": detection_bound(args.work / name, noise, float(frac), seed)}
         print(json.dumps(row), flush=True)
         append_line(args.out, row)
     return 0

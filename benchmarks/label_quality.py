@@ -32,6 +32,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _measure import write_lines  # noqa: E402
+
 from helpers.core.columns import (
     flag_values,  # noqa: E402
     oof_column,  # noqa: E402
@@ -149,7 +151,7 @@ def main() -> None:
                                                  "oof_error_vs_truth_on_clean", "cleanlab_false_alarms_model_wrong")} | {"seed": seed})
         # Written after every seed so a long run that is stopped still leaves its finished seeds.
         lines = summary_lines(flip_rows, strategy_rows, args)
-        write_lines(lines, out)
+        write_lines(out, lines)
         print(f"seed {seed} done: {len(lines)} lines in {out}", flush=True)
 
     for line in lines:
@@ -168,12 +170,6 @@ def summary_lines(flip_rows: dict, strategy_rows: dict, args: argparse.Namespace
     for name, rows in strategy_rows.items():
         lines.append({"kind": "strategy", "strategy": name, **_means(rows), "seeds": len(rows), "per_seed": rows})
     return lines
-
-
-def write_lines(lines: list[dict], path: Path) -> None:
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    tmp.replace(path)
 
 
 def _means(rows: list[dict]) -> dict:
