@@ -13,7 +13,7 @@ from helpers.data.sets import open_image_set
 from helpers.metrics import expected_calibration_error
 from helpers.model.augment import augment_batch, symmetries, symmetry
 from helpers.model.bundle import load_bundle, predict_with_bundle
-from helpers.model.inference import best_temperature, predict_probabilities
+from helpers.model.inference import best_temperature, predict_features, predict_probabilities
 from helpers.model.networks import ModelSpec, build_model
 from helpers.model.training import fit, make_optimizer, make_scheduler
 from helpers.run.config import check_parameters
@@ -80,6 +80,18 @@ def test_tta_output_is_invariant_to_rotating_the_input():
     np.testing.assert_allclose(predict_probabilities(model, mirrored), base, atol=1e-5)
     model.spec.tta = False  # without TTA a rotation does change the output
     assert not np.allclose(predict_probabilities(model, turned), predict_probabilities(model, images), atol=1e-5)
+
+
+def test_view_mean_features_are_the_same_for_an_image_and_its_symmetries():
+    """What neighbour flags compare: an image and its turned or mirrored copy are one point, not eight."""
+    torch.manual_seed(0)
+    model = build_model(ModelSpec("resnet10", 2, ["a", "b"], [0, 1], width=8, tta=True)).eval()
+    images = np.random.default_rng(0).integers(0, 255, (10, 2, 9, 9)).astype(np.uint8)
+    turned = np.ascontiguousarray(np.rot90(images, 3, axes=(2, 3))[:, :, ::-1])
+    base = predict_features(model, images, view_mean=True)
+    assert base.shape == (10, model.n_features)
+    np.testing.assert_allclose(predict_features(model, turned, view_mean=True), base, atol=1e-5)
+    assert not np.allclose(predict_features(model, turned), predict_features(model, images), atol=1e-5)
 
 
 def test_temperature_scaling_lowers_ece_on_an_overconfident_toy():

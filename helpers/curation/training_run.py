@@ -160,7 +160,8 @@ def add_out_of_fold(predictions: pd.DataFrame, image_set: ImageSet, scheme: Labe
     issues = label_issue_columns(predictions, result.spec.class_names, result.spec.class_values)
     predictions[issues.columns] = issues
     cfg = request.train
-    features = predict_features(result.model, cfg.device_images(image_set.images), cfg.torch_device, cfg.eval_batch_size)
+    features = predict_features(result.model, cfg.device_images(image_set.images), cfg.torch_device, cfg.eval_batch_size,
+                                view_mean=True)
     neighbours = neighbour_issue_columns(predictions, features, result.spec.class_values, n_neighbors=folds.neighbors)
     predictions[neighbours.columns] = neighbours
     return FoldOutputs({"folds": folds.folds, "fold_jobs": folds.jobs, "fold_ensemble": folds.ensemble,

@@ -76,8 +76,13 @@ def view_logits(model: ResNet, images: Images, rows: np.ndarray | None, device: 
                 batch_size: int = EVAL_BATCH_SIZE, *, amp: bool = False) -> torch.Tensor:
     """Logits of every view the model predicts from, (views, N, classes): the image itself, or with
     test-time augmentation every symmetry of it. `model` should be an inference copy."""
-    views = symmetries(*images.shape[2:]) if model.spec.tta else [0]
-    return predict_logits(model, images, rows, torch.device(device), batch_size, views=views, amp=amp)
+    return predict_logits(model, images, rows, torch.device(device), batch_size, views=model_views(model, images), amp=amp)
+
+
+def model_views(model: ResNet, images: Images) -> list[int]:
+    """The symmetries a model predicts from: every one that keeps the images' shape with test-time
+    augmentation, else the image itself."""
+    return symmetries(*images.shape[2:]) if model.spec.tta else [0]
 
 
 def probabilities_of(logits: torch.Tensor, temperature: float = 1.0) -> np.ndarray:
@@ -112,10 +117,14 @@ def ensemble_probabilities(models: list[ResNet], images: np.ndarray, device: tor
     return np.mean([predict_probabilities(m, images, device, batch_size, rows) for m in models], axis=0)
 
 
-def predict_features(model: ResNet, images: np.ndarray, device: torch.device | str = "cpu",
-                     batch_size: int = EVAL_BATCH_SIZE) -> np.ndarray:
-    """Penultimate-layer features of every image, (N, features)."""
-    return predict_logits(inference_copy(model), images, None, torch.device(device), batch_size, features=True)[0].numpy()
+def predict_features(model: ResNet, images: Images, device: torch.device | str = "cpu",
+                     batch_size: int = EVAL_BATCH_SIZE, *, view_mean: bool = False) -> np.ndarray:
+    """Penultimate-layer features of every image, (N, features); with `view_mean`, their mean over the
+    views the model predicts from (model_views), the same for an image and any symmetry of it."""
+    views = model_views(model, images) if view_mean else [0]
+    features = predict_logits(inference_copy(model), images, None, torch.device(device), batch_size, features=True,
+                              views=views)
+    return features.mean(dim=0).numpy()
 
 
 def predictions_frame(ann: pd.DataFrame, probs: np.ndarray, class_names: list[str], split: np.ndarray) -> pd.DataFrame:

@@ -89,8 +89,9 @@ class Parameters(TrainSettings):
                               "never the image itself)", boolean)
     fold_ensemble: bool = param(False, "out_of_fold: predict the test rows, and SB the unsures, with the fold models' "
                                 "mean (kept in the bundle) instead of the final model alone", boolean)
-    issue_neighbors: int = param(60, "out_of_fold: neighbours per image in the final model's feature space whose "
-                                 "labels decide its neighbour_agreement (03 writes it beside cleanlab's label_quality)",
+    issue_neighbors: int = param(120, "out_of_fold: neighbours per image in the final model's feature space (the "
+                                 "mean over its test-time views) whose labels decide its neighbour_agreement (03 "
+                                 "writes it beside cleanlab's label_quality)",
                                  integer(1, 1000))
     precision_target: float = param(0.95, "upper operating threshold: the lowest score with precision >= this",
                                     number(0.0, 1.0))
