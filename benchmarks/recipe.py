@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/recipe.py [--seeds 0,1,2] [--recipes seed,recommended,...] [--work DIR]
                                           [--out FILE] [--n-patient 4000 --n-neg 2000] [--labels noisy,oracle]
-                                          [--no-target]
+                                          [--no-target] [--dataset cells|digits] [--flip-frac F] [--noise KIND]
 
 Per seed: fresh demo data (that seed), combined and split as notebooks 01 and 02 do (test_frac 0.2:
 every run is scored on the same test images). Per recipe, two runs:
@@ -38,7 +38,8 @@ from helpers.curation.oracle import oracle_pair  # noqa: E402
 from helpers.curation.out_of_fold import FoldSettings  # noqa: E402
 from helpers.curation.training_run import TrainRequest, train_and_save  # noqa: E402
 from helpers.data.combine_split import combine, split_by_class  # noqa: E402
-from helpers.data.demo import DemoSpec, make_demo  # noqa: E402
+from helpers.data.demo import NOISE_KINDS, DemoSpec, make_demo  # noqa: E402
+from helpers.data.digits import DigitsSpec, make_digits  # noqa: E402
 from helpers.data.layout import Layout  # noqa: E402
 from helpers.metrics import binary_calibration_error  # noqa: E402
 from helpers.run.parameters import train_config, training_rows  # noqa: E402
@@ -82,13 +83,19 @@ RECIPES.update({
 })
 RUN_OPTIONS = ("wrong_from", "folds", "fold_ensemble")  # recipe keys for out-of-fold settings, not the TrainConfig
 SCHEME = LabelScheme.from_dict(DEFAULT_ANN_DICT)
+DEMO_DATA = {"dataset": "cells", "flip_frac": DemoSpec.flip_frac, "noise": DemoSpec.noise}
 
 
-def demo_layout(seed: int, work: Path, spec: DemoSpec) -> tuple[Layout, pd.DataFrame]:
-    """Demo data for `seed`, combined and split (once; reused by every recipe), and its truth."""
-    data = work / f"seed_{seed}"
+def data_folder(work: Path, data: dict, seed: int) -> Path:
+    """Where a data setting's seed lives in --work (the demo's as before settings were recorded)."""
+    prefix = "" if data == DEMO_DATA else f"{data['dataset']}_{data['noise']}_{data['flip_frac']:g}_"
+    return work / f"{prefix}seed_{seed}"
+
+
+def demo_layout(data: Path, spec: DemoSpec | DigitsSpec) -> tuple[Layout, pd.DataFrame]:
+    """Demo (or digits) data in `data`, combined and split (once; reused by every recipe), and its truth."""
     if not (data / "truth.csv").is_file():
-        make_demo(data, spec)
+        make_digits(data, spec) if isinstance(spec, DigitsSpec) else make_demo(data, spec)
     layout = Layout.from_params(str(data / "patient"), str(data / "neg"), str(data / "runs"), SCHEME)
     if not layout.certain.ann.is_file():
         combine(layout.default_sources, layout.combined, SCHEME, test_frac=0.2, seed=0)
@@ -113,9 +120,9 @@ def seconds_to_reach(history: pd.DataFrame, target: float) -> float | None:
 
 
 def measure(seed: int, recipe: str, labels: str, layout: Layout, truth: pd.DataFrame, target: float | None,
-            work: Path) -> dict:
+            data: Path) -> dict:
     pair = layout.certain if labels == "noisy" else oracle_pair(layout, truth)
-    out = work / f"seed_{seed}" / "recipes" / f"{recipe}_{labels}"
+    out = data / "recipes" / f"{recipe}_{labels}"
     recipe_cfg = {k: v for k, v in RECIPES[recipe].items() if k not in RUN_OPTIONS}
     options = {k: v for k, v in RECIPES[recipe].items() if k in RUN_OPTIONS}
     cfg = train_config(**recipe_cfg, seed=seed, progress=False)
@@ -160,6 +167,12 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=None, help="JSON lines (default: <work>/recipe.jsonl)")
     parser.add_argument("--n-patient", type=int, default=4000)
     parser.add_argument("--n-neg", type=int, default=2000)
+    parser.add_argument("--dataset", choices=("cells", "digits"), default="cells",
+                        help="cells: the generated demo; digits: scikit-learn's 1,797 real handwritten digits "
+                             "(--n-patient and --n-neg do not apply; give it its own --work)")
+    parser.add_argument("--flip-frac", type=float, default=None, help=f"share of certain labels flipped "
+                                                                       f"(default: the demo's {DemoSpec.flip_frac:g})")
+    parser.add_argument("--noise", choices=NOISE_KINDS, default=None, help=f"default: the demo's {DemoSpec.noise}")
     parser.add_argument("--labels", default="noisy,oracle", help="which runs per recipe: noisy (SB), oracle, or both")
     parser.add_argument("--no-target", action="store_true",
                         help="skip the seed recipe (run only for its time-to-accuracy target)")
@@ -171,17 +184,24 @@ def main() -> int:
     if "seed" not in recipes and not args.no_target:
         recipes.insert(0, "seed")  # its best validation accuracy is the time-to-accuracy target
     out = args.out or args.work / "recipe.jsonl"
-    rows = read_lines(out)
+    data = {"dataset": args.dataset, "flip_frac": DemoSpec.flip_frac if args.flip_frac is None else args.flip_frac,
+            "noise": args.noise or DemoSpec.noise}
+    # one file may hold several data settings; lines from before they were recorded are the demo's
+    rows = [r for r in read_lines(out) if r.get("data", DEMO_DATA) == data]
     done = {(r["seed"], r["recipe"], r["labels"]) for r in rows}
     for seed in (int(s) for s in args.seeds.split(",")):
-        layout, truth = demo_layout(seed, args.work, DemoSpec(n_patient=args.n_patient, n_neg=args.n_neg, seed=seed))
+        spec = (DigitsSpec(flip_frac=data["flip_frac"], noise=data["noise"], seed=seed) if args.dataset == "digits"
+                else DemoSpec(n_patient=args.n_patient, n_neg=args.n_neg, seed=seed, flip_frac=data["flip_frac"],
+                              noise=data["noise"]))
+        folder = data_folder(args.work, data, seed)
+        layout, truth = demo_layout(folder, spec)
         for recipe in recipes:
             for labels in args.labels.split(","):
                 if (seed, recipe, labels) in done:
                     continue
                 target = next((r["best_val_accuracy"] for r in rows
                                if (r["seed"], r["recipe"], r["labels"]) == (seed, "seed", "noisy")), None)
-                row = measure(seed, recipe, labels, layout, truth, target, args.work)
+                row = {"data": data, **measure(seed, recipe, labels, layout, truth, target, folder)}
                 rows.append(row)
                 append_line(out, row)  # one finished run at a time: a stopped benchmark keeps it
                 print(json.dumps(row), flush=True)
