@@ -13,7 +13,12 @@ from helpers.data.sets import open_image_set
 from helpers.metrics import expected_calibration_error
 from helpers.model.augment import augment_batch, symmetries, symmetry
 from helpers.model.bundle import load_bundle, predict_with_bundle
-from helpers.model.inference import best_temperature, predict_features, predict_probabilities
+from helpers.model.inference import (
+    best_temperature,
+    predict_features,
+    predict_probabilities,
+    predict_probabilities_and_features,
+)
 from helpers.model.networks import ModelSpec, build_model
 from helpers.model.training import fit, make_optimizer, make_scheduler
 from helpers.run.config import check_parameters
@@ -92,6 +97,9 @@ def test_view_mean_features_are_the_same_for_an_image_and_its_symmetries():
     assert base.shape == (10, model.n_features)
     np.testing.assert_allclose(predict_features(model, turned, view_mean=True), base, atol=1e-5)
     assert not np.allclose(predict_features(model, turned), predict_features(model, images), atol=1e-5)
+    probs, features = predict_probabilities_and_features(model, images, batch_size=4)  # the one pass 03 takes
+    np.testing.assert_array_equal(probs, predict_probabilities(model, images, batch_size=4))
+    np.testing.assert_allclose(features, base, rtol=1e-6, atol=1e-6)
 
 
 def test_temperature_scaling_lowers_ece_on_an_overconfident_toy():

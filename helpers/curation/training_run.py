@@ -22,7 +22,7 @@ from ..data.sets import ImageSet, Pair, open_image_set
 from ..metrics import score_predictions
 from ..model.bundle import write_bundle
 from ..model.checkpoints import checkpoint_path
-from ..model.inference import predict_features, predict_probabilities, predictions_frame
+from ..model.inference import predict_probabilities, predict_probabilities_and_features, predictions_frame
 from ..model.networks import ResNet
 from ..model.settings import TrainConfig
 from ..model.training import FitResult, explain_out_of_memory, fit
@@ -92,11 +92,16 @@ def train_and_save(input_pair: Pair, scheme: LabelScheme, request: TrainRequest)
     cfg = request.train
     image_set = open_image_set(input_pair, scheme)  # raises before anything is written
     result = fit(image_set, scheme, cfg, checkpoint_path(request.bundle_path))
+    images, features = cfg.device_images(image_set.images), None
     with explain_out_of_memory(cfg):
-        probs = predict_probabilities(result.model, cfg.device_images(image_set.images), cfg.torch_device,
-                                      cfg.eval_batch_size, amp=cfg.amp)
+        if request.out_of_fold:  # neighbour flags compare images by their features: taken in the same pass
+            probs, features = predict_probabilities_and_features(result.model, images, cfg.torch_device,
+                                                                 cfg.eval_batch_size, amp=cfg.amp)
+        else:
+            probs = predict_probabilities(result.model, images, cfg.torch_device, cfg.eval_batch_size, amp=cfg.amp)
     predictions = predictions_frame(image_set.ann, probs, result.spec.class_names, result.data.split)
-    oof = add_out_of_fold(predictions, image_set, scheme, request, result, probs) if request.out_of_fold else None
+    oof = (add_out_of_fold(predictions, image_set, scheme, request, result, probs, features)
+           if request.out_of_fold else None)
     metrics = run_metrics(predictions, scheme, request, result)
     if oof:
         metrics["out_of_fold"] = oof.metrics
@@ -146,9 +151,10 @@ class FoldOutputs:
 
 
 def add_out_of_fold(predictions: pd.DataFrame, image_set: ImageSet, scheme: LabelScheme, request: TrainRequest,
-                    result: FitResult, probs: np.ndarray) -> FoldOutputs:
-    """Add out-of-fold outputs and cleanlab's columns to `predictions` (in place); with a fold
-    ensemble, the rows no fold trained on take the fold models' mean as their `<class> output`."""
+                    result: FitResult, probs: np.ndarray, features: np.ndarray) -> FoldOutputs:
+    """Add out-of-fold outputs, cleanlab's columns and the neighbour flags (from the final model's
+    view-mean `features`) to `predictions` (in place); with a fold ensemble, the rows no fold trained
+    on take the fold models' mean as their `<class> output`."""
     folds = request.out_of_fold
     oof = out_of_fold_probabilities(image_set, scheme, request.train, folds)
     held = oof.fold >= 0
@@ -159,9 +165,6 @@ def add_out_of_fold(predictions: pd.DataFrame, image_set: ImageSet, scheme: Labe
     predictions["fold"] = oof.fold
     issues = label_issue_columns(predictions, result.spec.class_names, result.spec.class_values)
     predictions[issues.columns] = issues
-    cfg = request.train
-    features = predict_features(result.model, cfg.device_images(image_set.images), cfg.torch_device, cfg.eval_batch_size,
-                                view_mean=True)
     neighbours = neighbour_issue_columns(predictions, features, result.spec.class_values, n_neighbors=folds.neighbors)
     predictions[neighbours.columns] = neighbours
     return FoldOutputs({"folds": folds.folds, "fold_jobs": folds.jobs, "fold_ensemble": folds.ensemble,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -54,22 +54,48 @@ def predict_logits(model: nn.Module, images: Images, rows: np.ndarray | None, de
                    amp: bool = False) -> torch.Tensor:
     """Logits (or penultimate features) of the given rows (all rows when None), in row order, under
     each symmetry in `views` (0: the image as it is): (views, N, width)."""
+    width = model.n_features if features else model.fc.out_features
+    parts = list(_view_passes(model, images, rows, device, batch_size, views, amp,
+                              model.features if features else model))
+    return torch.cat(parts, dim=1) if parts else torch.zeros(len(views), 0, width)
+
+
+def logits_and_features(model: ResNet, images: Images, device: torch.device | str = "cpu",
+                        batch_size: int = EVAL_BATCH_SIZE, *, amp: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """view_logits (views, N, classes) and the penultimate features averaged over the same views
+    (N, features), from one pass: the logits are the model's head on those features, as its forward
+    computes them. `model` should be an inference copy."""
+    n_features = model.n_features
+
+    def both(x: torch.Tensor) -> torch.Tensor:
+        f = model.features(x)
+        return torch.cat([f, model.fc(f)], dim=1)
+
+    views = model_views(model, images)
+    passes = list(_view_passes(model, images, None, torch.device(device), batch_size, views, amp, both))
+    if not passes:
+        return torch.zeros(len(views), 0, model.fc.out_features), torch.zeros(0, n_features)
+    out = torch.cat(passes, dim=1)
+    return out[..., n_features:], out[..., :n_features].mean(dim=0)
+
+
+def _view_passes(model: nn.Module, images: Images, rows: np.ndarray | None, device: torch.device, batch_size: int,
+                 views: Sequence[int], amp: bool, forward: Callable[[torch.Tensor], torch.Tensor]
+                 ) -> Iterator[torch.Tensor]:
+    """`forward` of each batch under every view, (views, batch, width) float32 on the CPU: each batch is
+    read once for all its views."""
     fmt = memory_format(model.spec.width, device)
-    model = model.to(device, memory_format=fmt).eval()
+    model.to(device, memory_format=fmt).eval()
     n = len(images) if rows is None else len(rows)
-    forward = model.features if features else model
-    out = []
     with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=amp and device.type == "cuda"):
         for start in range(0, n, batch_size):
             part = slice(start, start + batch_size) if rows is None else rows[start:start + batch_size]
             x = image_batch(images, part, device, fmt)
             viewed = [symmetry(x, v).contiguous(memory_format=fmt) if v else x for v in views]
             if device.type == "cuda":  # one large forward pass keeps the GPU busy; on the CPU it gains nothing
-                out.append(forward(torch.cat(viewed)).float().reshape(len(views), len(x), -1).cpu())
+                yield forward(torch.cat(viewed)).float().reshape(len(views), len(x), -1).cpu()
             else:
-                out.append(torch.stack([forward(v).float() for v in viewed]))
-    width = model.n_features if features else model.fc.out_features
-    return torch.cat(out, dim=1) if out else torch.zeros(len(views), 0, width)
+                yield torch.stack([forward(v).float() for v in viewed])
 
 
 def view_logits(model: ResNet, images: Images, rows: np.ndarray | None, device: torch.device | str = "cpu",
@@ -100,6 +126,14 @@ def best_temperature(logits: torch.Tensor, targets: np.ndarray) -> float:
         return float(-np.log(np.clip(probs[rows, targets], 1e-12, 1)).mean())
 
     return math.exp(minimize_scalar(nll, bounds=(math.log(0.05), math.log(20.0)), method="bounded").x)
+
+
+def predict_probabilities_and_features(model: ResNet, images: Images, device: torch.device | str = "cpu",
+                                       batch_size: int = EVAL_BATCH_SIZE, *, amp: bool = False
+                                       ) -> tuple[np.ndarray, np.ndarray]:
+    """predict_probabilities and predict_features(view_mean=True) of every image, from one pass."""
+    logits, features = logits_and_features(inference_copy(model), images, device, batch_size, amp=amp)
+    return probabilities_of(logits, model.spec.temperature), features.numpy()
 
 
 def predict_probabilities(model: ResNet, images: Images, device: torch.device | str = "cpu",
