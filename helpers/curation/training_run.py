@@ -100,7 +100,7 @@ def train_and_save(input_pair: Pair, scheme: LabelScheme, request: TrainRequest)
         else:
             probs = predict_probabilities(result.model, images, cfg.torch_device, cfg.eval_batch_size, amp=cfg.amp)
     predictions = predictions_frame(image_set.ann, probs, result.spec.class_names, result.data.split)
-    oof = (add_out_of_fold(predictions, image_set, scheme, request, result, probs, features)
+    oof = (add_out_of_fold(predictions, image_set, scheme, request, result, probs=probs, features=features)
            if request.out_of_fold else None)
     metrics = run_metrics(predictions, scheme, request, result)
     if oof:
@@ -151,7 +151,7 @@ class FoldOutputs:
 
 
 def add_out_of_fold(predictions: pd.DataFrame, image_set: ImageSet, scheme: LabelScheme, request: TrainRequest,
-                    result: FitResult, probs: np.ndarray, features: np.ndarray) -> FoldOutputs:
+                    result: FitResult, *, probs: np.ndarray, features: np.ndarray) -> FoldOutputs:
     """Add out-of-fold outputs, cleanlab's columns and the neighbour flags (from the final model's
     view-mean `features`) to `predictions` (in place); with a fold ensemble, the rows no fold trained
     on take the fold models' mean as their `<class> output`."""
