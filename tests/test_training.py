@@ -14,7 +14,7 @@ from helpers.data.sets import open_image_set
 from helpers.model.bundle import load_bundle, predict_with_bundle
 from helpers.model.inference import inference_copy
 from helpers.model.networks import ModelSpec, build_model
-from helpers.model.training import fit
+from helpers.model.training import batch_bounds, fit, prepare_training_data
 from helpers.run.parameters import train_config
 
 FAST = dict(arch="resnet10", width=8, batch_size=32, progress=False)
@@ -56,6 +56,18 @@ def test_training_reduces_loss_and_beats_chance(tmp_path, scheme):
     source = pd.read_csv(pair.ann)
     assert (preds["split"] == "test").sum() == (source["split"] == "test").sum()
     np.testing.assert_allclose(preds[["non-parasite output", "parasite output"]].sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_a_last_batch_of_one_row_joins_the_one_before(tmp_path, scheme):
+    """BatchNorm cannot train on one row: a set whose training rows leave one over still trains."""
+    pair = _pattern_set(tmp_path)
+    cfg = train_config(epochs=2, **FAST)
+    n_train = len(prepare_training_data(open_image_set(pair, scheme), scheme, cfg.val_frac, cfg.seed).train_rows)
+    assert batch_bounds(n_train, n_train - 1) == [(0, n_train)]
+    assert batch_bounds(10, 4) == [(0, 4), (4, 8), (8, 10)] and batch_bounds(9, 4) == [(0, 4), (4, 9)]
+    run = _train(pair, scheme, train_config(epochs=2, **{**FAST, "batch_size": n_train - 1}), tmp_path / "p.csv",
+                 tmp_path / "m.zip")
+    assert len(run.fit.history) == 2 and np.isfinite(run.fit.history["train_loss"]).all()
 
 
 def test_same_seed_same_predictions(tmp_path, scheme):

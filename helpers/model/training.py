@@ -187,12 +187,12 @@ def train_one_epoch(model: nn.Module, images: Images, rows: np.ndarray, targets:
     model.train()
     order = np.random.default_rng([cfg.seed, epoch]).permutation(rows)  # resumable: depends on (seed, epoch) only
     augmentation = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)  # likewise
-    batches = range(0, len(order), cfg.batch_size)
+    batches = batch_bounds(len(order), cfg.batch_size)
     unlabeled_batches = _unlabeled_batches(unlabeled, len(batches), cfg, epoch)
     total_loss, seen, pseudo_labelled, start = 0.0, 0, 0, time.perf_counter()
-    for k, b in enumerate(tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not cfg.progress,
-                               mininterval=2)):
-        idx = np.sort(order[b:b + cfg.batch_size])  # sorted reads are faster on a memmap; order within a batch is irrelevant
+    for k, (b, e) in enumerate(tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+                                    disable=not cfg.progress, mininterval=2)):
+        idx = np.sort(order[b:e])  # sorted reads are faster on a memmap; order within a batch is irrelevant
         x = augment_batch(image_batch(images, idx, device, fmt), cfg.augment, augmentation)
         y = torch.from_numpy(targets[idx]).to(device)
         with autocast(cfg):
@@ -224,6 +224,15 @@ def autocast(cfg: TrainConfig) -> torch.autocast:
     """bf16 autocast where `cfg.amp` asks for it and the device is a GPU; a no-op otherwise."""
     device = cfg.torch_device
     return torch.autocast(device.type, torch.bfloat16, enabled=cfg.amp and device.type == "cuda")
+
+
+def batch_bounds(n_rows: int, batch_size: int) -> list[tuple[int, int]]:
+    """(start, end) of each training batch of an epoch: batch_size rows each, the last one fewer, except
+    that a last batch of one row joins the one before it (BatchNorm cannot train on a single row)."""
+    starts = list(range(0, n_rows, batch_size))
+    if len(starts) > 1 and n_rows - starts[-1] == 1:
+        starts.pop()
+    return list(zip(starts, [*starts[1:], n_rows]))
 
 
 def _unlabeled_batches(unlabeled: np.ndarray | None, n_batches: int, cfg: TrainConfig, epoch: int) -> list[np.ndarray]:
@@ -342,7 +351,7 @@ def setup_training(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig,
         model.set_normalization(*map(torch.from_numpy, channel_stats(images, data.train_rows)))
     model = model.to(device, memory_format=memory_format(cfg.width, device))
     optimizer = make_optimizer(model, cfg)
-    scheduler = make_scheduler(optimizer, cfg, steps_per_epoch=-(-len(data.train_rows) // cfg.batch_size))
+    scheduler = make_scheduler(optimizer, cfg, steps_per_epoch=len(batch_bounds(len(data.train_rows), cfg.batch_size)))
     train_targets = data.targets[data.train_rows]
     # Two loss modules: sharing one and moving it between devices would leave class weights behind.
     train_criterion = make_criterion(cfg, train_targets, spec.n_classes,
