@@ -69,6 +69,9 @@ RECIPES.update({
     "recommended.yaml": RECOMMENDED_FILE,
     "recommended.yaml_8ep": {**RECOMMENDED_FILE, "epochs": 8},
     "recommended.yaml_onecycle": {**RECOMMENDED_FILE, "schedule": "onecycle"},
+    # more optimizer steps on a small set (the 1,797 digits give SB ~17 batches of 64 an epoch)
+    "recommended.yaml_15ep": {**RECOMMENDED_FILE, "epochs": 15},
+    "recommended.yaml+min_steps45": {**RECOMMENDED_FILE, "min_steps_per_epoch": 45},
     # the final model's outputs on the test rows, or the mean of 5 out-of-fold models'
     "recommended.yaml+fold_ensemble": {**RECOMMENDED_FILE, "wrong_from": "out_of_fold", "folds": 5,
                                        "fold_ensemble": True},
