@@ -97,9 +97,10 @@ def test_view_mean_features_are_the_same_for_an_image_and_its_symmetries():
     assert base.shape == (10, model.n_features)
     np.testing.assert_allclose(predict_features(model, turned, view_mean=True), base, atol=1e-5)
     assert not np.allclose(predict_features(model, turned), predict_features(model, images), atol=1e-5)
-    probs, features = predict_probabilities_and_features(model, images, batch_size=4)  # the one pass 03 takes
-    np.testing.assert_array_equal(probs, predict_probabilities(model, images, batch_size=4))
-    np.testing.assert_allclose(features, base, rtol=1e-6, atol=1e-6)
+    for view_mean, expected in ((True, base), (False, predict_features(model, images))):  # the one pass 03 takes
+        probs, features = predict_probabilities_and_features(model, images, batch_size=4, view_mean=view_mean)
+        np.testing.assert_array_equal(probs, predict_probabilities(model, images, batch_size=4))
+        np.testing.assert_allclose(features, expected, rtol=1e-6, atol=1e-6)
 
 
 def test_temperature_scaling_lowers_ece_on_an_overconfident_toy():

@@ -32,13 +32,14 @@ class FoldSettings:
     with `ensemble` the rows no fold trained on are predicted by the fold models' mean; with
     `group_by` (a column) each group lies wholly in one fold. Label issues are flagged from them by
     cleanlab, and by the labels of each image's `neighbors` nearest neighbours in the final model's
-    feature space (mean over its test-time views)."""
+    feature space (`features`: of the image as it is, or the mean over its test-time views)."""
 
     folds: int = 5
     jobs: int = 1
     ensemble: bool = False
     group_by: str = ""
-    neighbors: int = 120
+    neighbors: int = 60
+    features: str = "image"  # or "view_mean": see NEIGHBOUR_FEATURES
 
 
 def fold_assignment(targets: np.ndarray, folds: int, seed: int, path: str = "annotations", *,

@@ -95,8 +95,9 @@ def train_and_save(input_pair: Pair, scheme: LabelScheme, request: TrainRequest)
     images, features = cfg.device_images(image_set.images), None
     with explain_out_of_memory(cfg):
         if request.out_of_fold:  # neighbour flags compare images by their features: taken in the same pass
-            probs, features = predict_probabilities_and_features(result.model, images, cfg.torch_device,
-                                                                 cfg.eval_batch_size, amp=cfg.amp)
+            probs, features = predict_probabilities_and_features(
+                result.model, images, cfg.torch_device, cfg.eval_batch_size,
+                view_mean=request.out_of_fold.features == "view_mean", amp=cfg.amp)
         else:
             probs = predict_probabilities(result.model, images, cfg.torch_device, cfg.eval_batch_size, amp=cfg.amp)
     predictions = predictions_frame(image_set.ann, probs, result.spec.class_names, result.data.split)

@@ -61,10 +61,11 @@ def predict_logits(model: nn.Module, images: Images, rows: np.ndarray | None, de
 
 
 def logits_and_features(model: ResNet, images: Images, device: torch.device | str = "cpu",
-                        batch_size: int = EVAL_BATCH_SIZE, *, amp: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """view_logits (views, N, classes) and the penultimate features averaged over the same views
-    (N, features), from one pass: the logits are the model's head on those features, as its forward
-    computes them. `model` should be an inference copy."""
+                        batch_size: int = EVAL_BATCH_SIZE, *, view_mean: bool = False,
+                        amp: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """view_logits (views, N, classes) and the penultimate features (N, features) of the image as it
+    is, or with `view_mean` averaged over the same views, from one pass: the logits are the model's
+    head on those features, as its forward computes them. `model` should be an inference copy."""
     n_features = model.n_features
 
     def both(x: torch.Tensor) -> torch.Tensor:
@@ -76,7 +77,8 @@ def logits_and_features(model: ResNet, images: Images, device: torch.device | st
     if not passes:
         return torch.zeros(len(views), 0, model.fc.out_features), torch.zeros(0, n_features)
     out = torch.cat(passes, dim=1)
-    return out[..., n_features:], out[..., :n_features].mean(dim=0)
+    features = out[..., :n_features].mean(dim=0) if view_mean else out[views.index(0), :, :n_features]
+    return out[..., n_features:], features
 
 
 def _view_passes(model: nn.Module, images: Images, rows: np.ndarray | None, device: torch.device, batch_size: int,
@@ -129,10 +131,11 @@ def best_temperature(logits: torch.Tensor, targets: np.ndarray) -> float:
 
 
 def predict_probabilities_and_features(model: ResNet, images: Images, device: torch.device | str = "cpu",
-                                       batch_size: int = EVAL_BATCH_SIZE, *, amp: bool = False
-                                       ) -> tuple[np.ndarray, np.ndarray]:
-    """predict_probabilities and predict_features(view_mean=True) of every image, from one pass."""
-    logits, features = logits_and_features(inference_copy(model), images, device, batch_size, amp=amp)
+                                       batch_size: int = EVAL_BATCH_SIZE, *, view_mean: bool = False,
+                                       amp: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """predict_probabilities and predict_features(view_mean=...) of every image, from one pass."""
+    logits, features = logits_and_features(inference_copy(model), images, device, batch_size, view_mean=view_mean,
+                                           amp=amp)
     return probabilities_of(logits, model.spec.temperature), features.numpy()
 
 

@@ -72,12 +72,14 @@ class Config(Parameters):
         """03: out-of-fold settings of the baselines, when `wrong_from` asks for out-of-fold outputs."""
         if self.wrong_from != OUT_OF_FOLD:
             return None
-        return FoldSettings(self.folds, self.fold_jobs, self.fold_ensemble, self.fold_group_by, self.issue_neighbors)
+        return FoldSettings(self.folds, self.fold_jobs, self.fold_ensemble, self.fold_group_by, self.issue_neighbors,
+                            self.issue_features)
 
     @property
     def round_folds(self) -> FoldSettings:
         """05: out-of-fold settings of a later round of wrong-label curation."""
-        return FoldSettings(self.folds, self.fold_jobs, group_by=self.fold_group_by, neighbors=self.issue_neighbors)
+        return FoldSettings(self.folds, self.fold_jobs, group_by=self.fold_group_by, neighbors=self.issue_neighbors,
+                            features=self.issue_features)
 
     @property
     def fold_group_by(self) -> str:

@@ -25,7 +25,7 @@ from ..core.checks import (
 )
 from ..core.columns import REVIEW_QUEUES, WRONG_FROM
 from ..core.labels import DEFAULT_ANN_DICT, LabelScheme
-from ..curation.label_issues import FLAG_BY
+from ..curation.label_issues import FLAG_BY, NEIGHBOUR_FEATURES
 from ..curation.strategies import DEFAULT_STRATEGIES, STRATEGIES
 from ..data.layout import TAGS
 from ..model.settings import TRAIN_PARAMETERS, TrainConfig, TrainSettings
@@ -89,10 +89,12 @@ class Parameters(TrainSettings):
                               "never the image itself)", boolean)
     fold_ensemble: bool = param(False, "out_of_fold: predict the test rows, and SB the unsures, with the fold models' "
                                 "mean (kept in the bundle) instead of the final model alone", boolean)
-    issue_neighbors: int = param(120, "out_of_fold: neighbours per image in the final model's feature space (the "
-                                 "mean over its test-time views) whose labels decide its neighbour_agreement (03 "
-                                 "writes it beside cleanlab's label_quality)",
+    issue_neighbors: int = param(60, "out_of_fold: neighbours per image in the final model's feature space whose "
+                                 "labels decide its neighbour_agreement (03 writes it beside cleanlab's label_quality)",
                                  integer(1, 1000))
+    issue_features: str = param("image", "out_of_fold: the final model's features neighbour flags compare: image (of "
+                                "the image as it is) or view_mean (the mean over its test-time views)",
+                                choice(*NEIGHBOUR_FEATURES))
     precision_target: float = param(0.95, "upper operating threshold: the lowest score with precision >= this",
                                     number(0.0, 1.0))
     recall_target: float = param(0.95, "lower operating threshold: the highest score with recall >= this",
@@ -181,12 +183,12 @@ NOTEBOOK_PARAMETERS: dict[str, tuple[str, ...]] = {
     "01_combine": (*DIRS, "sources", "test_frac", "group_by", "seed", "overrides_path", "n_examples"),
     "02_split": (*DIRS, "seed", "n_examples"),
     "03_baselines_SA_SB": (*DIRS, "which", *TRAINING, "resume", "wrong_from", "folds", "fold_jobs", "group_by",
-                           "group_folds", "fold_ensemble", "issue_neighbors", "truth_path", "precision_target",
+                           "group_folds", "fold_ensemble", "issue_neighbors", "issue_features", "truth_path", "precision_target",
                            "recall_target", "n_examples"),
     "04_differentiator": (*DIRS, "strategy", *TRAINING, "resume", "delta", "n_neighbors",
                           "precision_target", "recall_target"),
     "05_relabel_and_classify": (*DIRS, "strategy", "relabel_thresh", "flag_by", "fix_threshold", "rounds", "folds",
-                                "fold_jobs", "group_by", "group_folds", "issue_neighbors",
+                                "fold_jobs", "group_by", "group_folds", "issue_neighbors", "issue_features",
                                 *TRAINING, "resume", *FINAL_ONLY, "precision_target", "recall_target"),
     "06_compare": (*DIRS, "strategies", "truth_path", "verified_path", "review_budget", "primary_metric", "max_fpr",
                    "rbc_per_ul", "n_bootstrap", "seed"),
