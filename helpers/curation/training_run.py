@@ -154,8 +154,8 @@ class FoldOutputs:
 def add_out_of_fold(predictions: pd.DataFrame, image_set: ImageSet, scheme: LabelScheme, request: TrainRequest,
                     result: FitResult, *, probs: np.ndarray, features: np.ndarray) -> FoldOutputs:
     """Add out-of-fold outputs, cleanlab's columns and the neighbour flags (from the final model's
-    view-mean `features`) to `predictions` (in place); with a fold ensemble, the rows no fold trained
-    on take the fold models' mean as their `<class> output`."""
+    `features`, as `issue_features` chose them) to `predictions` (in place); with a fold ensemble,
+    the rows no fold trained on take the fold models' mean as their `<class> output`."""
     folds = request.out_of_fold
     oof = out_of_fold_probabilities(image_set, scheme, request.train, folds)
     held = oof.fold >= 0

@@ -73,12 +73,11 @@ def logits_and_features(model: ResNet, images: Images, device: torch.device | st
         return torch.cat([f, model.fc(f)], dim=1)
 
     views = model_views(model, images)
-    passes = list(_view_passes(model, images, None, torch.device(device), batch_size, views, amp, both))
-    if not passes:
-        return torch.zeros(len(views), 0, model.fc.out_features), torch.zeros(0, n_features)
-    out = torch.cat(passes, dim=1)
-    features = out[..., :n_features].mean(dim=0) if view_mean else out[views.index(0), :, :n_features]
-    return out[..., n_features:], features
+    logits, features = [torch.zeros(len(views), 0, model.fc.out_features)], [torch.zeros(0, n_features)]
+    for out in _view_passes(model, images, None, torch.device(device), batch_size, views, amp, both):
+        logits.append(out[..., n_features:])  # each batch's features reduced at once: (views, N, features) never held
+        features.append(out[..., :n_features].mean(dim=0) if view_mean else out[views.index(0), :, :n_features])
+    return torch.cat(logits, dim=1), torch.cat(features)
 
 
 def _view_passes(model: nn.Module, images: Images, rows: np.ndarray | None, device: torch.device, batch_size: int,
