@@ -73,3 +73,35 @@ def test_the_policy_is_checked_and_named_by_a_strategy_row():
     with pytest.raises(ParameterError, match="pseudo_threshold"):
         train_config(pseudo_threshold=0.3)
     assert pd.notna(train_config().consistency_weight)
+
+
+def test_the_loss_pulls_the_strong_view_towards_the_weak_views_pseudo_label():
+    from torch import nn
+
+    from helpers.model.training import consistency_loss
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(2 * 9 * 9, 2))
+    with torch.no_grad():
+        model[1].weight.mul_(0.1)
+        model[1].bias.copy_(torch.tensor([0.0, 4.0]))  # every weak view: class 1 at ~0.98
+    x = torch.rand(16, 2, 9, 9)
+    cfg = train_config(augment="flips_rot90", pseudo_threshold=0.9)
+
+    def strong_view_confidence() -> float:
+        with torch.no_grad():
+            return torch.softmax(model(strong_augment(x, torch.Generator().manual_seed(1))), 1)[:, 1].mean().item()
+
+    before = strong_view_confidence()
+    loss, confident = consistency_loss(model, x, cfg, torch.Generator().manual_seed(1))
+    assert confident == 16 and loss.item() > 0
+    loss.backward()
+    with torch.no_grad():
+        for p in model.parameters():
+            p -= 1.0 * p.grad
+    assert strong_view_confidence() > before  # one step towards the pseudo-label
+
+    model.zero_grad()
+    strict = train_config(augment="flips_rot90", pseudo_threshold=0.999)  # no weak view is that sure
+    loss, confident = consistency_loss(model, x, strict, torch.Generator().manual_seed(1))
+    assert confident == 0 and loss.item() == 0 and not loss.requires_grad
