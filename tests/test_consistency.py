@@ -5,12 +5,13 @@ import pandas as pd
 import pytest
 import torch
 from conftest import write_set
+from torch import nn
 
 from helpers.core.errors import ParameterError
 from helpers.curation.strategies import STRATEGIES, Strategy
 from helpers.data.sets import open_image_set
 from helpers.model.augment import strong_augment
-from helpers.model.training import fit
+from helpers.model.training import consistency_loss, fit
 from helpers.run.parameters import train_config
 
 FAST = dict(arch="resnet10", width=8, batch_size=32, progress=False, lr=3e-3)
@@ -76,10 +77,6 @@ def test_the_policy_is_checked_and_named_by_a_strategy_row():
 
 
 def test_the_loss_pulls_the_strong_view_towards_the_weak_views_pseudo_label():
-    from torch import nn
-
-    from helpers.model.training import consistency_loss
-
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(2 * 9 * 9, 2))
     with torch.no_grad():

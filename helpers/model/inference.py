@@ -73,10 +73,11 @@ def logits_and_features(model: ResNet, images: Images, device: torch.device | st
         return torch.cat([f, model.fc(f)], dim=1)
 
     views = model_views(model, images)
+    own = views.index(0)  # the image as it is
     logits, features = [torch.zeros(len(views), 0, model.fc.out_features)], [torch.zeros(0, n_features)]
     for out in _view_passes(model, images, None, torch.device(device), batch_size, views, amp, both):
         logits.append(out[..., n_features:])  # each batch's features reduced at once: (views, N, features) never held
-        features.append(out[..., :n_features].mean(dim=0) if view_mean else out[views.index(0), :, :n_features])
+        features.append(out[..., :n_features].mean(dim=0) if view_mean else out[own, :, :n_features])
     return torch.cat(logits, dim=1), torch.cat(features)
 
 
