@@ -72,6 +72,8 @@ RECIPES.update({
     # more optimizer steps on a small set (the 1,797 digits give SB ~17 batches of 64 an epoch)
     "recommended.yaml_15ep": {**RECOMMENDED_FILE, "epochs": 15},
     "recommended.yaml+min_steps45": {**RECOMMENDED_FILE, "min_steps_per_epoch": 45},
+    # or more epochs only for sets too small for 250 steps in 10 epochs (the cells' fits all have more)
+    "recommended.yaml+min_steps250": {**RECOMMENDED_FILE, "min_steps": 250},
     # the final model's outputs on the test rows, or the mean of 5 out-of-fold models'
     "recommended.yaml+fold_ensemble": {**RECOMMENDED_FILE, "wrong_from": "out_of_fold", "folds": 5,
                                        "fold_ensemble": True},

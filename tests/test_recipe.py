@@ -20,7 +20,7 @@ from helpers.model.inference import (
     predict_probabilities_and_features,
 )
 from helpers.model.networks import ModelSpec, build_model
-from helpers.model.training import fit, make_optimizer, make_scheduler
+from helpers.model.training import fit, for_training_rows, make_optimizer, make_scheduler
 from helpers.run.config import check_parameters
 from helpers.run.parameters import notebook_defaults, train_config
 
@@ -150,6 +150,17 @@ def test_schedules_warm_up_then_decay(schedule):
     assert lrs[0] < 0.5 * lrs[peak] and lrs[peak] == pytest.approx(0.01, rel=0.05)
     assert 10 <= peak <= 70 and lrs[-1] < 0.01 * lrs[peak]
     assert make_scheduler(optimizer, train_config(**FAST), 20) is None  # constant: the origin's
+
+
+def test_a_set_too_small_for_min_steps_trains_more_epochs_and_a_larger_one_as_given(tmp_path, scheme):
+    cfg = train_config(**{**FAST, "batch_size": 64, "epochs": 10, "min_steps": 250})
+    assert for_training_rows(cfg, 983).epochs == 16  # 16 batches of 64 an epoch: 160 steps in 10 epochs
+    assert for_training_rows(cfg, 3103) is cfg  # 49 batches an epoch: 490 steps, as given
+    assert for_training_rows(train_config(**{**FAST, "batch_size": 64, "epochs": 10}), 983).epochs == 10  # off by default
+    image_set = open_image_set(_spot_set(tmp_path), scheme)
+    result = fit(image_set, scheme, train_config(**{**FAST, "epochs": 2, "min_steps": 12}))
+    steps_per_epoch = -(-len(result.data.train_rows) // 32)
+    assert len(result.history) == -(-12 // steps_per_epoch) > 2
 
 
 def test_select_by_accuracy_on_certain_rows_keeps_that_epoch(tmp_path, scheme):

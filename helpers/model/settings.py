@@ -44,6 +44,9 @@ class TrainSettings:
     arch: str = param("resnet18", "network: resnet10, resnet18 (origin), resnet34 or resnet50", choice(*sorted(ARCHS)))
     width: int = param(64, "base channels: 64 = origin, 16 or 32 for fast runs", integer(4))
     epochs: int = param(40, "training epochs", integer(1))
+    min_steps: int = param(0, "0 = off; else a fit whose epochs give fewer optimizer steps than this trains for more "
+                           "epochs, until it has them (a small set gets as many updates as the recipe gives a larger "
+                           "one)", integer(0))
     batch_size: int = param(32, "training batch size", integer(1))
     lr: float = param(0.001, "Adam learning rate", number(0, 10, lo_open=True, hi_open=True))
     val_frac: float = param(0.3, "share of trainable rows used for validation",

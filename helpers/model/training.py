@@ -365,12 +365,16 @@ def setup_training(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig,
 
 def for_training_rows(cfg: TrainConfig, n_train: int) -> TrainConfig:
     """The config a set of `n_train` training rows trains with: as given, unless `min_steps_per_epoch`
-    asks for more batches per epoch than batch_size allows; then batches of n_train // min_steps_per_epoch
-    rows (at least 1) and the learning rate scaled by the same factor (Goyal et al. 2017's linear rule)."""
-    if not cfg.min_steps_per_epoch or n_train // cfg.batch_size >= cfg.min_steps_per_epoch:
-        return cfg
-    batch = max(1, n_train // cfg.min_steps_per_epoch)
-    return replace(cfg, batch_size=batch, lr=cfg.lr * batch / cfg.batch_size)
+    asks for more batches per epoch than batch_size allows (then batches of n_train // min_steps_per_epoch
+    rows, at least 1, and the learning rate scaled by the same factor: Goyal et al. 2017's linear rule),
+    or `epochs` of those batches come to fewer than `min_steps` optimizer steps (then more epochs)."""
+    if cfg.min_steps_per_epoch and n_train // cfg.batch_size < cfg.min_steps_per_epoch:
+        batch = max(1, n_train // cfg.min_steps_per_epoch)
+        cfg = replace(cfg, batch_size=batch, lr=cfg.lr * batch / cfg.batch_size)
+    steps_per_epoch = len(batch_bounds(n_train, cfg.batch_size))
+    if cfg.min_steps and cfg.epochs * steps_per_epoch < cfg.min_steps:
+        cfg = replace(cfg, epochs=math.ceil(cfg.min_steps / max(steps_per_epoch, 1)))
+    return cfg
 
 
 def resume_progress(training: Training, image_set: ImageSet, cfg: TrainConfig, checkpoint_path: Path | None,
