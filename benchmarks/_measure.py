@@ -1,6 +1,7 @@
 """Measuring helpers shared by the benchmark scripts."""
 from __future__ import annotations
 
+import argparse
 import json
 import threading
 import time
@@ -48,6 +49,18 @@ def append_line(path: Path, row: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as f:
         f.write(json.dumps(row) + "\n")
+
+
+def add_work_arguments(parser: argparse.ArgumentParser) -> None:
+    """--work and --settings of a script that measures the finished settings of a benchmarks/curation.py work folder."""
+    parser.add_argument("--work", type=Path, required=True, help="a benchmarks/curation.py --work folder")
+    parser.add_argument("--settings", default="", help="comma-separated setting folders (default: every finished one)")
+
+
+def finished_settings(args: argparse.Namespace) -> list[str]:
+    """The setting folders --settings names, or every one in --work whose pipeline reached 06."""
+    return [s for s in args.settings.split(",") if s] or sorted(
+        p.parent.parent.parent.name for p in args.work.glob("*/runs/metrics/06_compare.json"))
 
 
 def write_lines(path: Path, lines: list[dict]) -> None:

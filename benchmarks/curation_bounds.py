@@ -32,7 +32,7 @@ from sklearn.metrics import precision_recall_curve
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _measure import append_line, read_lines, write_lines  # noqa: E402
+from _measure import add_work_arguments, append_line, finished_settings, read_lines, write_lines  # noqa: E402
 
 from helpers.core.atomic import OutputSet  # noqa: E402
 from helpers.core.columns import test_mask  # noqa: E402
@@ -115,8 +115,7 @@ def detection_bound(data: Path, noise: str, frac: float, seed: int, draws: int =
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work", type=Path, required=True, help="a benchmarks/curation.py --work folder")
-    parser.add_argument("--settings", default="", help="comma-separated setting folders (default: every finished one)")
+    add_work_arguments(parser)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/curation_bounds.jsonl")
     args = parser.parse_args()
     lines = read_lines(args.out)
@@ -126,8 +125,7 @@ def main() -> int:
             line["detection"] = detection_bound(data, line["noise"], line["flip_frac"], line["seed"])
             write_lines(args.out, lines)
     done = {line["setting"] for line in lines}
-    names = [s for s in args.settings.split(",") if s] or sorted(
-        p.parent.parent.parent.name for p in args.work.glob("*/runs/metrics/06_compare.json"))
+    names = finished_settings(args)
     for name in names:
         if name in done:
             continue

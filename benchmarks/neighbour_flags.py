@@ -26,7 +26,7 @@ from sklearn.metrics import average_precision_score
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _measure import append_line, read_lines  # noqa: E402
+from _measure import add_work_arguments, append_line, finished_settings, read_lines  # noqa: E402
 from curation_bounds import flip_detection  # noqa: E402
 
 from helpers.core.columns import test_mask  # noqa: E402
@@ -72,14 +72,12 @@ def measure(data: Path, ks: list[int]) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work", type=Path, required=True, help="a benchmarks/curation.py --work folder")
-    parser.add_argument("--settings", default="", help="comma-separated setting folders (default: every finished one)")
+    add_work_arguments(parser)
     parser.add_argument("--k", default="30,60,120,240", help="neighbour counts to compare")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/neighbour_flags.jsonl")
     args = parser.parse_args()
     done = {(line["work"], line["setting"]) for line in read_lines(args.out)}
-    names = [s for s in args.settings.split(",") if s] or sorted(
-        p.parent.parent.parent.name for p in args.work.glob("*/runs/metrics/06_compare.json"))
+    names = finished_settings(args)
     for name in names:
         if (str(args.work), name) in done:
             continue
