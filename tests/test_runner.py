@@ -223,10 +223,7 @@ def test_extends_a_missing_file_or_in_a_circle_is_refused_by_name(tmp_path):
 def test_the_demo_profile_is_the_recommended_recipe_on_the_demo_data():
     recommended = load_parameters(PROJECT_ROOT / "parameters" / "recommended.yaml")
     demo = load_parameters(PROJECT_ROOT / "parameters" / "demo.yaml")
-    # but for the step floor, which on the demo data would change only the differentiators (demo.yaml says why)
-    assert {k: demo[k] for k in recommended if k != "min_steps"} == {k: v for k, v in recommended.items()
-                                                                     if k != "min_steps"}
-    assert recommended["min_steps"] > 0 and demo["min_steps"] == 0
+    assert {k: demo[k] for k in recommended} == recommended
     steps = {s.name: s.parameters for s in plan(demo).steps}
     assert steps["03_baselines_SA_SB"]["augment"] == "flips_rot90" and steps["03_baselines_SA_SB"]["tta"] is True
     # the product decision: the seed's six strategies and at most three others
