@@ -67,20 +67,30 @@ def bound_pair(layout: Layout, truth, kind: str) -> Pair:
     return pair
 
 
+def train_recommended(pair: Pair, seed: int, predictions: Path, bundle: Path) -> None:
+    """SB's recipe (parameters/recommended.yaml) with the setting's seed on `pair`, saved to `bundle`."""
+    cfg = train_config(**training_rows(ROOT / "parameters" / "recommended.yaml"), seed=seed, progress=False)
+    train_and_save(pair, SCHEME, TrainRequest(cfg, predictions, bundle))
+
+
+def eval_set_scores(data: Path, bundles: dict[str, Path], seed: int) -> dict[str, dict[str, float]]:
+    """Each bundle's scores on the setting's evaluation set (eval_scores, against `s_b`), rounded."""
+    images, truth_pos = read_eval_set(data / EVAL_DIR, SCHEME.positive)
+    table = eval_scores(eval_decisions(bundles, images, SCHEME.positive), truth_pos, seed=seed)
+    return {str(name): {k: round(float(v), 5) for k, v in row.items() if np.isfinite(v)}
+            for name, row in table.iterrows()}
+
+
 def measure(data: Path, seed: int) -> dict:
     layout = Layout.from_params(str(data / "patient"), str(data / "neg"), str(data / "runs"), SCHEME)
     truth = read_truth(str(data / "truth.csv"), layout)
-    recipe = training_rows(ROOT / "parameters" / "recommended.yaml")
     bundles = {"s_b": layout.model_perf("s_b"), "s_oracle": layout.model_perf("s_oracle")}
     for kind in BOUNDS:
         bundle = layout.model_perf(kind)
         if not bundle.is_file():
-            cfg = train_config(**recipe, seed=seed, progress=False)
-            train_and_save(bound_pair(layout, truth, kind), SCHEME, TrainRequest(cfg, layout.predictions(kind), bundle))
+            train_recommended(bound_pair(layout, truth, kind), seed, layout.predictions(kind), bundle)
         bundles[kind] = bundle
-    images, truth_pos = read_eval_set(data / EVAL_DIR, SCHEME.positive)
-    table = eval_scores(eval_decisions(bundles, images, SCHEME.positive), truth_pos, seed=seed)
-    return {name: {k: round(float(v), 5) for k, v in row.items() if np.isfinite(v)} for name, row in table.iterrows()}
+    return eval_set_scores(data, bundles, seed)
 
 
 def flip_detection(suspicion: np.ndarray, flipped: np.ndarray, flagged: np.ndarray) -> dict[str, float]:

@@ -32,20 +32,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from _measure import add_work_arguments, append_line, finished_settings, read_lines  # noqa: E402
+from curation_bounds import SCHEME, eval_set_scores, train_recommended  # noqa: E402
 
 from helpers.core.atomic import OutputSet  # noqa: E402
 from helpers.core.columns import test_mask  # noqa: E402
-from helpers.core.labels import LabelScheme  # noqa: E402
-from helpers.curation.eval_set import eval_decisions, eval_scores, read_eval_set  # noqa: E402
-from helpers.curation.training_run import TrainRequest, train_and_save  # noqa: E402
 from helpers.curation.wrong_labels import PRUNED_VALUE  # noqa: E402
-from helpers.data.demo import EVAL_DIR  # noqa: E402
 from helpers.data.layout import Layout  # noqa: E402
 from helpers.data.sets import Pair, read_annotations  # noqa: E402
 from helpers.data.truth import read_truth, truth_lookup  # noqa: E402
-from helpers.run.parameters import train_config, training_rows  # noqa: E402
 
-SCHEME = LabelScheme.from_dict({"non-parasite": 0, "parasite": 1, "unsure": 2, "unlabeled": -1})
 VOTE = 0.5  # the cut the neighbour vote (is_neighbour_issue) makes
 
 
@@ -71,8 +66,7 @@ def train_pruned(layout: Layout, ann: pd.DataFrame, prune: np.ndarray, name: str
         pair = Pair(layout.certain.images, folder / "certain_ann_pruned.csv")
         with OutputSet() as out:
             out.csv(pruned, pair.ann)
-        cfg = train_config(**training_rows(ROOT / "parameters" / "recommended.yaml"), seed=seed, progress=False)
-        train_and_save(pair, SCHEME, TrainRequest(cfg, folder / "ann_with_predictions.csv", bundle))
+        train_recommended(pair, seed, folder / "ann_with_predictions.csv", bundle)
     return bundle
 
 
@@ -90,18 +84,12 @@ def measure(data: Path, seed: int, cuts: list[float]) -> dict:
     sets = pruned_sets(predictions["neighbour_agreement"].to_numpy(dtype=float), flipped, rows, cuts)
     bundles = {"s_b": layout.model_perf("s_b"), "s_oracle": layout.model_perf("s_oracle")}
     bundles.update({name: train_pruned(layout, ann, prune, name, seed) for name, prune in sets.items()})
-    images, truth_pos = read_eval_set(data / EVAL_DIR, SCHEME.positive)
-    table = eval_scores(eval_decisions(bundles, images, SCHEME.positive), truth_pos, seed=seed)
+    out = eval_set_scores(data, bundles, seed)
     flips = int((flipped & rows).sum())
-    out = {}
-    for name, row in table.iterrows():
-        scores = {k: round(float(v), 5) for k, v in row.items() if np.isfinite(v)}
-        if name in sets:
-            prune = sets[name]
-            hits = int((prune & flipped).sum())
-            scores.update({"pruned": int(prune.sum()), "precision": round(hits / max(int(prune.sum()), 1), 4),
-                           "recall": round(hits / max(flips, 1), 4)})
-        out[str(name)] = scores
+    for name, prune in sets.items():
+        hits = int((prune & flipped).sum())
+        out[name].update({"pruned": int(prune.sum()), "precision": round(hits / max(int(prune.sum()), 1), 4),
+                          "recall": round(hits / max(flips, 1), 4)})
     return out
 
 
