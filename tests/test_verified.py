@@ -236,7 +236,7 @@ def test_out_of_fold_folds_keep_every_group_whole():
 
 def test_group_folds_off_keeps_only_the_test_split_grouped():
     grouped = {"group_by": "slide", "wrong_from": "out_of_fold"}
-    for notebook, folds in (("03_baselines_SA_SB", "baseline_folds"), ("05_relabel_and_classify", "round_folds")):
+    for notebook, folds in (("03_baselines_SA_SB", "baseline_folds"), ("05_relabel_and_classify", "later_round_folds")):
         values = {**notebook_defaults(notebook), **{k: v for k, v in grouped.items() if k in NOTEBOOK_PARAMETERS[notebook]}}
         assert getattr(check_parameters(notebook, values), folds).group_by == "slide"
         assert getattr(check_parameters(notebook, {**values, "group_folds": False}), folds).group_by == ""

@@ -51,6 +51,22 @@ def test_flag_by_neighbours_acts_on_the_neighbour_flags(scheme):
         flagged_rows(PREDICTIONS, scheme, flag_by="neighbours")
 
 
+def test_the_neighbour_vote_can_choose_the_class_a_flagged_image_is_fixed_to(scheme):
+    """Without out-of-fold outputs (a later round without fold models) a flagged image's suggested class
+    is the other one, as confident as the share of its neighbours that carry it."""
+    by_neighbours = PREDICTIONS.drop(columns=["parasite out-of-fold", "non-parasite out-of-fold"]).assign(
+        is_neighbour_issue=[True, True, False, True, True], neighbour_agreement=[0.1, 0.3, 0.9, 0.2, 0.45])
+    flagged = flagged_rows(by_neighbours, scheme, flag_by="neighbours", suggest_from="neighbours")
+    assert flagged["image_id"].tolist() == ["a", "b", "e"]  # d is a test row
+    assert flagged["suggested"].tolist() == [0.0, 1.0, 0.0]
+    assert flagged["confidence"].tolist() == pytest.approx([0.9, 0.7, 0.55])
+    curated = apply_policy(_certain(), flagged, "fix", 0.6).set_index("image_id")
+    assert curated["label_action"].to_dict() == {"a": "fixed", "b": "fixed", "c": "kept", "d": "kept", "e": "pruned"}
+    with pytest.raises(InputError, match="'neighbour_agreement'"):
+        flagged_rows(by_neighbours.drop(columns="neighbour_agreement"), scheme, flag_by="neighbours",
+                     suggest_from="neighbours")
+
+
 def test_prune_takes_every_flagged_training_row_out_and_never_a_test_row(scheme):
     curated = apply_policy(_certain(), flagged_rows(PREDICTIONS, scheme), "prune", 0.8).set_index("image_id")
     assert curated["label_action"].to_dict() == {"a": "pruned", "b": "pruned", "c": "kept", "d": "kept", "e": "pruned"}
@@ -98,6 +114,14 @@ def test_a_run_that_would_prune_without_out_of_fold_flags_is_refused_before_it_s
     with pytest.raises(ParameterError, match="wrong_from.*s_fix.*out_of_fold"):
         plan({**params, "wrong_from": "in_sample"}, strategies=["s_2thr", "s_fix"])
     plan({**params, "wrong_from": "out_of_fold"}, strategies=["s_2thr", "s_fix"])
+
+
+def test_later_rounds_without_fold_models_need_the_neighbour_flags(tmp_path):
+    params = {**load_parameters(PROJECT_ROOT / "parameters" / "smoke.yaml"), "data_dir_base": str(tmp_path / "runs"),
+              "wrong_from": "out_of_fold", "rounds": 2, "round_folds": False}
+    with pytest.raises(ParameterError, match="round_folds.*flag_by='neighbours'.*'cleanlab'"):
+        plan({**params, "flag_by": "cleanlab"}, strategies=["s_fix"])
+    plan({**params, "flag_by": "neighbours"}, strategies=["s_fix"])
 
 
 # ---------------------------------------------------------------- soft targets
@@ -190,3 +214,27 @@ def test_soft_and_exclude_proposals_reach_the_relabeled_unsures(scheme):
             assert "soft_target" not in relabeled.columns
         else:
             assert relabeled["soft_target"].tolist() == soft
+
+
+@pytest.mark.slow
+def test_a_later_round_without_fold_models_flags_and_fixes_by_its_own_neighbour_vote(tiny_demo, tmp_path):
+    base = tmp_path / "runs"
+    params = {**load_parameters(PROJECT_ROOT / "parameters" / "smoke.yaml"), **TINY_TRAINING,
+              "data_dir": str(tiny_demo["data_dir"]), "data_dir_n": str(tiny_demo["data_dir_n"]),
+              "data_dir_base": str(base), "which": "s_b", "wrong_from": "out_of_fold", "folds": 2,
+              "flag_by": "neighbours", "issue_neighbors": 5, "rounds": 2, "round_folds": False, "fix_threshold": 0.5}
+    results, _ = run_pipeline(params, strategies=["s_fix"], jobs=1)
+    assert all(r.succeeded for r in results), [(r.step, r.status, r.error) for r in results]
+    layout = Layout.from_params(params["data_dir"], params["data_dir_n"], str(base),
+                                LabelScheme.from_dict({"non-parasite": 0, "parasite": 1, "unsure": 2, "unlabeled": -1}))
+    round2 = read_annotations(layout.predictions("s_fix", "round2"))
+    assert {"neighbour_agreement", "is_neighbour_issue"} <= set(round2.columns)
+    assert not any(c.endswith("out-of-fold") for c in round2.columns)  # no fold model was trained
+    assert load_bundle(layout.model_perf("s_fix", "round2")).metrics["neighbour_flags"]["folds"] == 0
+    rounds = read_metrics(base, "05_relabel_and_classify_s_fix")["rounds"]
+    assert [r["round"] for r in rounds] == [1, 2] and rounds[1]["flagged by"] == "s_fix round 2"
+    if "stopped" not in rounds[1]:  # round 2's flags applied: at fix_threshold 0.5 each takes the other class
+        flagged = round2[round2["is_neighbour_issue"].astype(bool) & (round2["split"] != "test")]
+        assert len(flagged) == rounds[1]["flagged"] > 0
+        curated = read_annotations(layout.curated_certain("s_fix").ann).set_index("image_id")
+        assert (curated.loc[flagged["image_id"], "annotation"].to_numpy() == 1 - flagged["annotation"].to_numpy()).all()

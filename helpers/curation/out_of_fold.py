@@ -32,7 +32,8 @@ class FoldSettings:
     with `ensemble` the rows no fold trained on are predicted by the fold models' mean; with
     `group_by` (a column) each group lies wholly in one fold. Label issues are flagged from them by
     cleanlab, and by the labels of each image's `neighbors` nearest neighbours in the final model's
-    feature space (`features`: of the image as it is, or the mean over its test-time views)."""
+    feature space (`features`: of the image as it is, or the mean over its test-time views). Without
+    `fold_models` no fold is trained: the run gets the neighbour flags only."""
 
     folds: int = 5
     jobs: int = 1
@@ -40,6 +41,7 @@ class FoldSettings:
     group_by: str = ""
     neighbors: int = 60
     features: str = "image"  # or "view_mean": see NEIGHBOUR_FEATURES
+    fold_models: bool = True
 
 
 def fold_assignment(targets: np.ndarray, folds: int, seed: int, path: str = "annotations", *,

@@ -85,7 +85,8 @@ def train_and_save(input_pair: Pair, scheme: LabelScheme, request: TrainRequest)
 
     With out-of-fold settings the predictions also get out-of-fold outputs (`<class> out-of-fold`; rows
     no fold held out, such as test rows, take the final model's outputs, which never saw them either)
-    and cleanlab's `label_quality` / `is_label_issue` computed from them. With a fold ensemble the rows
+    and cleanlab's `label_quality` / `is_label_issue` computed from them (settings without
+    `fold_models`: the neighbour flags only). With a fold ensemble the rows
     no fold trained on (test rows, excluded and unlabeled rows) are predicted by the fold models'
     mean, which the bundle keeps and predicts new images with.
     """
@@ -104,8 +105,8 @@ def train_and_save(input_pair: Pair, scheme: LabelScheme, request: TrainRequest)
     oof = (add_out_of_fold(predictions, image_set, scheme, request, result, probs=probs, features=features)
            if request.out_of_fold else None)
     metrics = run_metrics(predictions, scheme, request, result)
-    if oof:
-        metrics["out_of_fold"] = oof.metrics
+    if oof:  # a run without fold models has no out-of-fold outputs to judge its images by (score_source)
+        metrics["out_of_fold" if request.out_of_fold.fold_models else "neighbour_flags"] = oof.metrics
     title = request.title
     figures = {"loss_curve": plots.loss_curves(result.history, title=f"{title}: loss per epoch" if title else
                                                "Loss per epoch"),
@@ -157,6 +158,8 @@ def add_out_of_fold(predictions: pd.DataFrame, image_set: ImageSet, scheme: Labe
     `features`, as `issue_features` chose them) to `predictions` (in place); with a fold ensemble,
     the rows no fold trained on take the fold models' mean as their `<class> output`."""
     folds = request.out_of_fold
+    if not folds.fold_models:
+        return add_neighbour_flags(predictions, features, result, folds)
     oof = out_of_fold_probabilities(image_set, scheme, request.train, folds)
     held = oof.fold >= 0
     for i, name in enumerate(result.spec.class_names):
@@ -173,6 +176,14 @@ def add_out_of_fold(predictions: pd.DataFrame, image_set: ImageSet, scheme: Labe
                         "cost_vs_final_fit": round(oof.seconds / max(result.train_seconds, 1e-9), 2),
                         "label_issues": int(issues["is_label_issue"].sum()),
                         "neighbour_issues": int(neighbours["is_neighbour_issue"].sum())}, oof.models)
+
+
+def add_neighbour_flags(predictions: pd.DataFrame, features: np.ndarray, result: FitResult,
+                        folds: FoldSettings) -> FoldOutputs:
+    """The neighbour flags alone (no fold models), from the final model's `features`, added in place."""
+    neighbours = neighbour_issue_columns(predictions, features, result.spec.class_values, n_neighbors=folds.neighbors)
+    predictions[neighbours.columns] = neighbours
+    return FoldOutputs({"folds": 0, "neighbour_issues": int(neighbours["is_neighbour_issue"].sum())}, [])
 
 
 def label_issue_summary(runs: Mapping[str, TrainedRun], scheme: LabelScheme) -> pd.DataFrame:

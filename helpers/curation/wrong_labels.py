@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..core.columns import LABEL_ACTION, ORIGINAL_ANNOTATION, flag_values, oof_column, test_mask
+from ..core.columns import LABEL_ACTION, ORIGINAL_ANNOTATION, OUT_OF_FOLD, flag_values, oof_column, test_mask
 from ..core.errors import InputError
 from ..core.labels import LabelScheme, round_annotations
 from ..data.truth import truth_lookup
@@ -24,25 +24,39 @@ PRUNED_VALUE = -1.0
 KEPT, PRUNED, FIXED = "kept", "pruned", "fixed"
 
 
+SUGGEST_FROM = (OUT_OF_FOLD, "neighbours")  # what chooses a flagged image's class (see flagged_rows)
+NEIGHBOUR_AGREEMENT = ISSUE_COLUMNS["neighbours"][0]
+
+
 def flagged_rows(predictions: pd.DataFrame, scheme: LabelScheme, source: str = "predictions", *,
-                 flag_by: str = "cleanlab") -> pd.DataFrame:
-    """The label issues of a run with out-of-fold outputs, as `flag_by` flags them (cleanlab, or
-    neighbours: see label_issues.ISSUE_COLUMNS): image_id, the out-of-fold class (value) and that
-    class's out-of-fold output, for the flagged certain, non-test rows."""
+                 flag_by: str = "cleanlab", suggest_from: str = "out_of_fold") -> pd.DataFrame:
+    """The label issues of a run, as `flag_by` flags them (cleanlab, or neighbours: see
+    label_issues.ISSUE_COLUMNS), for the flagged certain, non-test rows: image_id, the class suggested
+    instead (value) and its confidence. `suggest_from` out_of_fold: the out-of-fold class and its
+    out-of-fold output; neighbours (two certain classes only): the other class and the share of the
+    image's neighbours that carry it."""
     names = scheme.certain_names
     flag = ISSUE_COLUMNS[flag_by][1]
-    needed = [flag, *(oof_column(n) for n in names)]
+    needed = [flag, *(oof_column(n) for n in names)] if suggest_from == OUT_OF_FOLD else [flag, NEIGHBOUR_AGREEMENT]
     missing = [c for c in needed if c not in predictions.columns]
     if missing:
         raise InputError(source, f"no {missing[0]!r} column: pruning or fixing wrong labels needs 03 run with "
                                  "wrong_from='out_of_fold' (cleanlab's label issues)")
     certain = scheme.certain_mask(predictions["annotation"])
     rows = flag_values(predictions[flag]) & certain & ~test_mask(predictions)
-    oof = predictions.loc[rows, [oof_column(n) for n in names]].to_numpy(dtype=float)
-    best = oof.argmax(axis=1) if len(oof) else np.zeros(0, int)
-    return pd.DataFrame({"image_id": predictions.loc[rows, "image_id"].to_numpy(),
-                         "suggested": np.asarray(scheme.certain_values, float)[best],
-                         "confidence": oof[np.arange(len(oof)), best] if len(oof) else np.zeros(0)})
+    if suggest_from == OUT_OF_FOLD:
+        scores = predictions.loc[rows, [oof_column(n) for n in names]].to_numpy(dtype=float)
+        best = scores.argmax(axis=1) if len(scores) else np.zeros(0, int)
+        suggested = np.asarray(scheme.certain_values, float)[best]
+        confidence = scores[np.arange(len(scores)), best] if len(scores) else np.zeros(0)
+    else:
+        if len(names) != 2:
+            raise ValueError(f"suggest_from='neighbours' needs two certain classes, got {names}")
+        given = round_annotations(predictions.loc[rows, "annotation"])
+        suggested = np.where(given == scheme.certain_values[0], *scheme.certain_values[::-1]).astype(float)
+        confidence = 1 - predictions.loc[rows, NEIGHBOUR_AGREEMENT].to_numpy(dtype=float)
+    return pd.DataFrame({"image_id": predictions.loc[rows, "image_id"].to_numpy(), "suggested": suggested,
+                         "confidence": confidence})
 
 
 def flagged_actions(confidence: np.ndarray, *, policy: str, fix_threshold: float) -> np.ndarray:

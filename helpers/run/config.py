@@ -76,10 +76,11 @@ class Config(Parameters):
                             self.issue_features)
 
     @property
-    def round_folds(self) -> FoldSettings:
-        """05: out-of-fold settings of a later round of wrong-label curation."""
+    def later_round_folds(self) -> FoldSettings:
+        """05: out-of-fold settings of a later round of wrong-label curation (with round_folds off: no fold
+        models, the round's neighbour flags only)."""
         return FoldSettings(self.folds, self.fold_jobs, group_by=self.fold_group_by, neighbors=self.issue_neighbors,
-                            features=self.issue_features)
+                            features=self.issue_features, fold_models=self.round_folds)
 
     @property
     def fold_group_by(self) -> str:
@@ -114,6 +115,13 @@ def check_parameters(notebook: str, values: Mapping[str, Any]) -> Config:
     if "fold_ensemble" in known and cfg.fold_ensemble and cfg.wrong_from != OUT_OF_FOLD:
         raise ParameterError("fold_ensemble", "needs wrong_from='out_of_fold' (the fold models it averages)",
                              where=notebook)
+    if "round_folds" in known and not cfg.round_folds and cfg.rounds > 1:
+        if cfg.flag_by != "neighbours":
+            raise ParameterError("round_folds", f"false needs flag_by='neighbours' (got {cfg.flag_by!r}): without "
+                                 "fold models a later round has no out-of-fold outputs for cleanlab", where=notebook)
+        if len(cfg.scheme.certain_values) != 2:
+            raise ParameterError("round_folds", "false needs two certain classes (the neighbour vote suggests the "
+                                 f"other one), got {cfg.scheme.certain_names}", where=notebook)
     if notebook == "01_combine":
         _check_inputs_are_not_outputs(cfg)
     return cfg

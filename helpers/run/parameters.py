@@ -112,10 +112,15 @@ class Parameters(TrainSettings):
                          "nearest neighbours in SB's feature space carry another label)", choice(*FLAG_BY))
     fix_threshold: float = param(0.8, "strategies that fix wrong labels (s_fix, ...): a flagged image takes its "
                                  "out-of-fold class when that class's out-of-fold output is at least this, "
-                                 "otherwise it is pruned", number(0.0, 1.0))
+                                 "otherwise it is pruned (a later round without round_folds: the other class, when "
+                                 "at least this share of its neighbours carry it)", number(0.0, 1.0))
     rounds: int = param(1, "strategies that prune or fix wrong labels: rounds of out-of-fold -> flag -> fix "
                         "(round 1 uses 03's flags; later ones retrain out-of-fold on the curated labels and "
                         "stop when the issue list stops shrinking)", integer(1, 10))
+    round_folds: bool = param(True, "with rounds > 1: a later round retrains out-of-fold models, whose outputs choose "
+                              "a fixed image's class; false: only the round's own model, whose neighbour vote flags "
+                              "and chooses the class (needs flag_by neighbours; a later round then costs one fit "
+                              "instead of folds + 1)", boolean)
     relabel_thresh: float = param(0.9, "unsures whose differentiator parasite output is above this become parasite",
                                   number(0.0, 1.0, hi_open=True))
     strategies: list = param(list(DEFAULT_STRATEGIES), "the strategies to run and compare", strategy_list)
@@ -187,7 +192,8 @@ NOTEBOOK_PARAMETERS: dict[str, tuple[str, ...]] = {
                            "recall_target", "n_examples"),
     "04_differentiator": (*DIRS, "strategy", *TRAINING, "resume", "delta", "n_neighbors",
                           "precision_target", "recall_target"),
-    "05_relabel_and_classify": (*DIRS, "strategy", "relabel_thresh", "flag_by", "fix_threshold", "rounds", "folds",
+    "05_relabel_and_classify": (*DIRS, "strategy", "relabel_thresh", "flag_by", "fix_threshold", "rounds", "round_folds",
+                                "folds",
                                 "fold_jobs", "group_by", "group_folds", "issue_neighbors", "issue_features",
                                 *TRAINING, "resume", *FINAL_ONLY, "precision_target", "recall_target"),
     "06_compare": (*DIRS, "strategies", "truth_path", "verified_path", "review_budget", "primary_metric", "max_fpr",

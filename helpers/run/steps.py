@@ -236,8 +236,10 @@ def curate_wrong_labels(strategy: Strategy, cfg: Config) -> Outcome:
     _write_curated(curated, curated_pair, [source, layout.certain.ann])
     for r in range(2, cfg.rounds + 1):
         trained = train_and_save(curated_pair, cfg.scheme, cfg.train_request(
-            name, f"round{r}", title=f"{name} round {r} (out-of-fold)", out_of_fold=cfg.round_folds))
-        flagged = flagged_rows(trained.predictions, cfg.scheme, str(trained.predictions_path), flag_by=cfg.flag_by)
+            name, f"round{r}", title=f"{name} round {r}" + (" (out-of-fold)" if cfg.round_folds else ""),
+            out_of_fold=cfg.later_round_folds))
+        flagged = flagged_rows(trained.predictions, cfg.scheme, str(trained.predictions_path), flag_by=cfg.flag_by,
+                               suggest_from=OUT_OF_FOLD if cfg.round_folds else "neighbours")
         if len(flagged) >= rounds[-1]["flagged"]:
             rounds.append({"round": r, "flagged by": f"{name} round {r}", "flagged": len(flagged),
                            "stopped": "the issue list stopped shrinking; this round's flags are not applied"})
