@@ -8,7 +8,10 @@ from pathlib import Path
 
 import psutil
 
-SAMPLE_SECONDS = 0.1
+# Reading a process's PSS walks its page tables: ~15 ms of kernel time for a 500 MB kernel, so every
+# 0.1 s it took 10-30% of a core from the step it measured (the demo 19% slower on 2 cores); a step's
+# peak (a fit's) lasts for seconds.
+SAMPLE_SECONDS = 1.0
 
 
 def tree_memory(process: psutil.Process) -> int:
