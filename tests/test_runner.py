@@ -294,8 +294,8 @@ def test_without_gpu_workers_steps_ask_for_nothing():
 
 
 def test_a_step_command_is_measured_for_its_peak_memory(tmp_path):
-    grow = ("import time; block = bytearray(150 * 2**20); block[::4096] = b'x' * len(block[::4096]); time.sleep(0.5); "
-            "print('done')")  # held long enough for the sampler to see it
+    grow = ("import time; block = bytearray(150 * 2**20); block[::4096] = b'x' * len(block[::4096]); time.sleep(2.5); "
+            "print('done')")  # held long enough for the sampler (once a second) to see it
     proc, peak = run_measured([sys.executable, "-c", grow], dict(os.environ), tmp_path)
     assert proc.returncode == 0 and proc.stdout.strip() == "done"
     assert 150 * 2**20 < peak < 300 * 2**20
