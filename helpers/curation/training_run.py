@@ -159,7 +159,8 @@ def add_out_of_fold(predictions: pd.DataFrame, image_set: ImageSet, scheme: Labe
     the rows no fold trained on take the fold models' mean as their `<class> output`."""
     folds = request.out_of_fold
     if not folds.fold_models:
-        return add_neighbour_flags(predictions, features, result, folds)
+        return FoldOutputs({"folds": 0, "neighbour_issues": add_neighbour_flags(predictions, features, result, folds)},
+                           [])
     oof = out_of_fold_probabilities(image_set, scheme, request.train, folds)
     held = oof.fold >= 0
     for i, name in enumerate(result.spec.class_names):
@@ -169,21 +170,20 @@ def add_out_of_fold(predictions: pd.DataFrame, image_set: ImageSet, scheme: Labe
     predictions["fold"] = oof.fold
     issues = label_issue_columns(predictions, result.spec.class_names, result.spec.class_values)
     predictions[issues.columns] = issues
-    neighbours = neighbour_issue_columns(predictions, features, result.spec.class_values, n_neighbors=folds.neighbors)
-    predictions[neighbours.columns] = neighbours
+    neighbour_issues = add_neighbour_flags(predictions, features, result, folds)
     return FoldOutputs({"folds": folds.folds, "fold_jobs": folds.jobs, "fold_ensemble": folds.ensemble,
                         "seconds": round(oof.seconds, 3),
                         "cost_vs_final_fit": round(oof.seconds / max(result.train_seconds, 1e-9), 2),
                         "label_issues": int(issues["is_label_issue"].sum()),
-                        "neighbour_issues": int(neighbours["is_neighbour_issue"].sum())}, oof.models)
+                        "neighbour_issues": neighbour_issues}, oof.models)
 
 
 def add_neighbour_flags(predictions: pd.DataFrame, features: np.ndarray, result: FitResult,
-                        folds: FoldSettings) -> FoldOutputs:
-    """The neighbour flags alone (no fold models), from the final model's `features`, added in place."""
+                        folds: FoldSettings) -> int:
+    """Add the neighbour flags from the final model's `features` to `predictions` (in place); how many it flags."""
     neighbours = neighbour_issue_columns(predictions, features, result.spec.class_values, n_neighbors=folds.neighbors)
     predictions[neighbours.columns] = neighbours
-    return FoldOutputs({"folds": 0, "neighbour_issues": int(neighbours["is_neighbour_issue"].sum())}, [])
+    return int(neighbours["is_neighbour_issue"].sum())
 
 
 def label_issue_summary(runs: Mapping[str, TrainedRun], scheme: LabelScheme) -> pd.DataFrame:

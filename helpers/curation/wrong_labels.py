@@ -24,12 +24,11 @@ PRUNED_VALUE = -1.0
 KEPT, PRUNED, FIXED = "kept", "pruned", "fixed"
 
 
-SUGGEST_FROM = (OUT_OF_FOLD, "neighbours")  # what chooses a flagged image's class (see flagged_rows)
 NEIGHBOUR_AGREEMENT = ISSUE_COLUMNS["neighbours"][0]
 
 
 def flagged_rows(predictions: pd.DataFrame, scheme: LabelScheme, source: str = "predictions", *,
-                 flag_by: str = "cleanlab", suggest_from: str = "out_of_fold") -> pd.DataFrame:
+                 flag_by: str = "cleanlab", suggest_from: str = OUT_OF_FOLD) -> pd.DataFrame:
     """The label issues of a run, as `flag_by` flags them (cleanlab, or neighbours: see
     label_issues.ISSUE_COLUMNS), for the flagged certain, non-test rows: image_id, the class suggested
     instead (value) and its confidence. `suggest_from` out_of_fold: the out-of-fold class and its
