@@ -15,7 +15,6 @@ only (no training); one JSON line per setting, and a rerun skips those in --out.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _measure import add_work_arguments, append_line, finished_settings, read_lines  # noqa: E402
+from _measure import add_work_arguments, measure_new_settings  # noqa: E402
 from curation_bounds import SCHEME  # noqa: E402
 
 from helpers.core.columns import flag_values, output_column  # noqa: E402
@@ -68,13 +67,7 @@ def main() -> int:
     add_work_arguments(parser)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/flag_errors.jsonl")
     args = parser.parse_args()
-    done = {(line["work"], line["setting"]) for line in read_lines(args.out)}
-    for name in finished_settings(args):
-        if (str(args.work), name) in done:
-            continue
-        row = {"setting": name, "work": str(args.work), **measure(args.work / name)}
-        print(json.dumps(row), flush=True)
-        append_line(args.out, row)
+    measure_new_settings(args, args.out, lambda name: measure(args.work / name))
     return 0
 
 

@@ -15,7 +15,6 @@ in --out.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from sklearn.metrics import average_precision_score
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _measure import add_work_arguments, append_line, finished_settings, read_lines  # noqa: E402
+from _measure import add_work_arguments, measure_new_settings, read_lines  # noqa: E402
 from curation_bounds import flip_detection  # noqa: E402
 
 from helpers.core.columns import test_mask  # noqa: E402
@@ -76,15 +75,8 @@ def main() -> int:
     parser.add_argument("--k", default="30,60,120,240", help="neighbour counts to compare")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/neighbour_flags.jsonl")
     args = parser.parse_args()
-    done = {(line["work"], line["setting"]) for line in read_lines(args.out)}
-    names = finished_settings(args)
-    for name in names:
-        if (str(args.work), name) in done:
-            continue
-        row = {"setting": name, "work": str(args.work),
-               "flags": measure(args.work / name, [int(k) for k in args.k.split(",")])}
-        print(json.dumps(row), flush=True)
-        append_line(args.out, row)
+    ks = [int(k) for k in args.k.split(",")]
+    measure_new_settings(args, args.out, lambda name: {"flags": measure(args.work / name, ks)})
     table = pd.DataFrame([{"setting": line["setting"].rsplit("_", 1)[0], "method": method, **values}
                           for line in read_lines(args.out) for method, values in line["flags"].items()])
     with pd.option_context("display.width", 200, "display.max_rows", 500):

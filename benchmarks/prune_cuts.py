@@ -21,7 +21,6 @@ per setting, and a rerun skips those in --out.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -31,7 +30,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _measure import add_work_arguments, append_line, finished_settings, read_lines  # noqa: E402
+from _measure import add_work_arguments, measure_new_settings, read_lines  # noqa: E402
 from curation_bounds import SCHEME, eval_set_scores, train_recommended  # noqa: E402
 
 from helpers.core.atomic import OutputSet  # noqa: E402
@@ -115,16 +114,12 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/prune_cuts.jsonl")
     args = parser.parse_args()
     cuts = [float(c) for c in args.cuts.split(",")]
-    done = {(line["work"], line["setting"]) for line in read_lines(args.out)}
-    names = finished_settings(args)
-    for name in names:
-        if (str(args.work), name) in done:
-            continue
+
+    def row(name: str) -> dict:
         seed = int(name.rsplit("seed", 1)[1])
-        row = {"setting": name, "seed": seed, "work": str(args.work), "cuts": cuts,
-               "eval": measure(args.work / name, seed, cuts)}
-        print(json.dumps(row), flush=True)
-        append_line(args.out, row)
+        return {"seed": seed, "cuts": cuts, "eval": measure(args.work / name, seed, cuts)}
+
+    measure_new_settings(args, args.out, row)
     with pd.option_context("display.width", 200, "display.max_rows", 200):
         print(summary(read_lines(args.out)).to_string())
     return 0
