@@ -25,5 +25,11 @@ def images_shown(nb: nbformat.NotebookNode) -> int:
     return sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
 
 
+def progress_bars(nb: nbformat.NotebookNode) -> list[str]:
+    """Every output of an executed notebook that holds a progress bar's redraw (tqdm's `0%| | 0/46 [...]`)."""
+    streams = [o.get("text", "") for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "stream"]
+    return [text for text in streams if "it/s]" in text or "%|" in text]
+
+
 def read_metrics(data_dir_base: Path, step: str) -> dict:
     return json.loads((data_dir_base / "metrics" / f"{step}.json").read_text())

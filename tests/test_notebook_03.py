@@ -4,7 +4,7 @@ import pandas as pd
 import papermill as pm
 import pytest
 from conftest import TINY_TRAINING
-from notebook_runs import images_shown, read_metrics, run_notebook
+from notebook_runs import images_shown, progress_bars, read_metrics, run_notebook
 
 pytestmark = pytest.mark.slow
 
@@ -12,6 +12,9 @@ pytestmark = pytest.mark.slow
 def test_03_trains_both_baselines_and_writes_the_contract(tiny_pipeline):
     base = tiny_pipeline.base
     assert images_shown(tiny_pipeline.notebooks["03_baselines_SA_SB"]) >= 8  # loss, confusion, histogram, mistakes x 2
+    epoch_lines = [o["text"] for c in tiny_pipeline.notebooks["03_baselines_SA_SB"].cells for o in c.get("outputs", [])
+                   if o.get("output_type") == "stream" and "val loss" in o.get("text", "")]
+    assert epoch_lines and not progress_bars(tiny_pipeline.notebooks["03_baselines_SA_SB"])  # a line per epoch, no bars
     for run, classes in (("s_a", 3), ("s_b", 2)):
         preds = pd.read_csv(base / run / "ann_with_predictions.csv")
         assert sum(c.endswith(" output") for c in preds.columns) == classes

@@ -22,11 +22,11 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
-from tqdm import tqdm
 
 from ..core.columns import SOFT_TARGET, flag_column, test_mask
 from ..core.errors import InputError, NotTrainable, ParameterError
 from ..core.labels import NEGATIVE_VALUE, POSITIVE_VALUE, LabelScheme, round_annotations
+from ..core.progress import progress_bar
 from ..data.sets import ImageSet
 from .augment import augment_batch, strong_augment
 from .batches import Images, image_batch
@@ -190,8 +190,7 @@ def train_one_epoch(model: nn.Module, images: Images, rows: np.ndarray, targets:
     batches = batch_bounds(len(order), cfg.batch_size)
     unlabeled_batches = _unlabeled_batches(unlabeled, len(batches), cfg, epoch)
     total_loss, seen, pseudo_labelled, start = 0.0, 0, 0, time.perf_counter()
-    for k, (b, e) in enumerate(tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
-                                    disable=not cfg.progress, mininterval=2)):
+    for k, (b, e) in enumerate(progress_bar(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", enabled=cfg.progress)):
         idx = np.sort(order[b:e])  # sorted reads are faster on a memmap; order within a batch is irrelevant
         x = augment_batch(image_batch(images, idx, device, fmt), cfg.augment, augmentation)
         y = torch.from_numpy(targets[idx]).to(device)
