@@ -88,7 +88,7 @@ def step_rows(data: Path, n: int, strategy: str) -> list[dict]:
                "peak_host_mb": record.get("peak_host_mb")}
         if notebook in TRAINED:
             run = TRAINED[notebook] or strategy
-            bundle = data / "runs" / run / ("model_perf.zip" if TRAINED[notebook] else "model_perf_final.zip")
+            bundle = data / "runs" / run / ("model_perf.zip" if TRAINED[notebook] else "model_perf_cl.zip")
             metrics = bundle_metrics(bundle)
             row.update({"train_images_per_second": metrics.get("train_images_per_second"),
                         "peak_gpu_mb": metrics.get("peak_gpu_memory_mb"), "device": metrics.get("device")})

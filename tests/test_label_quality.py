@@ -273,9 +273,9 @@ def test_proposal_strategy_inputs_and_relabeled_set(trained_layout, scheme, name
     # excluded unsures round below 0: in the classifier's set, predicted but never trained on
     with OutputSet() as out:
         out.csv(relabeled, trained_layout.relabeled(name, 0.9))
-    ann = combine(list(classifier_inputs(strategy, trained_layout, 0.9).values()), trained_layout.run_set(name, "final"),
+    ann = combine(list(classifier_inputs(strategy, trained_layout, 0.9).values()), trained_layout.run_set(name, "cl"),
                   scheme, inputs=["certain", "relabeled unsure"])
-    data = prepare_training_data(open_image_set(trained_layout.run_set(name, "final"), scheme), scheme, 0.3, 0)
+    data = prepare_training_data(open_image_set(trained_layout.run_set(name, "cl"), scheme), scheme, 0.3, 0)
     excluded = np.flatnonzero(ann["annotation"].to_numpy() == EXCLUDED_UNSURE_VALUE)
     assert not np.isin(excluded, np.concatenate([data.train_rows, data.val_rows])).any()
 

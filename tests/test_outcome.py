@@ -45,10 +45,10 @@ def test_training_a_set_of_one_class_does_not_apply_and_removes_stale_outputs(tm
     rng = np.random.default_rng(0)
     one_class = write_set(tmp_path / "set", "one", rng.integers(0, 255, (20, 2, 9, 9)).astype(np.uint8), np.zeros(20))
     cfg = _config(tmp_path)
-    stale = cfg.layout.predictions("s_1a", "final")
+    stale = cfg.layout.predictions("s_1a", "cl")
     stale.parent.mkdir(parents=True)
     stale.write_text("from an earlier run")
-    outcome = train(one_class, cfg, cfg.train_request("s_1a", "final"))
+    outcome = train(one_class, cfg, cfg.train_request("s_1a", "cl"))
     assert not outcome.applies and "one class only" in outcome.reason
     assert not stale.exists()
 

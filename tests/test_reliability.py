@@ -226,7 +226,7 @@ def test_resume_continues_only_a_checkpoint_of_the_same_run(tmp_path, scheme, ca
 
 def test_force_removes_the_checkpoints(tmp_path, monkeypatch):
     runs = tmp_path / "runs"
-    for name in ("s_a/checkpoint.pt", "s_1a/checkpoint_final.pt"):
+    for name in ("s_a/checkpoint.pt", "s_1a/checkpoint_cl.pt"):
         (runs / name).parent.mkdir(parents=True, exist_ok=True)
         (runs / name).write_bytes(b"old")
     monkeypatch.setattr(runner, "_run_plan", lambda *args: [])

@@ -145,12 +145,11 @@ def test_badge_starts_from_the_largest_gradient_and_picks_distinct_rows():
     assert second.count(11) / 200 > 1 / 11 * 1.5
 
 
-def test_threshold_summary_false_positives_per_microlitre():
+def test_threshold_summary_counts_at_one_threshold():
     is_pos = np.array([1, 1, 0, 0, 0, 0], bool)
     scores = np.array([0.9, 0.2, 0.7, 0.1, 0.1, 0.1])
-    s = threshold_summary(is_pos, scores, 0.5, rbc_per_ul=1e6)
-    assert (s["TP"], s["FP"], s["FN"], s["TN"]) == (1, 1, 1, 3)
-    assert s["false positives per µl"] == pytest.approx(0.25e6)
+    s = threshold_summary(is_pos, scores, 0.5)
+    assert (s["threshold"], s["TP"], s["FP"], s["FN"], s["TN"]) == (0.5, 1, 1, 1, 3)
 
 
 def test_lasso_polygon():
@@ -186,3 +185,17 @@ def test_features_are_cached_whole_and_reused(tmp_path, scheme, monkeypatch):
         "ann_with_predictions_features.json", "ann_with_predictions_features.npy"]  # no temp file left beside it
     monkeypatch.setattr(features_module, "load_bundle", lambda path: pytest.fail("the cache was not used"))
     np.testing.assert_array_equal(cached_features(run.bundle_path, run.image_set.images, cache), first)
+
+
+def test_a_strategy_folder_of_an_earlier_version_is_read_through_its_final_files(tmp_path, scheme):
+    """Earlier versions tagged the final classifier's files `final`; the suite writes the origin's `cl`
+    and still reads such a folder when only the `final` files are there."""
+    from helpers.review.logic import images_for
+    layout = Layout(tmp_path / "data", tmp_path / "neg", tmp_path / "runs", scheme)
+    assert layout.predictions("s_1a", "cl").name == "ann_with_predictions_cl.csv"
+    assert layout.run_set("s_1a", "cl").images.name == "combined_images_cl.npy"
+    old = write_set(layout.run_dir("s_1a"), "combined", np.zeros((2, 1, 3, 3), np.uint8), [0.0, 1.0])
+    old.images.rename(layout.run_dir("s_1a") / "combined_images_final.npy")
+    assert images_for(layout, "s_1a") == layout.run_dir("s_1a") / "combined_images_final.npy"
+    np.save(layout.run_set("s_1a", "cl").images, np.zeros((2, 1, 3, 3), np.uint8))
+    assert images_for(layout, "s_1a") == layout.run_set("s_1a", "cl").images  # the new name wins where both exist

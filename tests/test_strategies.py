@@ -92,7 +92,7 @@ def test_classifier_inputs_add_relabeled_unsures(strategy_layout, scheme):
     relabeled = relabel_unsure(unsure, diff, scheme, 0.9)
     with OutputSet() as out:
         out.csv(relabeled, strategy_layout.relabeled("s_1a", 0.9))
-    ann = build_set(classifier_inputs(strategy, strategy_layout, 0.9), strategy_layout.run_set("s_1a", "final"), scheme).table
+    ann = build_set(classifier_inputs(strategy, strategy_layout, 0.9), strategy_layout.run_set("s_1a", "cl"), scheme).table
     n_certain = len(open_image_set(strategy_layout.certain).ann)
     assert len(ann) == n_certain + len(unsure)
     assert ann["is_gt"].tolist() == [True] * n_certain + [False] * len(unsure)
@@ -124,4 +124,4 @@ def test_a_step_that_did_not_apply_passes_through(strategy_layout):
                "data_dir_base": str(layout.data_dir_base)}
     cfg = check_parameters("05_relabel_and_classify", {**notebook_defaults("05_relabel_and_classify"), **folders})
     assert final_set(STRATEGIES["s_1a"], cfg, skipped) is skipped
-    assert not strategy_layout.run_set("s_1a", "final").images.exists()
+    assert not strategy_layout.run_set("s_1a", "cl").images.exists()

@@ -114,6 +114,9 @@ def test_a_run_that_would_prune_without_out_of_fold_flags_is_refused_before_it_s
     with pytest.raises(ParameterError, match="wrong_from.*s_fix.*out_of_fold"):
         plan({**params, "wrong_from": "in_sample"}, strategies=["s_2thr", "s_fix"])
     plan({**params, "wrong_from": "out_of_fold"}, strategies=["s_2thr", "s_fix"])
+    with pytest.raises(ParameterError, match="fold_baselines.*leaves out s_b"):
+        plan({**params, "wrong_from": "out_of_fold", "fold_baselines": ["s_a"]}, strategies=["s_fix"])
+    plan({**params, "wrong_from": "out_of_fold", "fold_baselines": ["s_b"]}, strategies=["s_1a", "s_fix"])
 
 
 def test_later_rounds_without_fold_models_need_the_neighbour_flags(tmp_path):
@@ -185,18 +188,18 @@ def test_fix_and_soft_strategies_through_the_pipeline_with_rounds(tiny_demo, tmp
         certain = read_annotations(layout.certain.ann).set_index("image_id")
         test = certain["split"] == "test"
         assert (curated.loc[test.index[test], "annotation"] == certain.loc[test, "annotation"]).all()
-        final = read_annotations(layout.run_set(name, "final").ann)
+        final = read_annotations(layout.run_set(name, "cl").ann)
         assert (final["label_action"] == "pruned").sum() == (curated["label_action"] == "pruned").sum()
         assert (final.loc[final["label_action"] == "pruned", "annotation"] < 0).all()
-    soft_final = read_annotations(layout.run_set("s_soft_fix", "final").ann)
+    soft_final = read_annotations(layout.run_set("s_soft_fix", "cl").ann)
     unsure = soft_final["input"] == "relabeled unsure"
     assert soft_final.loc[unsure, "soft_target"].between(0, 1).all()
     table = {row["run"]: row for row in read_metrics(base, "06_compare")["table"]}
     assert table["s_fix"]["wrong labels pruned"] + table["s_fix"]["wrong labels fixed"] > 0
     assert "fix precision vs truth" in table["s_fix"] and "gain over SB vs truth CI low" in table["s_fix"]
     # s_fix_cons: s_fix's set, and its final classifier also learns from the images left unlabeled
-    history = load_bundle(layout.model_perf("s_fix_cons", "final")).history
-    assert "pseudo_labelled" in history and "pseudo_labelled" not in load_bundle(layout.model_perf("s_fix", "final")).history
+    history = load_bundle(layout.model_perf("s_fix_cons", "cl")).history
+    assert "pseudo_labelled" in history and "pseudo_labelled" not in load_bundle(layout.model_perf("s_fix", "cl")).history
 
 
 def test_soft_and_exclude_proposals_reach_the_relabeled_unsures(scheme):

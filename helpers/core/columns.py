@@ -3,7 +3,7 @@
 - `<class> output`: a model's softmax output for a class (in-sample for the rows it trained on).
 - `<class> out-of-fold`: the output of a fold model that never saw the row.
 - `proposed_annotation`: the label a proposal strategy gives an unsure image.
-- `input`: in a set built from several inputs (04's `_diff`, 05's `_final`), the input a row came from.
+- `input`: in a set built from several inputs (04's `_diff`, 05's `_cl`), the input a row came from.
 - `exclude` / `validation`: flags a reviewer sets; excluded rows never train, validation rows always validate.
 - `soft_target`: the positive class's probability a row trains towards instead of its hard label.
 - `label_action` / `original_annotation`: what curation did to a certain image's label (kept,

@@ -1,8 +1,8 @@
 """Every path of the pipeline, derived in one place from data_dir, data_dir_n and data_dir_base.
 
 A run folder (`data_dir_base/<run>`) holds one model run: the baselines `s_a`, `s_b`, or a strategy
-`s_1a` ... whose files carry a tag: `diff` (its differentiator) or `final` (its final classifier;
-`cl` in earlier versions, still read when only such a file exists).
+`s_1a` ... whose files carry a tag: `diff` (its differentiator) or `cl` (its final classifier, as the
+origin's notes name it; tagged `final` by earlier versions, still read when only such a file exists).
 """
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from ..core.labels import LabelScheme
 from ..core.paths import resolve
 from .sets import Pair, suffixed
 
-TAGS = ("", "diff", "final")
-LEGACY_TAGS = {"final": "cl"}  # the final classifier's files were tagged `cl` before
+CLASSIFIER = "cl"  # the tag of a strategy's final classifier (the origin's `combined_images_cl.npy`, ...)
+TAGS = ("", "diff", CLASSIFIER)
+LEGACY_TAGS = {CLASSIFIER: "final"}  # earlier versions tagged the final classifier's files `final`
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ class Layout:
 
     @staticmethod
     def readable(path: Path) -> Path:
-        """For reading only: a run folder written before the `final` tag holds `*_cl` files instead."""
+        """For reading only: a run folder written by an earlier version holds `*_final` files instead of `*_cl`."""
         for tag, legacy in LEGACY_TAGS.items():
             old = path.with_name(path.name.replace(f"_{tag}.", f"_{legacy}."))
             if old != path and not path.is_file() and old.is_file():
@@ -105,7 +106,7 @@ class Layout:
         return suffixed(base, f"{class_name}_{which}")
 
     def run_set(self, run: str, tag: str) -> Pair:
-        """`s_XY/combined_{images,ann}_<tag>` (tag `diff` or `final`)."""
+        """`s_XY/combined_{images,ann}_<tag>` (tag `diff` or `cl`)."""
         return Pair(self.run_dir(run) / f"combined_images_{tag}.npy", self.run_dir(run) / f"combined_ann_{tag}.csv")
 
     def curated_certain(self, run: str) -> Pair:

@@ -19,11 +19,12 @@ from ..core.errors import InputError, ParameterError
 from ..core.files import read_csv_file
 from ..core.labels import LabelScheme, round_annotations
 from ..core.paths import resolve
-from ..data.layout import Layout
+from ..data.layout import CLASSIFIER, Layout
 from ..data.overrides import OverrideStore
+from ..data.red_cells import RedCellCounts
 from ..data.sets import open_images, read_annotations
 from ..data.verified import VerifiedStore
-from ..metrics import certain_scores, entropy, split_rows, threshold_summary
+from ..metrics import FP_PER_UL, certain_scores, entropy, false_positives_per_ul, split_rows, threshold_summary
 
 SORTS = ("likely wrong", "score", "entropy", "label", "random")
 QUEUE_ORDER = "queue order"  # the rows as given: 06's test-review queue, the rows that decide the verdict first
@@ -198,11 +199,34 @@ def images_for(layout: Layout, run: str, tag: str = "") -> Path:
         return layout.combined.images
     if run == "s_b":
         return layout.certain.images
-    return layout.readable(layout.run_set(run, tag or "final").images)
+    return layout.readable(layout.run_set(run, tag or CLASSIFIER).images)
 
 
-def threshold_report(preds: pd.DataFrame, scheme: LabelScheme, thresholds: Sequence[float],
-                     rbc_per_ul: float = 5e6) -> pd.DataFrame:
-    """threshold_summary of the positive class on the certain test rows, one row per threshold."""
-    is_pos, scores = certain_scores(preds, scheme, split_rows(preds, "test"))
-    return pd.DataFrame([threshold_summary(is_pos, scores, t, rbc_per_ul) for t in thresholds]).set_index("threshold")
+def threshold_report(preds: pd.DataFrame, scheme: LabelScheme, thresholds: Sequence[float], *,
+                     red_cells: RedCellCounts | None = None, rbc_per_ul: float = 5e6) -> pd.DataFrame:
+    """threshold_summary of the positive class on the certain test rows, one row per threshold; with
+    `red_cells` (the red cells imaged per slide) also the false positives per µl of the negative slides."""
+    rows = split_rows(preds, "test")
+    is_pos, scores = certain_scores(preds, scheme, rows)
+    report = []
+    for t in thresholds:
+        row = threshold_summary(is_pos, scores, t)
+        if red_cells is not None:
+            row.update(slide_fp_summary(preds, scheme, rows, t, red_cells, rbc_per_ul))
+        report.append(row)
+    return pd.DataFrame(report).set_index("threshold")
+
+
+def slide_fp_summary(preds: pd.DataFrame, scheme: LabelScheme, rows: np.ndarray, threshold: float,
+                     red_cells: RedCellCounts, rbc_per_ul: float) -> dict[str, float]:
+    """At `threshold`, over the negative slides among the certain `rows`: how many, and the mean and
+    largest false positives per µl of blood."""
+    rows = np.asarray(rows)
+    certain = scheme.certain_mask(round_annotations(preds["annotation"])[rows])
+    is_pos, scores = certain_scores(preds, scheme, rows)
+    if red_cells.key not in preds.columns:
+        raise InputError(red_cells.path, f"column {red_cells.key!r} is not a column of the reviewed predictions")
+    slides = preds[red_cells.key].astype(str).to_numpy()[rows][certain]
+    per_slide = false_positives_per_ul(slides, is_pos, scores >= threshold, red_cells.in_test, rbc_per_ul)[FP_PER_UL]
+    return {"negative slides": len(per_slide), f"{FP_PER_UL} (slide mean)": per_slide.mean(),
+            f"{FP_PER_UL} (slide max)": per_slide.max()}
