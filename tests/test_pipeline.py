@@ -3,13 +3,15 @@ import json
 import os
 from pathlib import Path
 
+import nbformat
 import numpy as np
 import pandas as pd
 import pytest
 from dask.distributed import LocalCluster
-from notebook_runs import images_shown, read_metrics, run_notebook
+from notebook_runs import images_shown, progress_bars, read_metrics, run_notebook
 
 import helpers.run.runner as runner
+from helpers.core.errors import InputError
 from helpers.core.paths import PROJECT_ROOT
 from helpers.run.parameter_files import load_parameters
 from helpers.run.reports import StepResult
@@ -41,11 +43,17 @@ def test_whole_dag_with_reports_then_a_rerun_skips_it_and_changed_steps_run_on_d
         assert (reports / f"{stem}.html").is_file()
         no_code = (reports / f"{stem}_nocode.html").read_text()
         assert "check_parameters" not in no_code  # outputs only
+        assert not progress_bars(nbformat.read(r.report, as_version=4)), r.step  # batch reports show no progress bars
+        assert "it/s]" not in no_code
     assert "check_parameters" in (reports / "03_baselines_SA_SB.html").read_text()
     index = (reports / "index.html").read_text()
     assert index.index("Which strategy gives the best classifier") < index.index("<h2>Steps")  # verdict first
     assert '<img src="comparison.png"' in index and (reports / "comparison.png").stat().st_size > 1000
     assert all(r.step in index for r in results) and "06_compare_nocode.html" in index
+    # a strategy's final classifier keeps the origin's file names (`cl`)
+    assert all((base / "s_2b" / name).is_file() for name in ("combined_images_cl.npy", "combined_ann_cl.csv",
+                                                            "ann_with_predictions_cl.csv", "model_perf_cl.zip"))
+    assert not list(base.glob("*/*_final.*"))
     compare = read_metrics(base, "06_compare")
     runs = {row["run"]: row for row in compare["table"]}
     assert set(runs) == {"s_a", "s_b", "s_oracle", "s_1a", "s_1b", "s_2a", "s_2b", "s_3a", "s_3b", "s_ceal", "s_prop",
@@ -73,6 +81,23 @@ def test_whole_dag_with_reports_then_a_rerun_skips_it_and_changed_steps_run_on_d
     monkeypatch.setattr(runner, "execute", lambda *a, **k: pytest.fail("an unchanged step was executed again"))
     again, _ = run_pipeline(params, jobs=2)
     assert {r.status for r in again} == {"unchanged"}
+
+    # issue 34: a group_by column the sources lack is refused before anything runs (naming the file), so
+    # the next unchanged run has nothing to redo; a step that runs again and writes the same bytes
+    # (its metrics deleted here) leaves every step after it skipped
+    with pytest.raises(InputError, match="no column 'patient_id'") as refused:
+        run_pipeline({**params, "group_by": "patient_id"}, jobs=2)
+    assert refused.value.path.endswith("_ann.csv")
+    assert {r.status for r in run_pipeline(params, jobs=2)[0]} == {"unchanged"}
+    combined = Path(tiny_demo["data_dir"]) / "combined_images.npy"
+    written_at = combined.stat().st_mtime_ns
+    (base / "metrics" / "01_combine.json").unlink()
+    monkeypatch.setattr(runner, "execute", lambda step, *a, **k: executed.append(step.name) or execute(step, *a, **k))
+    rerun, _ = run_pipeline(params, jobs=2)
+    assert executed == ["01_combine"] and {r.status for r in rerun[1:]} == {"unchanged"}
+    assert combined.stat().st_mtime_ns == written_at  # the identical file was kept, not rewritten
+    executed.clear()
+    monkeypatch.setattr(runner, "execute", lambda *a, **k: pytest.fail("an unchanged step was executed again"))
 
     monkeypatch.setattr(runner, "execute", lambda step, *a, **k: executed.append(step.name) or execute(step, *a, **k))
     changed = {**params, "per_strategy": {"s_2b": {"relabel_thresh": 0.8}}}

@@ -88,13 +88,27 @@ def log_outputs(paths: list[Path]) -> None:
             f.writelines(f"{Path(p).resolve()}\n" for p in paths if not Path(p).name.startswith("checkpoint"))
 
 
+def same_bytes(a: Path, b: Path) -> bool:
+    """Whether two files hold the same bytes (compared in chunks: memory stays flat)."""
+    if not (a.is_file() and b.is_file()) or a.stat().st_size != b.stat().st_size:
+        return False
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        while True:
+            block = fa.read(CHUNK_BYTES)
+            if block != fb.read(CHUNK_BYTES):
+                return False
+            if not block:
+                return True
+
+
 class OutputSet:
     """A group of output files committed together.
 
     with OutputSet(inputs=[...]) as out:
         writer = out.npy(path, shape, dtype); writer.append(...)
         out.csv(df, path)
-    Nothing appears at the final paths unless the block finishes without an exception.
+    Nothing appears at the final paths unless the block finishes without an exception; a file that
+    comes out byte-identical to the one already there leaves that one untouched.
     """
 
     def __init__(self, inputs: list[str | Path] = ()):  # type: ignore[assignment]
@@ -145,7 +159,10 @@ class OutputSet:
                 self._discard()
                 raise RuntimeError(f"{short[0].final}: wrote {short[0].rows} rows, declared {short[0].shape[0]}")
             for tmp, final in self._pending:
-                os.replace(tmp, final)
+                if same_bytes(tmp, final):  # kept as it was, modification time included: nothing after it looks stale
+                    tmp.unlink()
+                else:
+                    os.replace(tmp, final)
             log_outputs([final for _, final in self._pending])
         else:
             self._discard()

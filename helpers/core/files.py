@@ -11,13 +11,14 @@ import pandas as pd
 from .errors import InputError
 
 
-def read_csv_file(path: str | Path, missing: str = "file not found") -> pd.DataFrame:
-    """A CSV file as a DataFrame; a missing or unreadable file raises InputError naming it."""
+def read_csv_file(path: str | Path, missing: str = "file not found", *, nrows: int | None = None) -> pd.DataFrame:
+    """A CSV file (its first `nrows` rows, when given) as a DataFrame; a missing or unreadable file
+    raises InputError naming it."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, missing)
     try:
-        return pd.read_csv(path)
+        return pd.read_csv(path, nrows=nrows)
     except Exception as exc:
         raise InputError(path, f"not a readable CSV file ({exc})") from None
 

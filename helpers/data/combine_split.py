@@ -85,10 +85,15 @@ def grouped_test_rows(ann: pd.DataFrame, scheme: LabelScheme, test_frac: float, 
     return np.sort(certain[best])
 
 
+def check_group_column(columns: Sequence[str], group_by: str, path: str | Path) -> None:
+    """A source's annotation columns must hold `group_by`; InputError naming the file otherwise."""
+    if group_by not in columns:
+        raise InputError(path, f"no column {group_by!r} (group_by): every source needs it to keep groups whole")
+
+
 def group_values(ann: pd.DataFrame, group_by: str, path: str | Path) -> np.ndarray:
     """The `group_by` column of a source's annotations; a missing column or empty value is an error naming the file."""
-    if group_by not in ann.columns:
-        raise InputError(path, f"no column {group_by!r} (group_by): every source needs it to keep groups whole")
+    check_group_column(list(ann.columns), group_by, path)
     values = ann[group_by]
     if values.isna().any():
         raise InputError(path, f"column {group_by!r} (group_by) is empty in row {int(np.flatnonzero(values.isna())[0])}")
