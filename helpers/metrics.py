@@ -178,14 +178,26 @@ def score_predictions(predictions: pd.DataFrame, class_names: list[str], class_v
     return out
 
 
-def threshold_summary(is_positive: np.ndarray, scores: np.ndarray, threshold: float,
-                      rbc_per_ul: float = 5e6) -> dict:
-    """The threshold table's numbers at one threshold plus the origin's false positives per microlitre:
-    the false-positive rate among negative cells times the assumed red-cell count."""
-    row = threshold_table(is_positive, scores, [threshold]).iloc[0].to_dict()
-    negatives = row["FP"] + row["TN"]
-    row["false positives per µl"] = row["FP"] / negatives * rbc_per_ul if negatives else float("nan")
-    return {"threshold": float(threshold), **row}
+def threshold_summary(is_positive: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
+    """The threshold table's numbers at one threshold."""
+    return {"threshold": float(threshold), **threshold_table(is_positive, scores, [threshold]).iloc[0].to_dict()}
+
+
+FP_PER_UL = "false positives per µl"
+
+
+def false_positives_per_ul(slides: np.ndarray, is_positive: np.ndarray, predicted_positive: np.ndarray,
+                           red_cells: pd.Series, rbc_per_ul: float) -> pd.DataFrame:
+    """The origin's false positives per µl, per negative slide (none of its rows positive): the slide's
+    false positives against the red cells imaged on it (`red_cells`, per slide), scaled to the
+    `rbc_per_ul` red cells of a microlitre of blood."""
+    rows = pd.DataFrame({"slide": np.asarray(slides, dtype=str), "positive": np.asarray(is_positive, bool),
+                         "FP": np.asarray(predicted_positive, bool) & ~np.asarray(is_positive, bool)})
+    per_slide = rows.groupby("slide").agg(crops=("positive", "size"), positives=("positive", "sum"), FP=("FP", "sum"))
+    negative = per_slide[per_slide["positives"] == 0].drop(columns="positives")
+    negative["red cells"] = red_cells.reindex(negative.index).to_numpy()
+    negative[FP_PER_UL] = negative["FP"] / negative["red cells"] * rbc_per_ul
+    return negative
 
 
 def recall_at_fpr(is_positive: np.ndarray, scores: np.ndarray, max_fpr: float) -> dict[str, float]:

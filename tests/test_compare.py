@@ -130,13 +130,12 @@ def test_recall_at_a_false_positive_rate_by_hand():
     assert np.isnan(recall_at_fpr(np.zeros(5, bool), np.ones(5), 0.01)["recall"])
 
 
-def test_comparison_reports_recall_at_max_fpr_and_false_positives_per_microlitre(layout, records):
-    table, _ = comparison_table(records, layout, truth=None, primary="roc_auc", n_bootstrap=0, max_fpr=0.5,
-                                rbc_per_ul=1000.0)
+def test_comparison_reports_recall_at_max_fpr(layout, records):
+    table, _ = comparison_table(records, layout, truth=None, primary="roc_auc", n_bootstrap=0, max_fpr=0.5)
     column = "parasite recall at FPR <= 0.5"
     ok = table[table["status"] == "ok"]
     assert ((ok[column] >= 0) & (ok[column] <= 1)).all()
-    assert (ok["false positives per µl"] <= 0.5 * 1000.0).all()
+    assert not [c for c in table.columns if "µl" in c]  # a crop is not a red cell: see test_red_cells
 
 
 def test_the_oracle_is_a_reference_row_and_runs_report_the_gap_they_close(layout, records):

@@ -236,10 +236,19 @@ def test_out_of_fold_folds_keep_every_group_whole():
 
 def test_group_folds_off_keeps_only_the_test_split_grouped():
     grouped = {"group_by": "slide", "wrong_from": "out_of_fold"}
-    for notebook, folds in (("03_baselines_SA_SB", "baseline_folds"), ("05_relabel_and_classify", "later_round_folds")):
+    for notebook, folds in (("03_baselines_SA_SB", lambda cfg: cfg.baseline_folds("s_b")),
+                            ("05_relabel_and_classify", lambda cfg: cfg.later_round_folds)):
         values = {**notebook_defaults(notebook), **{k: v for k, v in grouped.items() if k in NOTEBOOK_PARAMETERS[notebook]}}
-        assert getattr(check_parameters(notebook, values), folds).group_by == "slide"
-        assert getattr(check_parameters(notebook, {**values, "group_folds": False}), folds).group_by == ""
+        assert folds(check_parameters(notebook, values)).group_by == "slide"
+        assert folds(check_parameters(notebook, {**values, "group_folds": False})).group_by == ""
+
+
+def test_fold_baselines_names_the_baselines_that_train_fold_models():
+    values = {**notebook_defaults("03_baselines_SA_SB"), "wrong_from": "out_of_fold"}
+    cfg = check_parameters("03_baselines_SA_SB", {**values, "fold_baselines": ["s_b"]})
+    assert cfg.baseline_folds("s_a") is None and cfg.baseline_folds("s_b") is not None
+    with pytest.raises(ParameterError, match="fold_baselines"):
+        check_parameters("03_baselines_SA_SB", {**values, "fold_baselines": ["s_c"]})
 
 
 def test_an_undefined_difference_is_never_a_claim():

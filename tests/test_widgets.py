@@ -75,10 +75,10 @@ def test_key_entry_sort_paging_and_similar(review_files, scheme):
 def test_threshold_explorer_updates_live(review_files, scheme):
     folder, _ = review_files
     preds = pd.read_csv(folder / "preds.csv")
-    explorer = ThresholdExplorer(preds, scheme, rbc_per_ul=1e6)
+    explorer = ThresholdExplorer(preds, scheme)
     before = explorer.table.value
     explorer.slider.value = 0.9
-    assert explorer.table.value != before and "false positives per µl" in explorer.table.value
+    assert explorer.table.value != before and "not counted: give rbc_counts_path" in explorer.table.value
 
 
 def test_embedding_lasso_and_click_show_images_in_the_grid(review_files, scheme):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -18,11 +18,14 @@ from ..core.files import read_json_status
 from ..core.labels import POSITIVE_VALUE, LabelScheme, round_annotations
 from ..core.paths import resolve
 from ..data.layout import Layout
+from ..data.red_cells import RedCellCounts
 from ..data.sets import read_annotations
 from ..data.truth import truth_lookup
 from ..data.verified import VerifiedStore, verified_labels
 from ..metrics import (
+    FP_PER_UL,
     binary_calibration_error,
+    false_positives_per_ul,
     operating_thresholds,
     recall_at_fpr,
 )
@@ -81,12 +84,14 @@ def collect_runs(layout: Layout, strategies: list[str]) -> dict[str, RunRecord]:
     return records
 
 
-def test_rows(layout: Layout) -> pd.DataFrame:
-    """The shared test rows (image_id, annotated value) from the combined annotations."""
+def test_rows(layout: Layout, columns: Sequence[str] = ()) -> pd.DataFrame:
+    """The shared test rows (image_id, annotated value, and the annotation `columns` asked for) from the
+    combined annotations."""
     ann = read_annotations(layout.combined.ann)
     values = round_annotations(ann["annotation"])
     test = test_mask(ann) & layout.scheme.certain_mask(values)  # scored on certain images only
-    return pd.DataFrame({"image_id": ann["image_id"].to_numpy()[test], "value": values[test]})
+    return pd.DataFrame({"image_id": ann["image_id"].to_numpy()[test], "value": values[test],
+                         **{c: ann[c].astype(str).to_numpy()[test] for c in columns}})
 
 
 def _metric(name: str, is_pos: np.ndarray, score: np.ndarray, pred_pos: np.ndarray) -> float:
@@ -187,21 +192,33 @@ class TestScores:
     verified: np.ndarray  # the row's label was verified
     truth_pos: np.ndarray | None  # the true class is the positive one; None without truth
     scores: dict[str, tuple[np.ndarray, np.ndarray]]  # run -> (positive score, predicted positive)
+    red_cells: RedCellCounts | None = None  # with it, `test` has its slide column
+
+
+def score_test_rows(records: dict[str, RunRecord], layout: Layout, truth: pd.DataFrame | None,
+                    verified: pd.DataFrame | None = None, red_cells: RedCellCounts | None = None) -> TestScores:
+    """Every run's outputs on the shared test rows, with the labels they are scored on (verified where
+    they exist, the annotations elsewhere)."""
+    scheme = layout.scheme
+    test = test_rows(layout, [red_cells.key] if red_cells is not None else [])
+    labels, is_verified = scoring_labels(test, verified if verified is not None else pd.DataFrame())
+    truth_pos = None if truth is None else truth_lookup(truth, test["image_id"]) == scheme.positive
+    return TestScores(test, labels == POSITIVE_VALUE, is_verified, truth_pos,
+                      {name: aligned_scores(r, test, scheme) for name, r in records.items() if r.status == "ok"},
+                      red_cells)
 
 
 def comparison_table(records: dict[str, RunRecord], layout: Layout, truth: pd.DataFrame | None, *,
                      verified: pd.DataFrame | None = None, primary: str = "roc_auc", n_bootstrap: int = 1000,
-                     seed: int = 0, max_fpr: float = 0.01, rbc_per_ul: float = 5e6) -> tuple[pd.DataFrame, dict]:
+                     seed: int = 0, max_fpr: float = 0.01, rbc_per_ul: float = 5e6,
+                     red_cells: RedCellCounts | None = None) -> tuple[pd.DataFrame, dict]:
     """One row per run: test metrics on the shared rows (scored on `verified` labels where they exist,
     the annotations elsewhere), CI of the primary metric, the positive class's recall at a
-    false-positive rate of at most `max_fpr` (and the false positives per µl that rate implies at
-    `rbc_per_ul` red cells), truth scores; and the verdict, with and without the verified labels."""
+    false-positive rate of at most `max_fpr` (with `red_cells`, the red cells imaged per slide, also
+    the false positives per µl of blood at `rbc_per_ul` red cells that operating point gives on the
+    negative slides), truth scores; and the verdict, with and without the verified labels."""
     scheme = layout.scheme
-    test = test_rows(layout)
-    labels, is_verified = scoring_labels(test, verified if verified is not None else pd.DataFrame())
-    truth_pos = None if truth is None else truth_lookup(truth, test["image_id"]) == scheme.positive
-    scored = TestScores(test, labels == POSITIVE_VALUE, is_verified, truth_pos,
-                        {name: aligned_scores(r, test, scheme) for name, r in records.items() if r.status == "ok"})
+    scored = score_test_rows(records, layout, truth, verified, red_cells)
     samples = bootstrap(primary, scored.is_pos, scored.scores, n_bootstrap, seed) if n_bootstrap else {}
     rows = []
     for name, record in records.items():
@@ -262,8 +279,44 @@ def annotation_scores(name: str, scored: TestScores, scheme: LabelScheme, *, max
     row.update({k: v for k, v in operating_thresholds(is_pos, score).items() if k.endswith("threshold")})
     screening = recall_at_fpr(is_pos, score, max_fpr)
     row[f"{scheme.positive} recall at FPR <= {max_fpr:g}"] = screening["recall"]
-    row["false positives per µl"] = screening["fpr"] * rbc_per_ul
+    if scored.red_cells is not None:
+        slides = slide_false_positives(name, scored, max_fpr=max_fpr, rbc_per_ul=rbc_per_ul)[FP_PER_UL]
+        row.update({"negative slides": len(slides), f"{FP_PER_UL} (slide mean)": slides.mean(),
+                    f"{FP_PER_UL} (slide max)": slides.max()})
     return row
+
+
+def slide_false_positives(name: str, scored: TestScores, *, max_fpr: float, rbc_per_ul: float) -> pd.DataFrame:
+    """Per negative slide of the test rows: a run's false positives at its operating point (the
+    threshold of its recall at FPR <= `max_fpr`) against the red cells imaged there, per µl of blood."""
+    counts = scored.red_cells
+    if counts is None:
+        raise ValueError("slide_false_positives needs the red cells imaged per slide (rbc_counts_path)")
+    score = scored.scores[name][0]
+    threshold = recall_at_fpr(scored.is_pos, score, max_fpr)["threshold"]
+    predicted = score >= threshold if np.isfinite(threshold) else np.zeros(len(score), bool)
+    return false_positives_per_ul(scored.test[counts.key].to_numpy(), scored.is_pos, predicted, counts.in_test,
+                                  rbc_per_ul).rename_axis(counts.key)
+
+
+NOT_COUNTED = ("not counted: a crop is not a red cell. Give rbc_counts_path, a CSV of the red cells imaged per "
+               "slide (a slide column of the annotations and red_cells), for the origin's false positives per µl")
+
+
+def false_positives_by_slide(records: dict[str, RunRecord], layout: Layout, red_cells: RedCellCounts | None,
+                             runs: Sequence[str], *, verified: pd.DataFrame | None = None, max_fpr: float = 0.01,
+                             rbc_per_ul: float = 5e6) -> pd.DataFrame:
+    """The false positives per µl of each negative slide (rows) for each of `runs` (columns) at its
+    operating point, with the red cells imaged on the slide; without `red_cells`, which input gives them."""
+    if red_cells is None:
+        return pd.DataFrame({FP_PER_UL: [NOT_COUNTED]})
+    scored = score_test_rows(records, layout, None, verified, red_cells)
+    tables = {name: slide_false_positives(name, scored, max_fpr=max_fpr, rbc_per_ul=rbc_per_ul)
+              for name in runs if name in scored.scores}
+    if not tables:
+        return pd.DataFrame()
+    first = next(iter(tables.values()))
+    return pd.concat({"red cells": first["red cells"], **{name: t[FP_PER_UL] for name, t in tables.items()}}, axis=1)
 
 
 def interval_scores(name: str, scored: TestScores, samples: dict[str, np.ndarray], *, primary: str,

@@ -5,6 +5,7 @@ review.features and data.overrides; these classes only lay out controls and call
                       "similar to selected"
     EmbeddingView     2-D PCA/UMAP scatter of the features; click or lasso points to show them
     ThresholdExplorer slider over a class's threshold: confusion matrix, threshold metrics, FP per µl
+                      of the negative slides (with the red cells imaged per slide)
 """
 from __future__ import annotations
 
@@ -23,9 +24,10 @@ from ..core.columns import output_column, output_probabilities
 from ..core.errors import InputError
 from ..core.labels import LabelScheme
 from ..data.overrides import OverrideStore
+from ..data.red_cells import RedCellCounts
 from ..data.sets import open_images, read_annotations
 from ..data.verified import VerifiedStore
-from ..metrics import certain_scores, threshold_summary
+from ..metrics import FP_PER_UL, certain_scores, threshold_summary
 from ..plots import composite, embedding_scatter, short_id, to_display
 from . import features as review_features
 from . import logic as review
@@ -287,10 +289,14 @@ class ThresholdExplorer(W.VBox):
     """A slider over one class's threshold with its confusion matrix and threshold metrics, live."""
 
     def __init__(self, preds: pd.DataFrame, scheme: LabelScheme, rows: np.ndarray | None = None,
-                 class_name: str | None = None, rbc_per_ul: float = 5e6):
+                 class_name: str | None = None, *, red_cells: RedCellCounts | None = None, rbc_per_ul: float = 5e6):
         class_name = class_name or scheme.positive
         self.is_pos, self.scores = certain_scores(preds, scheme, rows, class_name)
-        self.rbc_per_ul, self.class_name = rbc_per_ul, class_name
+        self.class_name = class_name
+        rows = np.arange(len(preds)) if rows is None else np.asarray(rows)
+        # the per-slide false positives count the positive class only (the origin's parasite spots)
+        self.slide_fp = (None if red_cells is None or class_name != scheme.positive else
+                         lambda threshold: review.slide_fp_summary(preds, scheme, rows, threshold, red_cells, rbc_per_ul))
         self.slider = W.FloatSlider(value=0.5, min=0.01, max=0.99, step=0.01, description="threshold",
                                     continuous_update=False, layout=W.Layout(width="500px"))
         self.table = W.HTML()
@@ -299,10 +305,15 @@ class ThresholdExplorer(W.VBox):
         self.update()
 
     def update(self) -> None:
-        s = threshold_summary(self.is_pos, self.scores, self.slider.value, self.rbc_per_ul)
+        s = threshold_summary(self.is_pos, self.scores, self.slider.value)
         cm = (f"<table style='border-collapse:collapse'><tr><td></td><th>pred {self.class_name}</th><th>pred other</th></tr>"
               f"<tr><th>is {self.class_name}</th><td>{s['TP']}</td><td>{s['FN']}</td></tr>"
               f"<tr><th>other</th><td>{s['FP']}</td><td>{s['TN']}</td></tr></table>")
         metrics = " · ".join(f"{k} {s[k]:.3f}" for k in ("recall", "specificity", "precision", "npv", "f1", "mcc", "accuracy"))
-        self.table.value = (f"{cm}<p>{metrics}</p><p><b>false positives per µl</b> at {self.rbc_per_ul:.3g} red cells/µl: "
-                            f"{s['false positives per µl']:,.0f}</p>")
+        if self.slide_fp is None:
+            per_ul = "not counted: give rbc_counts_path, the red cells imaged per slide"
+        else:
+            fp = self.slide_fp(self.slider.value)
+            per_ul = (f"{fp[f'{FP_PER_UL} (slide mean)']:,.1f} on average over {fp['negative slides']} negative slides "
+                      f"(at most {fp[f'{FP_PER_UL} (slide max)']:,.1f})")
+        self.table.value = f"{cm}<p>{metrics}</p><p><b>{FP_PER_UL}</b>: {per_ul}</p>"

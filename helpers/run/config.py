@@ -17,7 +17,9 @@ from ..core.labels import LabelScheme
 from ..curation.out_of_fold import FoldSettings
 from ..curation.strategies import STRATEGIES
 from ..curation.training_run import OperatingTargets, TrainRequest
+from ..core.paths import resolve
 from ..data.layout import Layout
+from ..data.red_cells import RedCellCounts, read_red_cell_counts
 from ..model.checkpoints import checkpoint_path
 from ..model.settings import TRAIN_PARAMETERS, TrainConfig
 from .parameters import NOTEBOOK_PARAMETERS, PARAMETERS, Parameters
@@ -67,10 +69,10 @@ class Config(Parameters):
                             targets=OperatingTargets(self.precision_target, self.recall_target), params=self.values,
                             title=title or run)
 
-    @property
-    def baseline_folds(self) -> FoldSettings | None:
-        """03: out-of-fold settings of the baselines, when `wrong_from` asks for out-of-fold outputs."""
-        if self.wrong_from != OUT_OF_FOLD:
+    def baseline_folds(self, baseline: str) -> FoldSettings | None:
+        """03: out-of-fold settings of a baseline, when `wrong_from` asks for out-of-fold outputs and
+        `fold_baselines` names it."""
+        if self.wrong_from != OUT_OF_FOLD or baseline not in self.fold_baselines:
             return None
         return FoldSettings(self.folds, self.fold_jobs, self.fold_ensemble, self.fold_group_by, self.issue_neighbors,
                             self.issue_features)
@@ -81,6 +83,14 @@ class Config(Parameters):
         models, the round's neighbour flags only)."""
         return FoldSettings(self.folds, self.fold_jobs, group_by=self.fold_group_by, neighbors=self.issue_neighbors,
                             features=self.issue_features, fold_models=self.round_folds)
+
+    @property
+    def red_cells(self) -> RedCellCounts | None:
+        """06 / 07: the red cells imaged per slide (`rbc_counts_path`), checked against the combined
+        annotations; None without the file, and then no false positives per µl are given."""
+        if not self.rbc_counts_path:
+            return None
+        return read_red_cell_counts(resolve(self.rbc_counts_path), self.layout.combined.ann)
 
     @property
     def fold_group_by(self) -> str:

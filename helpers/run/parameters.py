@@ -27,7 +27,7 @@ from ..core.columns import REVIEW_QUEUES, WRONG_FROM
 from ..core.labels import DEFAULT_ANN_DICT, LabelScheme
 from ..curation.label_issues import FLAG_BY, NEIGHBOUR_FEATURES
 from ..curation.strategies import DEFAULT_STRATEGIES, STRATEGIES
-from ..data.layout import TAGS
+from ..data.layout import LEGACY_TAGS, TAGS
 from ..model.settings import TRAIN_PARAMETERS, TrainConfig, TrainSettings
 from .parameter_files import load_parameters
 
@@ -37,6 +37,13 @@ def strategy_list(value: Any) -> list[str]:
     unknown = [n for n in names if n not in STRATEGIES]
     if unknown or len(set(names)) != len(names):
         raise ValueError(f"must be distinct names from {sorted(STRATEGIES)}, got {value!r}")
+    return names
+
+
+def baseline_list(value: Any) -> list[str]:
+    names = text_list(value)
+    if not set(names) <= {"s_a", "s_b"} or len(set(names)) != len(names):
+        raise ValueError(f"must be distinct names from ['s_a', 's_b'], got {value!r}")
     return names
 
 
@@ -82,6 +89,10 @@ class Parameters(TrainSettings):
                             "origin) or out_of_fold (models that never saw the image)", choice(*WRONG_FROM))
     folds: int = param(5, "cross-validation folds of out-of-fold runs (03 with out_of_fold, 05's rounds > 1)",
                        integer(2, 50))
+    fold_baselines: list = param(["s_a", "s_b"], "out_of_fold: the baselines that train fold models; one left out "
+                                 "judges right / wrong in-sample, as the origin did (SA left out: its strategies s_1a, "
+                                 "s_2a, s_3a take the origin's wrong sets, and 03 trains `folds` fewer fits)",
+                                 baseline_list)
     fold_jobs: int = param(1, "out_of_fold: folds trained at once in separate processes (sharing the CPU threads)",
                            integer(1, 64))
     group_folds: bool = param(True, "with group_by: out-of-fold folds keep each group whole too (false: only the test "
@@ -142,14 +153,18 @@ class Parameters(TrainSettings):
     n_bootstrap: int = param(1000, "bootstrap resamples of the test rows for confidence intervals", integer(0, 100_000))
     # 07 review
     run: str = param("s_b", "whose predictions 07 reviews: s_a, s_b or a strategy such as s_1a", text)
-    tag: str = param("", "with a strategy run: final (its final classifier) or diff (its differentiator)",
-                     choice(*TAGS))
+    tag: str = param("", "with a strategy run: cl (its final classifier; final in folders of earlier versions) or diff "
+                     "(its differentiator)", choice(*TAGS, *LEGACY_TAGS.values()))
     queue: str = param("", "'' reviews the predictions of `run` (corrections go to overrides_path); 'test' walks 06's "
                        "test-review queue, the rows that decide the verdict first (labels go to verified_path as verified test labels)",
                        choice(*REVIEW_QUEUES))
     per_page: int = param(24, "images per page of the review grid", integer(1, 200))
-    rbc_per_ul: float = param(5000000.0, "assumed red cells per microlitre, for false positives per µl",
-                              number(1.0, 1e9))
+    rbc_per_ul: float = param(5000000.0, "red cells per microlitre of blood, which false positives per µl are scaled "
+                              "to", number(1.0, 1e9))
+    rbc_counts_path: str = param("", "CSV of the red cells imaged per slide (an annotation column naming the slide, "
+                                 "e.g. slide or source, and red_cells): with it 06 and 07 give the false positives "
+                                 "per µl of each negative slide; '' = none, and the figure is left out",
+                                 optional_text)
 
 
 @dataclass(frozen=True)
@@ -187,7 +202,7 @@ DIRS = ("data_dir", "data_dir_n", "data_dir_base", "ann_dict")
 NOTEBOOK_PARAMETERS: dict[str, tuple[str, ...]] = {
     "01_combine": (*DIRS, "sources", "test_frac", "group_by", "seed", "overrides_path", "n_examples"),
     "02_split": (*DIRS, "seed", "n_examples"),
-    "03_baselines_SA_SB": (*DIRS, "which", *TRAINING, "resume", "wrong_from", "folds", "fold_jobs", "group_by",
+    "03_baselines_SA_SB": (*DIRS, "which", *TRAINING, "resume", "wrong_from", "folds", "fold_baselines", "fold_jobs", "group_by",
                            "group_folds", "fold_ensemble", "issue_neighbors", "issue_features", "truth_path", "precision_target",
                            "recall_target", "n_examples"),
     "04_differentiator": (*DIRS, "strategy", *TRAINING, "resume", "delta", "n_neighbors",
@@ -197,8 +212,9 @@ NOTEBOOK_PARAMETERS: dict[str, tuple[str, ...]] = {
                                 "fold_jobs", "group_by", "group_folds", "issue_neighbors", "issue_features",
                                 *TRAINING, "resume", *FINAL_ONLY, "precision_target", "recall_target"),
     "06_compare": (*DIRS, "strategies", "truth_path", "verified_path", "review_budget", "primary_metric", "max_fpr",
-                   "rbc_per_ul", "n_bootstrap", "seed"),
-    "07_review": (*DIRS, "run", "tag", "queue", "overrides_path", "verified_path", "per_page", "rbc_per_ul", "seed"),
+                   "rbc_per_ul", "rbc_counts_path", "n_bootstrap", "seed"),
+    "07_review": (*DIRS, "run", "tag", "queue", "overrides_path", "verified_path", "per_page", "rbc_per_ul",
+                  "rbc_counts_path", "seed"),
 }
 STRATEGY_NOTEBOOKS = ("04_differentiator", "05_relabel_and_classify")
 DAG_NOTEBOOKS = ("01_combine", "02_split", "03_baselines_SA_SB", *STRATEGY_NOTEBOOKS, "06_compare")  # 07 is interactive

@@ -34,11 +34,15 @@ from dask.distributed import wait as dask_wait
 from ..core.atomic import OUTPUT_LOG_ENV, write_json
 from ..core.columns import test_mask
 from ..core.errors import ParameterError
+from ..core.files import read_csv_file
 from ..core.fingerprints import code_hash, file_identity
 from ..core.paths import PROJECT_ROOT, resolve
+from ..core.progress import JUPYTER_SESSION_ENV
 from ..curation.strategies import DEFAULT_STRATEGIES, STRATEGIES
+from ..data.combine_split import check_group_column
 from ..data.layout import Layout, step_name
-from ..data.sets import read_annotations
+from ..data.red_cells import read_red_cell_counts
+from ..data.sets import Pair, read_annotations
 from ..data.verified import VerifiedStore, verified_labels
 from .config import check_parameters
 from .lock import run_lock
@@ -96,6 +100,10 @@ def _check_wrong_label_strategies(chosen: list[str], baselines: dict[str, Any]) 
     if curating and baselines["wrong_from"] != "out_of_fold":
         raise ParameterError("wrong_from", f"is {baselines['wrong_from']!r}, but {', '.join(curating)} prune or fix "
                                            "the label issues 03 finds out-of-fold: set wrong_from: out_of_fold")
+    unfolded = sorted({STRATEGIES[s].baseline for s in curating} - set(baselines["fold_baselines"]))
+    if unfolded:
+        raise ParameterError("fold_baselines", f"leaves out {', '.join(unfolded)}, whose out-of-fold label issues "
+                                               f"{', '.join(curating)} prune or fix")
 
 
 def _check_test_review(budget: int, verified_path: str, layout: Layout) -> None:
@@ -118,6 +126,16 @@ def _check_test_review(budget: int, verified_path: str, layout: Layout) -> None:
                                               f"{layout.combined.ann}")
     if has_file:
         verified_labels(path, combined, layout.scheme)
+
+
+def _check_group_by(group_by: str, sources: list[Pair]) -> None:
+    """A `group_by` column a source lacks is refused before anything runs (01 would refuse it only once
+    the run had begun, and its failure would make the next unchanged run recompute everything after it).
+    A source that is not there yet is left to 01, which names it."""
+    if group_by:
+        for pair in sources:
+            if pair.ann.is_file():
+                check_group_column(list(read_csv_file(pair.ann, nrows=0).columns), group_by, pair.ann)
 
 
 def plan(params: dict[str, Any], strategies: list[str] | None = None) -> Plan:
@@ -165,17 +183,30 @@ def plan(params: dict[str, Any], strategies: list[str] | None = None) -> Plan:
                       required=("03_baselines_SA_SB",)))
 
     _check_wrong_label_strategies(chosen, steps[2].parameters)
+    layout = _outside_inputs(steps)
+    _fingerprint(steps)
+    return Plan(steps, layout.reports_dir, layout.metrics_dir, chosen, [layout.data_dir, layout.data_dir_base])
+
+
+def _outside_inputs(steps: list[Step]) -> Layout:
+    """Check the files the run reads from outside the DAG and give them to the steps that read them
+    (a change reruns those steps and what follows); returns the run's layout. What a step would refuse
+    for reasons known now is refused here, before anything runs."""
     cfg = check_parameters("01_combine", steps[0].parameters)
-    steps[0].inputs = tuple(str(p) for pair in cfg.layout.sources(cfg.sources) for p in pair)
+    sources = cfg.layout.sources(cfg.sources)
+    _check_group_by(cfg.group_by, sources)
+    steps[0].inputs = tuple(str(p) for pair in sources for p in pair)
     if cfg.overrides_path:  # corrections from the review widget: a change reruns 01 and what follows
         steps[0].inputs += (str(resolve(cfg.overrides_path)),)
     compare_params = steps[-1].parameters
     if compare_params["verified_path"]:  # verified test labels change scoring only: a change reruns 06 alone
         steps[-1].inputs += (str(resolve(compare_params["verified_path"])),)
     _check_test_review(compare_params["review_budget"], compare_params["verified_path"], cfg.layout)
-    _fingerprint(steps)
-    return Plan(steps, cfg.layout.reports_dir, cfg.layout.metrics_dir, chosen,
-                [cfg.layout.data_dir, cfg.layout.data_dir_base])
+    if compare_params["rbc_counts_path"]:  # red cells per slide change 06's false positives per µl alone
+        counts = resolve(compare_params["rbc_counts_path"])
+        read_red_cell_counts(counts, cfg.layout.combined.ann if cfg.layout.combined.ann.is_file() else None)
+        steps[-1].inputs += (str(counts),)
+    return cfg.layout
 
 
 def _fingerprint(steps: list[Step]) -> None:
@@ -229,7 +260,8 @@ def execute(step: Step, reports_dir: Path, threads: int = 0) -> StepResult:
     output_log = runtime / "outputs.txt"
     # The kernel's connection file (jupyter_client makes it with tempfile) and any other temp file of
     # papermill or the kernel land in the step's runtime folder, which a killed run leaves to the next.
-    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime), "TMPDIR": str(runtime), OUTPUT_LOG_ENV: str(output_log)}
+    # A batch run has no one watching its progress bars (core.progress): not even a runner started from JupyterLab.
+    env = {**{k: v for k, v in os.environ.items() if k != JUPYTER_SESSION_ENV}, "JUPYTER_RUNTIME_DIR": str(runtime), "TMPDIR": str(runtime), OUTPUT_LOG_ENV: str(output_log)}
     if threads:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
     start = time.perf_counter()
@@ -307,6 +339,13 @@ class State:
                 and (reports_dir / f"{step.name}.ipynb").is_file() and (metrics_dir / f"{step.name}.json").is_file()
                 and all(file_identity(path) == identity for path, identity in last.get("outputs", {}).items()))
 
+    def reproduced(self, step: Step, result: StepResult) -> bool:
+        """Whether a step that ran again wrote exactly what its last success with this fingerprint wrote
+        (atomic keeps a byte-identical file as it was), so the steps after it need not run again."""
+        last = self.data.get(step.name, {})
+        return (result.succeeded and last.get("fingerprint") == step.fingerprint
+                and last.get("outputs") == result.outputs)
+
     def record(self, step: Step, result: StepResult) -> None:
         with self._lock:
             if result.succeeded and result.status != "unchanged":
@@ -314,8 +353,10 @@ class State:
                                         "seconds": round(result.seconds, 2), "peak_host_mb": result.peak_host_mb,
                                         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
                                         "outputs": result.outputs}
-            elif not result.succeeded:
-                self.data.pop(step.name, None)
+            elif not result.succeeded and step.name in self.data:
+                # the last success's fingerprint and outputs stay, marked failed: never skipped on them, but a
+                # rerun that reproduces them lets the steps after it be skipped
+                self.data[step.name]["status"] = "failed"
             write_json(self.data, self.path)
 
 
@@ -341,19 +382,23 @@ def _run_plan(the_plan: Plan, jobs: int, force: bool, scheduler: str | None,
     threads = max(1, (os.cpu_count() or 1) // max(1, jobs)) if jobs > 1 else 0
     results: dict[str, StepResult] = {}
 
+    as_before: set[str] = set()  # steps whose outputs are as the steps after them last saw them
+
     def finished(step: Step, result: StepResult) -> None:
         if step.name in unchanged and result.status == "unchanged":
             result.report = str(the_plan.reports_dir / f"{step.name}.ipynb")
             _, result.headline = read_headline(the_plan.metrics_dir / f"{step.name}.json")
+        if result.status == "unchanged" or state.reproduced(step, result):
+            as_before.add(step.name)
         results[step.name] = result
         state.record(step, result)
         if on_result:
             on_result(result, len(results), len(the_plan.steps))
 
     if scheduler:
-        _run_dask(the_plan, scheduler, unchanged, threads, finished)
+        _run_dask(the_plan, scheduler, unchanged, as_before, threads, finished)
     else:
-        _run_local(the_plan, unchanged, jobs, threads, finished)
+        _run_local(the_plan, unchanged, as_before, jobs, threads, finished)
     ordered = [results[s.name] for s in the_plan.steps]
     write_index(the_plan.reports_dir, the_plan.strategies, ordered)
     return ordered
@@ -364,10 +409,12 @@ def _threads_for(step: Step, parallel_threads: int) -> int:
     return parallel_threads if step.notebook in STRATEGY_NOTEBOOKS else 0
 
 
-def _drive(the_plan: Plan, unchanged: set[str], finished: Callable[[Step, StepResult], None],
+def _drive(the_plan: Plan, unchanged: set[str], as_before: set[str], finished: Callable[[Step, StepResult], None],
            submit: Callable[[Step, list[StepResult]], Any], wait_first: Callable[[list[Any]], Any],
            limit: int) -> None:
-    """Submit each step once its dependencies are done, at most `limit` at a time, in plan order.
+    """Submit each step once its dependencies are done, at most `limit` at a time, in plan order. An
+    unchanged step is skipped when every dependency is `as_before` (skipped too, or ran again and
+    reproduced its outputs byte for byte); `finished` adds to that set.
 
     The client walks the DAG itself (results are small; the data sits on the shared disk), so a
     cluster places each step by its workers' load alone, not beside the worker that ran its parent."""
@@ -378,7 +425,7 @@ def _drive(the_plan: Plan, unchanged: set[str], finished: Callable[[Step, StepRe
         for name, step in list(pending.items()):
             if all(d in done for d in step.deps) and len(running) < limit:
                 del pending[name]
-                if name in unchanged and all(done[d].status == "unchanged" for d in step.deps):
+                if name in unchanged and all(d in as_before for d in step.deps):
                     done[name] = StepResult(name, "unchanged")
                     finished(step, done[name])
                     continue
@@ -391,14 +438,14 @@ def _drive(the_plan: Plan, unchanged: set[str], finished: Callable[[Step, StepRe
             finished(step, done[step.name])
 
 
-def _run_local(the_plan: Plan, unchanged: set[str], jobs: int, threads: int,
+def _run_local(the_plan: Plan, unchanged: set[str], as_before: set[str], jobs: int, threads: int,
                finished: Callable[[Step, StepResult], None]) -> None:
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         def submit(step: Step, deps: list[StepResult]) -> Any:
             return pool.submit(run_step, step, the_plan.reports_dir, the_plan.metrics_dir,
                                _threads_for(step, threads), deps)
 
-        _drive(the_plan, unchanged, finished, submit,
+        _drive(the_plan, unchanged, as_before, finished, submit,
                lambda futures: wait(futures, return_when=FIRST_COMPLETED).done, max(1, jobs))
 
 
@@ -412,7 +459,7 @@ def step_resources(step: Step, gpu_workers: bool) -> dict[str, float] | None:
     return {GPU_RESOURCE: 1} if gpu_workers and step.notebook in TRAINING_NOTEBOOKS else None
 
 
-def _run_dask(the_plan: Plan, address: str, unchanged: set[str], threads: int,
+def _run_dask(the_plan: Plan, address: str, unchanged: set[str], as_before: set[str], threads: int,
               finished: Callable[[Step, StepResult], None]) -> None:
     with Client(address) as client:
         gpus = _gpu_workers(client)
@@ -423,5 +470,5 @@ def _run_dask(the_plan: Plan, address: str, unchanged: set[str], threads: int,
                                  key=f"{step.name}-{step.fingerprint[:12]}-{time.time_ns()}", pure=False,
                                  resources=step_resources(step, gpus))
 
-        _drive(the_plan, unchanged, finished, submit,
+        _drive(the_plan, unchanged, as_before, finished, submit,
                lambda futures: dask_wait(futures, return_when="FIRST_COMPLETED").done, len(the_plan.steps))

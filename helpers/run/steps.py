@@ -31,7 +31,7 @@ from ..curation.training_run import (
 from ..curation.wrong_labels import action_counts, apply_policy, flagged_rows
 from ..data.combine_split import combine
 from ..data.describe import class_counts, describe_sets
-from ..data.layout import Layout
+from ..data.layout import CLASSIFIER, Layout
 from ..data.sets import Pair, read_annotations
 from ..data.truth import read_truth
 from ..metrics import own_class_scores, test_threshold_table
@@ -84,7 +84,7 @@ def baselines(cfg: Config) -> dict[str, Outcome]:
 
 def baseline(name: str, pair: Pair, cfg: Config) -> Outcome:
     """One baseline run, with the figures 03 shows of it."""
-    run = train_and_save(pair, cfg.scheme, cfg.train_request(name, out_of_fold=cfg.baseline_folds))
+    run = train_and_save(pair, cfg.scheme, cfg.train_request(name, out_of_fold=cfg.baseline_folds(name)))
     outcome = Outcome(Outcome.TRAINED, run=run, figures=dict(run.figures))
     scheme, k = cfg.scheme, cfg.n_examples
     classes = pd.Series(scheme.class_names(run.predictions["annotation"]), index=run.predictions.index)
@@ -285,7 +285,7 @@ def relabel(strategy: Strategy, cfg: Config) -> Outcome:
 
 
 def final_set(strategy: Strategy, cfg: Config, relabeled: Outcome) -> Outcome:
-    """Build `s_XY/combined_{images,ann}_final`: the certain images plus the relabeled unsures.
+    """Build `s_XY/combined_{images,ann}_cl`: the certain images plus the relabeled unsures.
 
     With sample_weights="label_quality" each row also gets the baseline's `label_quality`
     (confident learning, 03 with wrong_from=out_of_fold) for the loss to weight by.
@@ -294,7 +294,7 @@ def final_set(strategy: Strategy, cfg: Config, relabeled: Outcome) -> Outcome:
 
     def build() -> Outcome:
         quality = baseline_label_quality(strategy, layout) if cfg.sample_weights == "label_quality" else None
-        out = layout.run_set(strategy.name, "final")
+        out = layout.run_set(strategy.name, CLASSIFIER)
         built = build_set(classifier_inputs(strategy, layout, cfg.relabel_thresh), out, layout.scheme)
         if quality is not None:
             ann = built.table.drop(columns="label_quality", errors="ignore").merge(quality, on="image_id", how="left")
@@ -310,8 +310,8 @@ def final_set(strategy: Strategy, cfg: Config, relabeled: Outcome) -> Outcome:
 def final_classifier(strategy: Strategy, cfg: Config, final: Outcome) -> Outcome:
     """05: train the final classifier on the final set (not applicable when the set was not built)."""
     name = strategy.name
-    request = cfg.train_request(name, "final", title=f"{name} classifier", unlabeled=strategy.unlabeled)
-    return train(cfg.layout.run_set(name, "final"), cfg, request, upstream=final)
+    request = cfg.train_request(name, CLASSIFIER, title=f"{name} classifier", unlabeled=strategy.unlabeled)
+    return train(cfg.layout.run_set(name, CLASSIFIER), cfg, request, upstream=final)
 
 
 def classifier_metrics(strategy: Strategy, cfg: Config, outcome: Outcome, relabeled: Outcome,
