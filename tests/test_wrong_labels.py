@@ -1,4 +1,6 @@
 """Strategies that prune or fix the flagged wrong labels, soft targets, and rounds."""
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -197,6 +199,24 @@ def test_fix_and_soft_strategies_through_the_pipeline_with_rounds(tiny_demo, tmp
     table = {row["run"]: row for row in read_metrics(base, "06_compare")["table"]}
     assert table["s_fix"]["wrong labels pruned"] + table["s_fix"]["wrong labels fixed"] > 0
     assert "fix precision vs truth" in table["s_fix"] and "gain over SB vs truth CI low" in table["s_fix"]
+    # issue 34: each 05 shows the sections that apply and links a gallery of what it changed, with the truth
+    reports = base / "reports"
+    fix_report = (reports / "05_relabel_and_classify_s_fix_nocode.html").read_text()
+    assert "Wrong labels" in fix_report and "Relabel the unsures" not in fix_report  # s_fix leaves the unsures out
+    soft_report = (reports / "05_relabel_and_classify_s_soft_fix_nocode.html").read_text()
+    assert "Relabel the unsures" in soft_report and "How the split would change" not in soft_report  # no threshold
+    fix_metrics = read_metrics(base, "05_relabel_and_classify_s_fix")
+    gallery = Path(fix_metrics["gallery"])
+    assert gallery == reports / "gallery_s_fix.html" and 'href="gallery_s_fix.html"' in fix_report
+    cumulative = fix_metrics["rounds"][-1] if "stopped" not in fix_metrics["rounds"][-1] else fix_metrics["rounds"][-2]
+    changed = fix_metrics["changed"]
+    assert sum(changed.get(k, {}).get("images", 0) for k in ("pruned", "fixed")) == cumulative["pruned"] + cumulative["fixed"]
+    assert all(0 <= kind["right (truth)"] <= 1 for kind in changed.values())
+    page = gallery.read_text()
+    assert page.count('<img src="data:image/png;base64,') == len(changed) and "true class" in page
+    assert "relabeled" in read_metrics(base, "05_relabel_and_classify_s_soft_fix")["changed"]
+    index = (reports / "index.html").read_text()
+    assert all(f'href="gallery_{s}.html"' in index for s in ("s_fix", "s_soft_fix", "s_fix_cons"))
     # s_fix_cons: s_fix's set, and its final classifier also learns from the images left unlabeled
     history = load_bundle(layout.model_perf("s_fix_cons", "cl")).history
     assert "pseudo_labelled" in history and "pseudo_labelled" not in load_bundle(layout.model_perf("s_fix", "cl")).history

@@ -28,6 +28,9 @@ PROPOSED = "proposed_annotation"
 INPUT = "input"  # in a set built from several inputs (04, 05): which input set a row came from
 SOFT_TARGET = "soft_target"
 LABEL_ACTION, ORIGINAL_ANNOTATION = "label_action", "original_annotation"
+# how sure the flag behind a row's label action was: the suggested class's out-of-fold output, or the
+# share of the image's neighbours that carry it (curation galleries show the surest first)
+ACTION_CONFIDENCE = "action_confidence"
 OUTPUT_SUFFIX = " output"
 
 

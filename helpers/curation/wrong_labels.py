@@ -6,14 +6,23 @@ the same labels.
 
 A pruned row keeps its image but gets annotation -1 (it rounds below 0: predicted, never trained
 on); a fixed row gets the out-of-fold class. Both keep their old label in `original_annotation`,
-say what happened in `label_action` and are pseudo-labels (`is_gt` False).
+say what happened in `label_action` (how sure its flag was in `action_confidence`) and are
+pseudo-labels (`is_gt` False).
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from ..core.columns import LABEL_ACTION, ORIGINAL_ANNOTATION, OUT_OF_FOLD, flag_values, oof_column, test_mask
+from ..core.columns import (
+    ACTION_CONFIDENCE,
+    LABEL_ACTION,
+    ORIGINAL_ANNOTATION,
+    OUT_OF_FOLD,
+    flag_values,
+    oof_column,
+    test_mask,
+)
 from ..core.errors import InputError
 from ..core.labels import LabelScheme, round_annotations
 from ..data.truth import truth_lookup
@@ -74,6 +83,7 @@ def apply_policy(ann: pd.DataFrame, flagged: pd.DataFrame, policy: str, fix_thre
     if ORIGINAL_ANNOTATION not in out.columns:
         out[ORIGINAL_ANNOTATION] = out["annotation"]
         out[LABEL_ACTION] = KEPT
+        out[ACTION_CONFIDENCE] = np.nan
     if policy == "keep" or flagged.empty:
         return out
     by_id = flagged.set_index("image_id")
@@ -84,7 +94,9 @@ def apply_policy(ann: pd.DataFrame, flagged: pd.DataFrame, policy: str, fix_thre
     annotation[rows] = np.where(actions == FIXED, hit["suggested"].to_numpy(), PRUNED_VALUE)
     action = out[LABEL_ACTION].to_numpy(dtype=object).copy()
     action[rows] = actions
-    out["annotation"], out[LABEL_ACTION] = annotation, action
+    confidence = out[ACTION_CONFIDENCE].to_numpy(dtype=float).copy()
+    confidence[rows] = hit["confidence"].to_numpy(dtype=float)
+    out["annotation"], out[LABEL_ACTION], out[ACTION_CONFIDENCE] = annotation, action, confidence
     is_gt = flag_values(out["is_gt"]).copy() if "is_gt" in out.columns else np.ones(len(out), bool)
     is_gt[rows] = False
     out["is_gt"] = is_gt

@@ -140,6 +140,10 @@ class Layout:
     def metrics_dir(self) -> Path:
         return self.data_dir_base / "metrics"
 
+    def gallery(self, run: str) -> Path:
+        """05's page of the images a strategy's curation changed (reports/index.html links it)."""
+        return self.reports_dir / f"gallery_{run}.html"
+
     @property
     def comparison_chart(self) -> Path:
         """06's chart as a PNG, which reports/index.html opens with."""

@@ -1,7 +1,7 @@
 """The parameter table: every parameter's default, check and meaning, in one place.
 
 `Parameters` below is the table; it inherits the training rows from helpers.model.settings. The
-notebooks' parameters cells, `parameters/default.yaml`, the README's parameter table (run.generated:
+notebooks' parameters cells, `parameters/default.yaml`, docs/parameters.md's table (run.generated:
 `python -m helpers parameters` rewrites them; `--check` and the tests fail when one drifts) and the
 runner's defaults come from it. A notebook's checked parameters are a `Config` (run.config).
 """
@@ -137,7 +137,8 @@ class Parameters(TrainSettings):
     strategies: list = param(list(DEFAULT_STRATEGIES), "the strategies to run and compare", strategy_list)
     # 06 compare
     truth_path: str = param("", "CSV of the hidden true class of every image_id (demo data: data/demo/truth.csv, "
-                            "as demo.yaml sets): 03 trains the clean-label oracle on it, 06 scores against it; "
+                            "as demo.yaml sets): 03 trains the clean-label oracle on it, 05's gallery shows whether each change was "
+                            "right, 06 scores against it; "
                             "'' = none", optional_text)
     verified_path: str = param("data/demo/verified.csv", "verified test labels: the class a person confirmed for "
                                "test rows (07 with queue 'test' writes them); 06 scores on them where they exist, "
@@ -209,7 +210,7 @@ NOTEBOOK_PARAMETERS: dict[str, tuple[str, ...]] = {
                           "precision_target", "recall_target"),
     "05_relabel_and_classify": (*DIRS, "strategy", "relabel_thresh", "flag_by", "fix_threshold", "rounds", "round_folds",
                                 "folds",
-                                "fold_jobs", "group_by", "group_folds", "issue_neighbors", "issue_features",
+                                "fold_jobs", "group_by", "group_folds", "issue_neighbors", "issue_features", "truth_path",
                                 *TRAINING, "resume", *FINAL_ONLY, "precision_target", "recall_target"),
     "06_compare": (*DIRS, "strategies", "truth_path", "verified_path", "review_budget", "primary_metric", "max_fpr",
                    "rbc_per_ul", "rbc_counts_path", "n_bootstrap", "seed"),

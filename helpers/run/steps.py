@@ -315,10 +315,12 @@ def final_classifier(strategy: Strategy, cfg: Config, final: Outcome) -> Outcome
 
 
 def classifier_metrics(strategy: Strategy, cfg: Config, outcome: Outcome, relabeled: Outcome,
-                       curated: Outcome) -> dict[str, Any]:
-    """What 05 writes to its metrics.json, with the files it wrote that 06 reads (`files`)."""
+                       curated: Outcome, gallery: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What 05 writes to its metrics.json, with the files it wrote that 06 reads (`files`) and the
+    gallery of what it changed (its page and counts, which the index links)."""
     extra = {"strategy": strategy.name, "relabel_thresh": cfg.relabel_thresh,
-             "relabeled": relabel_counts(relabeled, cfg.scheme).iloc[:, 0].to_dict(), **curated.details}
+             "relabeled": relabel_counts(relabeled, cfg.scheme).iloc[:, 0].to_dict(), **curated.details,
+             **(gallery or {})}
     extra.pop("file", None)
     if outcome.run is not None:
         extra["files"] = {"predictions": str(outcome.run.predictions_path), "bundle": str(outcome.run.bundle_path),
