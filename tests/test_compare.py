@@ -206,3 +206,22 @@ def test_runs_that_curate_labels_report_what_they_pruned_and_fixed_and_their_gai
     # vs truth s_b is right on all 6, s_1a on 5: the paired gain is -1/6 on every resample that draws row 3
     lo, hi = table.loc["s_1a", ["gain over SB vs truth CI low", "gain over SB vs truth CI high"]]
     assert -1 <= lo <= -1 / 6 < hi <= 0
+
+
+def test_the_verdict_reads_in_one_sentence_what_to_use_by_how_much_and_on_what():
+    from helpers.curation.verdict_rule import one_sentence
+
+    use = {"best": "s_prune", "primary_metric": "accuracy", "test_rows": 1136, "verified_rows": 110,
+           "gain_over_sb": {"run": "s_prune", "difference": 0.009, "ci": [0.004, 0.015]}}
+    assert one_sentence(use) == ("Use s_prune: +0.9 points of test accuracy over SB (95% CI +0.4 to +1.5), scored on "
+                                 "1,136 test rows (110 of them verified labels).")
+    keep = {**use, "best": "s_b", "gain_over_sb": {"run": "s_fix", "difference": 0.003, "ci": [-0.002, 0.008]}}
+    assert one_sentence(keep).startswith("Keep SB: no strategy is significantly better on test accuracy; the "
+                                         "closest, s_fix, is +0.3 points of test accuracy over SB (95% CI -0.2 to +0.8)")
+
+
+def test_the_comparison_gives_the_sentence_with_the_picks_paired_interval(layout, records):
+    _, result = comparison_table(records, layout, truth=None, primary="accuracy", n_bootstrap=200)
+    gain = result["gain_over_sb"]
+    assert gain["ci"][0] <= gain["difference"] <= gain["ci"][1]
+    assert result["sentence"].startswith(("Use ", "Keep SB")) and "scored on 6 test rows (0 of them verified" in result["sentence"]

@@ -48,6 +48,17 @@ def test_whole_dag_with_reports_then_a_rerun_skips_it_and_changed_steps_run_on_d
     assert "check_parameters" in (reports / "03_baselines_SA_SB.html").read_text()
     index = (reports / "index.html").read_text()
     assert index.index("Which strategy gives the best classifier") < index.index("<h2>Steps")  # verdict first
+    # issue 34: one sentence of what to use, then the chart, then the full text; a gallery per strategy
+    sentence = read_metrics(base, "06_compare")["verdict"]["sentence"]
+    assert sentence.startswith(("Use ", "Keep SB")) and "points of test accuracy over SB (95% CI" in sentence
+    assert index.index(sentence) < index.index('<img src="comparison.png"') < index.index("Verdict: ")
+    assert all(f'href="gallery_{s}.html"' in index and (reports / f"gallery_{s}.html").is_file()
+               for s in the_plan.strategies)
+    s_1a = (reports / "05_relabel_and_classify_s_1a_nocode.html").read_text()
+    assert "Wrong labels" not in s_1a  # s_1a keeps the given labels
+    if read_metrics(base, "05_relabel_and_classify_s_1a")["status"] == "ok":  # its differentiator may not apply here
+        assert "How the split would change" in s_1a
+    assert "not counted: a crop is not a red cell" in (reports / "06_compare_nocode.html").read_text()
     assert '<img src="comparison.png"' in index and (reports / "comparison.png").stat().st_size > 1000
     assert all(r.step in index for r in results) and "06_compare_nocode.html" in index
     # a strategy's final classifier keeps the origin's file names (`cl`)

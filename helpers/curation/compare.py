@@ -40,7 +40,7 @@ from .test_review import (
     scoring_labels,
     simulate_review,
 )
-from .verdict_rule import BASELINES, primary_column, verdict
+from .verdict_rule import BASELINES, one_sentence, primary_column, verdict
 from .wrong_labels import action_counts, action_precision
 
 
@@ -238,8 +238,9 @@ def comparison_table(records: dict[str, RunRecord], layout: Layout, truth: pd.Da
     table = pd.DataFrame(rows).set_index("run")
     if "accuracy vs truth" in table.columns:
         table["SB-to-oracle gap closed"] = gap_closed(table["accuracy vs truth"])
-    return table, {**verdict(table, samples, primary), **verification_summary(scored, table, primary=primary,
-                                                                              n_bootstrap=n_bootstrap, seed=seed)}
+    decided = {**verdict(table, samples, primary), **verification_summary(scored, table, primary=primary,
+                                                                           n_bootstrap=n_bootstrap, seed=seed)}
+    return table, {**decided, "sentence": one_sentence(decided)}
 
 
 def verification_summary(scored: TestScores, table: pd.DataFrame, *, primary: str, n_bootstrap: int,

@@ -47,6 +47,8 @@ def verdict(table: pd.DataFrame, samples: dict[str, np.ndarray], primary: str) -
     out: dict[str, Any] = {"primary_metric": primary}
     if tested:
         out.update(tests_against_sb(ranked, samples, column))
+        out["gain_over_sb"] = gain_over_sb(out["best"] if out["best"] != "s_b" else
+                                           next(n for n in ranked.index if n != "s_b"), ranked, samples)
     else:
         out.update({"best": ranked.index[0], "best_value": float(ranked.iloc[0])})
     lead = "Highest point estimate of test" if tested else "Best by test"
@@ -56,6 +58,33 @@ def verdict(table: pd.DataFrame, samples: dict[str, np.ndarray], primary: str) -
         parts.append(f"(Each interval is for one comparison; the verdict corrects for testing {len(ranked) - 1} runs.)")
     out["text"] = " ".join(parts)
     return out
+
+
+def gain_over_sb(name: str, ranked: pd.Series, samples: dict[str, np.ndarray]) -> dict[str, Any]:
+    """A run's margin over SB on the primary metric, with its paired bootstrap 95% interval."""
+    lo, hi = np.nanpercentile(samples[name] - samples["s_b"], [2.5, 97.5])
+    return {"run": name, "difference": float(ranked[name] - ranked["s_b"]), "ci": [float(lo), float(hi)]}
+
+
+def one_sentence(verdict: dict[str, Any]) -> str:
+    """The verdict at a glance: what to use, by how much over SB (in points of the primary metric, with
+    its interval), and what it was scored on (`test_rows`, `verified_rows` of the comparison)."""
+    best = verdict.get("best")
+    if best is None:
+        return verdict.get("text", "")
+    metric = verdict.get("primary_metric", "accuracy").replace("roc_auc", "ROC AUC")
+    rows = verdict.get("test_rows")
+    scored = (f", scored on {rows:,} test rows ({verdict.get('verified_rows', 0):,} of them verified labels)"
+              if rows is not None else "")
+    gain = verdict.get("gain_over_sb")
+    if gain is None:  # nothing tested against SB
+        return f"Best by test {metric}: {best} ({verdict['best_value']:.3f}){scored}."
+    margin = (f"{100 * gain['difference']:+.1f} points of test {metric} over SB "
+              f"(95% CI {100 * gain['ci'][0]:+.1f} to {100 * gain['ci'][1]:+.1f})")
+    if best != "s_b":
+        return f"Use {best}: {margin}{scored}."
+    return (f"Keep SB: no strategy is significantly better on test {metric}; the closest, {gain['run']}, is "
+            f"{margin}{scored}.")
 
 
 def tests_against_sb(ranked: pd.Series, samples: dict[str, np.ndarray], column: str) -> dict[str, Any]:

@@ -2,7 +2,9 @@
 reports/index.html page, and the terminal's summary and comparison."""
 from __future__ import annotations
 
+import base64
 import html
+import io
 import json
 import time
 from dataclasses import dataclass, field
@@ -47,6 +49,25 @@ def render_html(notebook_path: Path) -> tuple[Path, Path]:
     return with_code, no_code
 
 
+def figure_html(fig) -> str:
+    """A matplotlib figure as an <img> with the PNG inside it (a page that travels as one file)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    return f'<img src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
+
+
+def write_gallery(path: Path, title: str, intro: str, sections: list[tuple[str, str, object]]) -> Path:
+    """A self-contained page: `title`, `intro`, then per section its heading, a line of text and a figure."""
+    body = "".join(f"<h2>{html.escape(heading)}</h2><p>{html.escape(text)}</p>{figure_html(fig)}"
+                   for heading, text, fig in sections)
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:80em}}img{{max-width:100%}}</style></head>
+<body><h1>{html.escape(title)}</h1><p>{html.escape(intro)}</p>{body}</body></html>"""
+    with OutputSet() as out:
+        out.path(path).write_text(page)
+    return path
+
+
 def read_headline(metrics_path: Path) -> tuple[str, str]:
     """(status, one-line headline) from a step's metrics.json."""
     if not metrics_path.is_file():
@@ -70,7 +91,7 @@ def _headline(m: dict) -> str:
     if step == "03_baselines_SA_SB":
         return "; ".join(f"{k} test acc {v['test_accuracy']:.3f}" for k, v in m["runs"].items())
     if step == "06_compare":
-        return m["verdict"].get("text", "")[:300]
+        return m["verdict"].get("sentence", m["verdict"].get("text", ""))[:300]
     if step == "04_differentiator":  # its test rows are only the wrong sets' few: not a score to read
         return f"val acc {m['val_accuracy']:.3f} on {m['metrics']['rows']['val']} rows"
     if "test_accuracy" in m:
@@ -93,8 +114,9 @@ def write_index(reports_dir: Path, strategies: list[str], results: list[StepResu
                     f"<td>{links}</td></tr>")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Pipeline reports</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:70em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ddd;padding:6px 10px;text-align:left}}img{{max-width:100%}}</style>
-</head><body><h1>Pipeline reports</h1><p>Generated {time.strftime('%Y-%m-%d %H:%M:%S')}; strategies: {', '.join(strategies)}.</p>
-{_verdict_html(reports_dir)}<h2>Steps</h2>
+</head><body><h1>Pipeline reports</h1>
+{_verdict_html(reports_dir)}{_galleries_html(reports_dir, strategies)}
+<p>Generated {time.strftime('%Y-%m-%d %H:%M:%S')}; strategies: {', '.join(strategies)}.</p><h2>Steps</h2>
 <table><tr><th>step</th><th>status</th><th>seconds</th><th>peak MB</th><th>headline</th><th>reports</th></tr>
 {''.join(rows)}</table></body></html>"""
     index = reports_dir / "index.html"
@@ -104,7 +126,8 @@ def write_index(reports_dir: Path, strategies: list[str], results: list[StepResu
 
 
 def _verdict_html(reports_dir: Path) -> str:
-    """06's verdict and chart, when 06 has run: what a reader opens the index for."""
+    """06's verdict in one sentence, its chart, then the full text, when 06 has run: what a reader
+    opens the index for."""
     metrics = reports_dir.parent / "metrics" / "06_compare.json"
     if not metrics.is_file():
         return ""
@@ -112,9 +135,17 @@ def _verdict_html(reports_dir: Path) -> str:
     chart = reports_dir / "comparison.png"
     image = (f'<p><img src="{chart.name}" alt="test metric per run with 95% bootstrap intervals; the pick starred">'
              "</p>" if chart.is_file() else "")
-    return (f"<h2>Which strategy gives the best classifier</h2><p><b>{html.escape(verdict.get('text', ''))}</b> "
-            f"{html.escape(verification_text(verdict))} "
-            f'<a href="06_compare_nocode.html">Full comparison</a>.</p>{image}')
+    return (f'<h2>Which strategy gives the best classifier</h2><p class="verdict" style="font-size:1.25em">'
+            f"<b>{html.escape(verdict.get('sentence', verdict.get('text', '')))}</b></p>{image}"
+            f"<p>{html.escape(verdict.get('text', ''))} {html.escape(verification_text(verdict))} "
+            f'<a href="06_compare_nocode.html">Full comparison</a>.</p>')
+
+
+def _galleries_html(reports_dir: Path, strategies: list[str]) -> str:
+    """A link per strategy to the gallery 05 wrote of the images its curation changed."""
+    links = [f'<a href="gallery_{html.escape(s)}.html">{html.escape(s)}</a>' for s in strategies
+             if (reports_dir / f"gallery_{s}.html").is_file()]
+    return f"<p><b>What each strategy changed</b> (galleries): {' · '.join(links)}</p>" if links else ""
 
 
 def summary_table(results: list[StepResult]) -> str:
@@ -139,7 +170,8 @@ def comparison_text(metrics_dir: Path) -> str:
               if c in table.columns]
     shown = table[wanted].apply(lambda column: column if column.name == "status" else
                                 pd.to_numeric(column, errors="coerce"))  # JSON null -> NaN, not None
-    text = f"{shown.round(3).to_string()}\n\n{m['verdict']['text']}\n{verification_text(m['verdict'])}"
+    sentence = m["verdict"].get("sentence", "")
+    text = f"{shown.round(3).to_string()}\n\n{sentence}\n\n{m['verdict']['text']}\n{verification_text(m['verdict'])}"
     if m.get("flip_finding"):
         flips = pd.DataFrame(m["flip_finding"]).set_index(["baseline", "method"])
         text += f"\n\nFinding the flipped labels (certain, non-test images):\n{flips.round(3).to_string()}"
