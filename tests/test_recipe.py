@@ -15,6 +15,7 @@ from helpers.model.augment import augment_batch, symmetries, symmetry
 from helpers.model.bundle import load_bundle, predict_with_bundle
 from helpers.model.inference import (
     best_temperature,
+    model_views,
     predict_features,
     predict_probabilities,
     predict_probabilities_and_features,
@@ -226,3 +227,19 @@ def test_fold_ensemble_without_out_of_fold_is_refused_before_training(tmp_path, 
     with pytest.raises(ParameterError, match="fold_ensemble.*out_of_fold"):
         check_parameters("03_baselines_SA_SB", values)
     assert not (tmp_path / "runs").exists()
+
+
+def test_tta_views_predicts_from_the_first_quarter_turns_and_the_bundle_keeps_it(tmp_path, scheme):
+    pair = _spot_set(tmp_path)
+    cfg = train_config(**{**FAST, "epochs": 1, "tta": True, "tta_views": 4})
+    run = train_and_save(pair, scheme, TrainRequest(cfg, tmp_path / "p.csv", tmp_path / "model_perf.zip"))
+    bundle = load_bundle(tmp_path / "model_perf.zip")
+    images = np.load(pair.images)
+    assert bundle.spec.tta_views == 4 and model_views(bundle.model, images) == [0, 1, 2, 3]
+    model = bundle.model.eval()
+    with torch.inference_mode():
+        x = torch.from_numpy(images.astype(np.float32) / 255)
+        turns = torch.stack([torch.softmax(model(symmetry(x, code)), 1) for code in range(4)]).mean(0)
+    np.testing.assert_allclose(run.predictions["parasite output"], turns[:, 1].numpy(), atol=1e-5)
+    with pytest.raises(ParameterError, match="tta_views"):
+        train_config(tta_views=9)

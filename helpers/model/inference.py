@@ -108,9 +108,12 @@ def view_logits(model: ResNet, images: Images, rows: np.ndarray | None, device: 
 
 
 def model_views(model: ResNet, images: Images) -> list[int]:
-    """The symmetries a model predicts from: every one that keeps the images' shape with test-time
-    augmentation, else the image itself."""
-    return symmetries(*images.shape[2:]) if model.spec.tta else [0]
+    """The symmetries a model predicts from: with test-time augmentation every one that keeps the
+    images' shape (or the first `tta_views` of them), else the image itself."""
+    if not model.spec.tta:
+        return [0]
+    views = symmetries(*images.shape[2:])
+    return views[:model.spec.tta_views] if model.spec.tta_views else views
 
 
 def probabilities_of(logits: torch.Tensor, temperature: float = 1.0) -> np.ndarray:

@@ -88,6 +88,7 @@ class ModelSpec:
     width: int = 64
     image_size: list[int] = field(default_factory=list)
     tta: bool = False  # predict as the mean output over the image's symmetries
+    tta_views: int = 0  # with tta: the first this many symmetries (the quarter turns first); 0 = every one
     temperature: float = 1.0  # logits are divided by it before the softmax (fitted on validation rows)
 
     def __post_init__(self) -> None:
@@ -107,7 +108,7 @@ class ModelSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelSpec":
-        optional = {k: data[k] for k in ("tta", "temperature") if k in data}  # bundles before these fields lack them
+        optional = {k: data[k] for k in ("tta", "tta_views", "temperature") if k in data}  # older bundles lack them
         return cls(**{k: data[k] for k in ("arch", "in_channels", "class_names", "class_values", "width", "image_size")},
                    **optional)
 

@@ -2,7 +2,7 @@
 
 `TrainSettings` holds one row per training knob (default, meaning, check). The parameter table
 (helpers.run.parameters) takes these rows as they are, so a new knob is one row here plus the line
-in the training loop that uses it: the notebooks' parameters cells, `default.yaml` and the README
+in the training loop that uses it: the notebooks' parameters cells, `default.yaml` and docs/parameters.md
 table are generated from the table, and `Config.train_config()` passes every row on.
 """
 from __future__ import annotations
@@ -69,6 +69,8 @@ class TrainSettings:
     augment: str = param("none", "none, flips_rot90 (the 8 symmetries of the square, for crops with no up or down) "
                          "or flips_rot90_shift (also shifts of up to 2 pixels)", choice(*AUGMENTS))
     tta: bool = param(False, "test-time augmentation: predict the mean output over the image's symmetries", boolean)
+    tta_views: int = param(0, "with tta: how many of the image's symmetries to predict from, the quarter turns first "
+                           "(4: the four turns, half the cost of all 8); 0 = every one", integer(0, 8))
     calibrate: bool = param(False, "fit a softmax temperature on the validation rows, so outputs such as 0.9 mean "
                             "what they say", boolean)
     device: str = param("auto", "auto (CUDA when present), cpu or cuda[:N]", device_name)

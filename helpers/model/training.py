@@ -344,7 +344,7 @@ def setup_training(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig,
     soft = soft_targets(image_set, data)
     images, device = image_set.images, cfg.torch_device
     spec = ModelSpec(cfg.arch, int(images.shape[1]), data.class_names, data.class_values, cfg.width,
-                     list(images.shape[2:]), tta=cfg.tta)
+                     list(images.shape[2:]), tta=cfg.tta, tta_views=cfg.tta_views)
     model = build_model(spec)
     if cfg.normalize:
         model.set_normalization(*map(torch.from_numpy, channel_stats(images, data.train_rows)))
