@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo demo-all test test-fast parameters clean-demo
+.PHONY: install demo demo-all test test-fast parameters docs clean-demo
 
 install: $(STAMP)
 
@@ -32,10 +32,15 @@ test: install
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
 
-# Rewrite the notebooks' parameters cells, parameters/default.yaml and the README's parameter table
+# Rewrite the notebooks' parameters cells, parameters/default.yaml and docs/parameters.md's table
 # from the parameter table in helpers/run/parameters.py.
 parameters: install
 	$(PY) -m helpers parameters
+
+# Regenerate docs/benchmarks.md and benchmarks/README.md from benchmarks/results/ and the scripts
+# (a test fails when they are stale).
+docs: install
+	$(PY) benchmarks/write_docs.py
 
 clean-demo:
 	rm -rf data/demo

@@ -5,7 +5,6 @@ import argparse
 import json
 import threading
 import time
-from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -62,17 +61,6 @@ def finished_settings(args: argparse.Namespace) -> list[str]:
     """The setting folders --settings names, or every one in --work whose pipeline reached 06."""
     return [s for s in args.settings.split(",") if s] or sorted(
         p.parent.parent.parent.name for p in args.work.glob("*/runs/metrics/06_compare.json"))
-
-
-def measure_new_settings(args: argparse.Namespace, out: Path, measure: Callable[[str], dict]) -> None:
-    """For every finished setting of --work (finished_settings) that `out` lacks for this work folder:
-    `{"setting", "work", **measure(setting)}`, printed and appended to `out` (a rerun resumes)."""
-    done = {(line["work"], line["setting"]) for line in read_lines(out)}
-    for name in finished_settings(args):
-        if (str(args.work), name) not in done:
-            row = {"setting": name, "work": str(args.work), **measure(name)}
-            print(json.dumps(row), flush=True)
-            append_line(out, row)
 
 
 def write_lines(path: Path, lines: list[dict]) -> None:

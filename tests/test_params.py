@@ -9,7 +9,7 @@ import yaml
 from helpers import ParameterError, check_parameters
 from helpers.core.paths import PROJECT_ROOT
 from helpers.run.cli import main
-from helpers.run.generated import README_END, README_START, sync_generated
+from helpers.run.generated import TABLE_END, TABLE_START, sync_generated
 from helpers.run.parameter_files import load_parameters
 from helpers.run.parameters import NOTEBOOK_PARAMETERS, PARAMETERS, notebook_defaults, train_config
 from helpers.run.runner import plan
@@ -40,11 +40,12 @@ def test_changing_one_default_changes_every_place_that_shows_it(tmp_path, monkey
     shutil.copytree(PROJECT_ROOT / "notebooks", root / "notebooks")
     (root / "parameters").mkdir()
     shutil.copy(PROJECT_ROOT / "parameters" / "default.yaml", root / "parameters" / "default.yaml")
-    shutil.copy(PROJECT_ROOT / "README.md", root / "README.md")
+    (root / "docs").mkdir()
+    shutil.copy(PROJECT_ROOT / "docs" / "parameters.md", root / "docs" / "parameters.md")
     monkeypatch.setitem(PARAMETERS, "epochs", dataclasses.replace(PARAMETERS["epochs"], default=41))
 
     notebooks = {root / "notebooks" / f"{nb}.ipynb" for nb in NOTEBOOK_PARAMETERS if "epochs" in NOTEBOOK_PARAMETERS[nb]}
-    assert set(sync_generated(root)) == notebooks | {root / "parameters" / "default.yaml", root / "README.md"}
+    assert set(sync_generated(root)) == notebooks | {root / "parameters" / "default.yaml", root / "docs" / "parameters.md"}
     assert notebook_defaults("03_baselines_SA_SB")["epochs"] == 41  # the runner's defaults follow at once
     assert train_config().epochs == 41
 
@@ -53,8 +54,8 @@ def test_changing_one_default_changes_every_place_that_shows_it(tmp_path, monkey
     for path in notebooks:
         assert parameters_cell_values(path)["epochs"] == 41
     assert yaml.safe_load((root / "parameters" / "default.yaml").read_text())["epochs"] == 41
-    readme = (root / "README.md").read_text()
-    table = readme[readme.index(README_START):readme.index(README_END)]
+    readme = (root / "docs" / "parameters.md").read_text()
+    table = readme[readme.index(TABLE_START):readme.index(TABLE_END)]
     assert "| `epochs` | `41` |" in table
 
 

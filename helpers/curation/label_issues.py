@@ -48,7 +48,7 @@ def label_issue_columns(predictions: pd.DataFrame, class_names: list[str], class
 
 FLAG_BY = ("cleanlab", "neighbours")  # which label-issue flags a strategy prunes or fixes
 # the final model's features neighbour flags compare: of the image as it is, or averaged over its
-# test-time views (benchmarks/neighbour_flags.py: higher average precision; through the pipeline not
+# test-time views (benchmarks/results/neighbour_flags.jsonl: higher average precision; through the pipeline not
 # better at systematic 20%, benchmarks/results/neighbours_tta.jsonl)
 NEIGHBOUR_FEATURES = ("image", "view_mean")
 ISSUE_COLUMNS = {"cleanlab": ("label_quality", "is_label_issue"),

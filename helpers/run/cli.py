@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--force", action="store_true", help="rerun every step, even unchanged ones")
 
     params = sub.add_parser("parameters", help="rewrite the notebooks' parameters cells, parameters/default.yaml "
-                                               "and the README's parameter table from the parameter table")
+                                               "and docs/parameters.md's table from the parameter table")
     params.add_argument("--check", action="store_true", help="only list the files that differ; exit 1 if any")
 
     args = parser.parse_args(argv)

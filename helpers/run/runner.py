@@ -261,7 +261,8 @@ def execute(step: Step, reports_dir: Path, threads: int = 0) -> StepResult:
     # The kernel's connection file (jupyter_client makes it with tempfile) and any other temp file of
     # papermill or the kernel land in the step's runtime folder, which a killed run leaves to the next.
     # A batch run has no one watching its progress bars (core.progress): not even a runner started from JupyterLab.
-    env = {**{k: v for k, v in os.environ.items() if k != JUPYTER_SESSION_ENV}, "JUPYTER_RUNTIME_DIR": str(runtime), "TMPDIR": str(runtime), OUTPUT_LOG_ENV: str(output_log)}
+    env = {**{k: v for k, v in os.environ.items() if k != JUPYTER_SESSION_ENV},
+           "JUPYTER_RUNTIME_DIR": str(runtime), "TMPDIR": str(runtime), OUTPUT_LOG_ENV: str(output_log)}
     if threads:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
     start = time.perf_counter()
@@ -381,7 +382,6 @@ def _run_plan(the_plan: Plan, jobs: int, force: bool, scheduler: str | None,
                                      if state.unchanged(s, the_plan.reports_dir, the_plan.metrics_dir)}
     threads = max(1, (os.cpu_count() or 1) // max(1, jobs)) if jobs > 1 else 0
     results: dict[str, StepResult] = {}
-
     as_before: set[str] = set()  # steps whose outputs are as the steps after them last saw them
 
     def finished(step: Step, result: StepResult) -> None:

@@ -1,0 +1,295 @@
+"""Write docs/benchmarks.md and benchmarks/README.md from benchmarks/results/*.jsonl and the scripts.
+
+    .venv/bin/python benchmarks/write_docs.py [--check]     (make docs)
+
+Every figure in docs/benchmarks.md comes from a results file, never by hand: the current measurements
+as tables (share of the SB-to-oracle gap closed per seed, recipe accuracy, the demo's time), each
+superseded investigation as one line with its results file. benchmarks/README.md lists every script
+of this folder with the question it answers (its docstring's first line), its command and the
+results files it names. With --check nothing is written: the files that would change are listed and
+the exit status is 1 if any (the tests run it).
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import re
+import sys
+from collections import defaultdict
+from pathlib import Path
+from statistics import mean
+
+BENCHMARKS = Path(__file__).resolve().parent
+ROOT = BENCHMARKS.parent
+RESULTS = BENCHMARKS / "results"
+DOC = ROOT / "docs" / "benchmarks.md"
+SCRIPTS_README = BENCHMARKS / "README.md"
+
+# The curation measurements that stand for today's recipe and flags (recommended.yaml), in reading
+# order, each with what it asks; every other curation file is a superseded investigation (SUPERSEDED).
+CURRENT_CURATION = {
+    "neighbours_tta.jsonl": "The recommended curation at 20% flips (neighbour vote, view-mean features, k = 120)",
+    "recommended_curation.jsonl": "The recommended curation at 10% flips",
+    "rounds_recommended.jsonl": "Two rounds of curation with the recommended flags (`rounds: 2`)",
+    "rounds_without_folds.jsonl": "Two rounds, the second without fold models (`round_folds: false`)",
+    "curation_digits.jsonl": "The digits (real images), uniform 20%: the recommended curation",
+    "curation_digits_min_steps.jsonl": "The digits with recommended.yaml's step floor (`min_steps: 250`)",
+    "curation_digits_fix_threshold.jsonl": "The digits: `s_fix` at a lower `fix_threshold`",
+}
+SUPERSEDED = {
+    "curation.jsonl": "the first curation benchmark, on the demo generator before it had slides (commit 1fdde1f)",
+    "verdict.jsonl": "curation with slide-grouped out-of-fold folds and cleanlab's flags (grouped folds flag "
+                     "less precisely: see fold_groups.jsonl)",
+    "verdict_nogroup.jsonl": "the same without any grouping (test rows share slides with training rows)",
+    "fold_groups.jsonl": "the test split grouped by slide, the folds not (`group_folds: false`), cleanlab's flags",
+    "consistency.jsonl": "consistency training (`s_fix_cons`) on cleanlab's flags, before neighbour flags",
+    "neighbours.jsonl": "neighbour flags on the image's own features, k = 60",
+    "rounds.jsonl": "two rounds on the image's own features, k = 60",
+    "rounds_without_folds_image.jsonl": "two rounds without fold models on the image's own features, k = 60",
+}
+DIAGNOSTICS = {
+    "curation_bounds.jsonl": "what a perfect flip detector could close: SB retrained with every planted flip pruned "
+                             "(`prune_oracle`) or fixed (`fix_oracle`)",
+    "prune_cuts.jsonl": "where the neighbour vote is cut, and the vote without its false alarms or with its misses "
+                        "(script removed in issue 34; in git history)",
+    "prune_cuts_strict.jsonl": "stricter cuts of the vote on one seed (same script)",
+    "neighbour_flags.jsonl": "average precision of the flag ranking per feature space and k (script removed in "
+                             "issue 34)",
+    "flag_errors.jsonl": "who the vote's false alarms are (script removed in issue 34)",
+}
+
+
+def read(name: str) -> list[dict]:
+    path = RESULTS / name
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
+def pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.0f}%".replace("-0%", "0%")
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return [f"| {' | '.join(header)} |", f"|{'---|' * len(header)}", *(f"| {' | '.join(r)} |" for r in rows), ""]
+
+
+# ---------------------------------------------------------------- curation (benchmarks/curation.py)
+
+def run_scores(record: dict) -> dict[str, dict]:
+    """Per run of one curation setting: its gap closed and whether its gain over SB is significant,
+    on the evaluation set where the record has one, else on the test rows against the truth."""
+    if record.get("eval"):
+        return {name: {"gap": r.get("eval gap closed"), "significant": (r.get("eval gain CI low") or 0) > 0,
+                       "accuracy": r.get("eval accuracy")} for name, r in record["eval"]["runs"].items()}
+    return {name: {"gap": r.get("gap closed"), "significant": (r.get("gain CI low") or 0) > 0,
+                   "accuracy": r.get("accuracy")} for name, r in record["runs"].items()}
+
+
+def setting_of(record: dict) -> str:
+    return f"{record.get('dataset', 'cells')}, {record['noise']} {100 * record['flip_frac']:.0f}%"
+
+
+def curation_table(records: list[dict]) -> list[str]:
+    """Rows: settings; columns: SB and the oracle's accuracy (mean), then each strategy's share of the
+    gap closed: the mean over seeds, then each seed's (* where its gain over SB is significant)."""
+    shared = set.intersection(*(set(r.get("params", [])) for r in records))
+    by_setting: dict[str, list[dict]] = defaultdict(list)
+    for record in records:  # a file measured with more than one set of -p: each its own row
+        extra = [p for p in record.get("params", []) if p not in shared]
+        by_setting[setting_of(record) + "".join(f", `{p}`" for p in extra)].append(record)
+    strategies = list(dict.fromkeys(s for r in records for s in run_scores(r) if s not in ("s_b", "s_oracle")))
+    rows = []
+    for setting, group in by_setting.items():
+        scores = [run_scores(r) for r in sorted(group, key=lambda r: r["seed"])]
+        row = [setting, str(len(scores)),
+               *(f"{mean(s[name]['accuracy'] for s in scores):.4f}" for name in ("s_b", "s_oracle"))]
+        for name in strategies:
+            gaps = [s[name] for s in scores if name in s and s[name]["gap"] is not None]
+            row.append(f"**{pct(mean(g['gap'] for g in gaps))}** ("
+                       + " / ".join(f"{pct(g['gap'])}{'*' if g['significant'] else ''}" for g in gaps) + ")"
+                       if gaps else "")
+        rows.append(row)
+    return table(["setting", "seeds", "SB", "oracle", *(f"`{s}`" for s in strategies)], rows)
+
+
+def best_line(records: list[dict]) -> str:
+    """The strategy with the largest mean gap closed over every setting and seed of a file."""
+    gaps: dict[str, list[float]] = defaultdict(list)
+    for record in records:
+        for name, score in run_scores(record).items():
+            if name not in ("s_b", "s_oracle") and score["gap"] is not None:
+                gaps[name].append(score["gap"])
+    if not gaps:
+        return "no strategy measured"
+    best = max(gaps, key=lambda n: mean(gaps[n]))
+    settings = sorted({setting_of(r) for r in records})
+    return f"best `{best}` {pct(mean(gaps[best]))} of the gap on average ({'; '.join(settings)}; {len(records)} runs)"
+
+
+def regret_table(names: list[str]) -> list[str]:
+    """The verdict's pick against the best run by truth, per budget of simulated review (accuracy as the
+    primary metric): mean regret in points and how often the pick was the best run."""
+    per_budget: dict[float, list[dict]] = defaultdict(list)
+    for name in names:
+        for record in read(name):
+            for v in record.get("verdicts", []):
+                if v["primary"] == "accuracy":
+                    per_budget[v["budget"]].append(v)
+    rows = [[f"{100 * budget:.0f}%", str(len(vs)), f"{100 * mean(v['regret'] for v in vs):.2f}",
+             f"{sum(v['regret'] <= 1e-9 for v in vs)} of {len(vs)}"] for budget, vs in sorted(per_budget.items())]
+    return table(["test rows reviewed", "settings", "mean regret (points)", "pick was the best run"], rows)
+
+
+# ---------------------------------------------------------------- diagnostics
+
+def eval_runs_table(records: list[dict]) -> list[str]:
+    """Per setting: each retrained run's share of the gap closed on the evaluation set."""
+    names = list(dict.fromkeys(n for r in records for n in r["eval"] if n not in ("s_b", "s_oracle")))
+    rows = [[r["setting"], *(pct(r["eval"].get(n, {}).get("eval gap closed")) for n in names)] for r in records]
+    return table(["setting", *(f"`{n}`" for n in names)], rows)
+
+
+def diagnostic_figures(name: str, records: list[dict]) -> str:
+    if name == "neighbour_flags.jsonl":
+        flags = list(records[0]["flags"])
+        best = max(flags, key=lambda f: mean(r["flags"][f]["average precision"] for r in records))
+        return (f"best ranking {best} (average precision {mean(r['flags'][best]['average precision'] for r in records):.3f}"
+                f" over {len(records)} settings; cleanlab {mean(r['flags']['cleanlab']['average precision'] for r in records):.3f})")
+    if name == "flag_errors.jsonl":
+        alarms = [r["false alarms"] for r in records]
+        return (f"false alarms per setting {' / '.join(str(a['rows']) for a in alarms)}, of them labelled parasite "
+                f"{' / '.join(str(a['labelled parasite']) for a in alarms)}, mean hardness "
+                f"{mean(a['mean hardness'] for a in alarms):.2f} (clean rows "
+                f"{mean(r['clean rows']['mean hardness'] for r in records):.2f}); the oracle gets "
+                f"{' / '.join(str(a['oracle wrong']) for a in alarms)} of them wrong too")
+    runs = [n for n in records[0]["eval"] if n not in ("s_b", "s_oracle")]
+    return "; ".join(f"`{n}` {' / '.join(pct(r['eval'][n]['eval gap closed']) for r in records)} of the gap"
+                     for n in runs)
+
+
+# ---------------------------------------------------------------- recipe, speed
+
+def recipe_table(records: list[dict]) -> list[str]:
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in records:
+        data = r.get("data") or {"dataset": "cells (demo)"}
+        where = f"{data['dataset']}" + (f", {data.get('noise')} {100 * data['flip_frac']:.0f}%" if "flip_frac" in data else "")
+        groups[(where, r["recipe"], r["labels"])].append(r)
+    rows = [[where, f"`{recipe}`", labels, str(len(rs)), f"{mean(r['accuracy'] for r in rs):.4f}",
+             f"{mean(r['ece'] for r in rs):.3f}", f"{mean(r['train_seconds'] for r in rs):.1f}"]
+            for (where, recipe, labels), rs in sorted(groups.items())]
+    return table(["data", "recipe", "labels", "seeds", "test accuracy vs truth", "ECE", "train s"], rows)
+
+
+def demo_table(records: list[dict]) -> list[str]:
+    rows = [[r["label"], str(r["seed"]), f"{r['seconds'] / 60:.1f} min", f"{100 * r['oracle_lead']:+.1f}",
+             f"`{r['pick']}` {r['pick_truth']:.4f}", f"`{r['best_run']}` {r['best_truth']:.4f}",
+             f"{100 * r['pick_regret']:.2f}", "yes" if r["shows_what_it_is_for"] else "no"] for r in records]
+    return table(["profile", "seed", "wall time", "oracle over SB (points)", "verdict's pick vs truth",
+                  "best run vs truth", "pick's regret (points)", "shows what it is for"], rows)
+
+
+def scale_lines(records: list[dict]) -> list[str]:
+    return [f"- {r['n']:,} crops on {r['device']} (`{r['strategy']}`, {r['folds']} folds): the pipeline in "
+            f"{r['pipeline_seconds'] / 60:.1f} min, 03 in {next(s['seconds'] for s in r['steps'] if s['step'].startswith('03')):.0f} s "
+            f"(`scale.jsonl`, {r.get('measured', '')})" for r in records]
+
+
+# ---------------------------------------------------------------- the pages
+
+def benchmarks_page() -> str:
+    lines = ["# Benchmarks", "",
+             "Generated by `make docs` (`benchmarks/write_docs.py`) from `benchmarks/results/*.jsonl`; a test fails "
+             "when this page is stale. Each results file was written by the script `benchmarks/README.md` names. "
+             "\"Share of the gap\" is a run's accuracy against the truth minus SB's, over the clean-label oracle's "
+             "minus SB's (both trained with the same recipe), on the evaluation set of 10,000 new crops where the "
+             "setting has one, else on the test rows; per seed in brackets, `*` where the paired 95% interval of "
+             "the gain over SB excludes zero.", ""]
+    lines += ["## The demo: time and what it shows", "",
+              "`benchmarks/demo_time.py`: `make demo`'s pipeline on the demo data of three seeds, timed whole on 2 "
+              "cores (data generation excluded), and whether it still shows what it is for: the seed's six "
+              "strategies run, the oracle at least 1 point above SB against the truth, and the verdict after the "
+              "simulated review within 0.5 points of the best run by truth (`demo_time.jsonl`).", "",
+              *demo_table(read("demo_time.jsonl"))]
+    lines += ["## Curation: share of the SB-to-oracle gap closed", ""]
+    for name, question in CURRENT_CURATION.items():
+        records = read(name)
+        if records:
+            params = " ".join(f"`-p {p}`" for p in records[0].get("params", [])
+                              if all(p in r.get("params", []) for r in records))
+            lines += [f"### {question}", "", f"`{name}`; `benchmarks/curation.py` with {params}.", "",
+                      *curation_table(records)]
+    lines += ["### The verdict's regret", "",
+              "Over the current curation files: the pick of the verdict (accuracy, step-down corrected tests "
+              "against SB) against the best run by truth, per share of the test rows a simulated reviewer "
+              "verified first.", "", *regret_table(list(CURRENT_CURATION))]
+    lines += ["### Superseded curation investigations", ""]
+    lines += [f"- `{name}`: {what}; {best_line(read(name))}." for name, what in SUPERSEDED.items() if read(name)]
+    lines += ["", "## Bounds and diagnostics of the neighbour vote", ""]
+    bounds = read("curation_bounds.jsonl")
+    if bounds:
+        lines += ["`curation_bounds.jsonl` (`benchmarks/curation_bounds.py`): a perfect flip detector, then prune "
+                  "or fix; evaluation set.", "", *eval_runs_table(bounds)]
+    lines += [f"- `{name}`: {what}; {diagnostic_figures(name, read(name))}." for name, what in DIAGNOSTICS.items()
+              if name != "curation_bounds.jsonl" and read(name)]
+    lines += ["", "## Training recipe", "",
+              "`benchmarks/recipe.py`: SB on the noisy labels and the oracle on the true ones, test rows against the "
+              "truth, means over seeds (`recipe.jsonl`: the demo cells; `recipe_digits.jsonl`; `recipe_gpu.jsonl`: "
+              "recommended-gpu.yaml on a GPU).", ""]
+    for name in ("recipe.jsonl", "recipe_digits.jsonl", "recipe_gpu.jsonl"):
+        if read(name):
+            lines += [f"### `{name}`", "", *recipe_table(read(name))]
+    lines += ["## Scale", "", *scale_lines(read("scale.jsonl")), ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def script_entry(path: Path) -> list[str]:
+    doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+    paragraphs = doc.split("\n\n")
+    question = " ".join(paragraphs[0].split())
+    command = next((p.strip() for p in paragraphs[1:] if "benchmarks/" in p and p.startswith("    ")), "")
+    results = sorted(set(re.findall(r"benchmarks/results/([\w.]+\.(?:jsonl|png))", path.read_text())))
+    out = [f"## `{path.name}`", "", question, ""]
+    if command:
+        out += ["```", *(line[4:] if line.startswith("    ") else line for line in command.splitlines()), "```", ""]
+    out += [f"Results: {', '.join(f'`results/{r}`' for r in results) if results else 'printed, none kept'}.", ""]
+    return out
+
+
+def scripts_page() -> str:
+    lines = ["# Benchmark scripts", "",
+             "Generated by `make docs` from each script's docstring: the question it answers, its command and the "
+             "results files it writes (in `results/`). Figures reach `docs/benchmarks.md` by the same command. "
+             "`_measure.py` holds what the scripts share.", ""]
+    for path in sorted(BENCHMARKS.glob("*.py")):
+        if not path.name.startswith("_"):
+            lines += script_entry(path)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def pages() -> dict[Path, str]:
+    return {DOC: benchmarks_page(), SCRIPTS_README: scripts_page()}
+
+
+def stale(write: bool = False) -> list[Path]:
+    """The generated pages that differ from what the results and scripts give (rewritten when `write`)."""
+    drifted = [path for path, text in pages().items() if not path.is_file() or path.read_text() != text]
+    if write:
+        for path in drifted:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(pages()[path])
+    return drifted
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 when a page is stale")
+    args = parser.parse_args()
+    drifted = stale(write=not args.check)
+    for path in drifted:
+        print(f"{'stale' if args.check else 'written'}: {path.relative_to(ROOT)}")
+    return 1 if args.check and drifted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
