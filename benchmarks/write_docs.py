@@ -182,7 +182,7 @@ def recipe_table(records: list[dict]) -> list[str]:
 
 
 def demo_table(records: list[dict]) -> list[str]:
-    rows = [[r["label"], str(r["seed"]), f"{r['seconds'] / 60:.1f} min", f"{100 * r['oracle_lead']:+.1f}",
+    rows = [[r["label"], str(r["seed"]), f"{int(r['seconds'] // 60)} min {r['seconds'] % 60:.0f} s", f"{100 * r['oracle_lead']:+.1f}",
              f"`{r['pick']}` {r['pick_truth']:.4f}", f"`{r['best_run']}` {r['best_truth']:.4f}",
              f"{100 * r['pick_regret']:.2f}", "yes" if r["shows_what_it_is_for"] else "no"] for r in records]
     return table(["profile", "seed", "wall time", "oracle over SB (points)", "verdict's pick vs truth",

@@ -220,10 +220,12 @@ def test_extends_a_missing_file_or_in_a_circle_is_refused_by_name(tmp_path):
         load_parameters(_yaml(tmp_path, "extends: {a: 1}\n", "d.yaml"))
 
 
-def test_the_demo_profile_is_the_recommended_recipe_on_the_demo_data():
+def test_the_demo_profile_is_the_recommended_recipe_trained_less_on_the_demo_data():
     recommended = load_parameters(PROJECT_ROOT / "parameters" / "recommended.yaml")
     demo = load_parameters(PROJECT_ROOT / "parameters" / "demo.yaml")
-    assert {k: demo[k] for k in recommended} == recommended
+    # issue 34's product decision: the demo may train fewer epochs (benchmarks/demo_time.py measured it)
+    assert {k for k in recommended if demo[k] != recommended[k]} == {"epochs", "min_steps"}
+    assert demo["epochs"] < recommended["epochs"] and demo["min_steps"] < recommended["min_steps"]
     steps = {s.name: s.parameters for s in plan(demo).steps}
     assert steps["03_baselines_SA_SB"]["augment"] == "flips_rot90" and steps["03_baselines_SA_SB"]["tta"] is True
     # the product decision: the seed's six strategies and at most three others
