@@ -58,8 +58,8 @@ def _pair(x: int, unsure_role: str, wrong: tuple[str, ...], what: str) -> list[S
 
 
 def _curating(prune: str, fix: str, method: str, unsures: str) -> list[Strategy]:
-    return [Strategy(prune, "s_b", "unlabeled", (), f"{unsures}; certain images SB's out-of-fold cleanlab "
-                     "flags as label issues pruned from training", method, "prune"),
+    return [Strategy(prune, "s_b", "unlabeled", (), f"{unsures}; certain images SB's out-of-fold evidence "
+                     "flags as label issues (flag_by: cleanlab or the neighbour vote) pruned from training", method, "prune"),
             Strategy(fix, "s_b", "unlabeled", (), f"{unsures}; flagged wrong labels fixed to SB's out-of-fold "
                      "class where confident (fix_threshold), pruned otherwise", method, "fix")]
 

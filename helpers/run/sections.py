@@ -82,7 +82,8 @@ def curation_gallery(strategy: Strategy, cfg: Config, curated: Outcome, relabele
         text = f"{len(frame)} images {kind}; the {len(shown)} surest first" + _right_share(frame)
         sections.append((kind.capitalize(), text, plots.labelled_grid(
             array[shown.index.to_numpy()], [change_caption(row) for _, row in shown.iterrows()], n_cols=8)))
-    intro = (f"{strategy.name}: {strategy.description}. Each image shows its given label -> the new one and how "
+    flags = f" Flags: {cfg.flag_by}." if strategy.wrong_labels != "keep" else ""
+    intro = (f"{strategy.name}: {strategy.description}.{flags} Each image shows its given label -> the new one and how "
              "sure the change was" + (", then its true class and whether the change was right." if truth is not None
                                       else "."))
     path = write_gallery(layout.gallery(strategy.name), f"What {strategy.name} changed", intro, sections)

@@ -215,7 +215,7 @@ def differentiator_metrics(strategy: Strategy, cfg: Config, diff_set: Outcome, o
 # ---------------------------------------------------------------- 05: wrong labels, relabel, final set, final classifier
 
 def curate_wrong_labels(strategy: Strategy, cfg: Config) -> Outcome:
-    """Prune or fix the certain images the baseline's out-of-fold cleanlab flags (the strategy's
+    """Prune or fix the certain images the baseline's out-of-fold evidence flags (`flag_by`; the strategy's
     `wrong_labels`) into `s_XY/<certain>_curated.csv`. With `rounds` > 1: out-of-fold on the curated
     labels -> flag -> fix again, stopping early when the issue list stops shrinking. Keep: nothing to do."""
     layout, name, policy = cfg.layout, strategy.name, strategy.wrong_labels
