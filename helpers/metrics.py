@@ -200,6 +200,14 @@ def false_positives_per_ul(slides: np.ndarray, is_positive: np.ndarray, predicte
     return negative
 
 
+def false_positives_summary(per_slide: pd.DataFrame) -> dict[str, float]:
+    """Of a false_positives_per_ul table: how many negative slides, and their mean and largest false
+    positives per µl."""
+    values = per_slide[FP_PER_UL]
+    return {"negative slides": len(values), f"{FP_PER_UL} (slide mean)": values.mean(),
+            f"{FP_PER_UL} (slide max)": values.max()}
+
+
 def recall_at_fpr(is_positive: np.ndarray, scores: np.ndarray, max_fpr: float) -> dict[str, float]:
     """The highest recall whose false-positive rate is at most `max_fpr` (a screening operating point),
     with its threshold and actual rate; NaN without both classes."""

@@ -26,6 +26,7 @@ from ..metrics import (
     FP_PER_UL,
     binary_calibration_error,
     false_positives_per_ul,
+    false_positives_summary,
     operating_thresholds,
     recall_at_fpr,
 )
@@ -281,9 +282,7 @@ def annotation_scores(name: str, scored: TestScores, scheme: LabelScheme, *, max
     screening = recall_at_fpr(is_pos, score, max_fpr)
     row[f"{scheme.positive} recall at FPR <= {max_fpr:g}"] = screening["recall"]
     if scored.red_cells is not None:
-        slides = slide_false_positives(name, scored, max_fpr=max_fpr, rbc_per_ul=rbc_per_ul)[FP_PER_UL]
-        row.update({"negative slides": len(slides), f"{FP_PER_UL} (slide mean)": slides.mean(),
-                    f"{FP_PER_UL} (slide max)": slides.max()})
+        row.update(false_positives_summary(slide_false_positives(name, scored, max_fpr=max_fpr, rbc_per_ul=rbc_per_ul)))
     return row
 
 

@@ -15,15 +15,12 @@ from ..core.labels import POSITIVE_VALUE, LabelScheme, round_annotations
 from ..data.truth import truth_lookup
 from .wrong_labels import FIXED, PRUNED
 
-CHANGES = (PRUNED, FIXED, "relabeled")
-GALLERY_COLUMNS = ["image_id", "given", "new", "confidence", "truth", "right"]
-
 
 def curation_changes(curated: pd.DataFrame | None, relabeled: pd.DataFrame | None, scheme: LabelScheme,
                      truth: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
-    """Per kind of change (pruned, fixed, relabeled): one row per changed image (`GALLERY_COLUMNS`; its
-    position in `curated` or `relabeled` as the index), the surest first. A kind the strategy does not
-    make is absent. `truth` and `right` are empty without the truth."""
+    """Per kind of change (pruned, fixed, relabeled): one row per changed image (image_id, given, new,
+    confidence, truth, right; its position in `curated` or `relabeled` as the index), the surest first.
+    A kind the strategy does not make is absent; `truth` and `right` are empty without the truth."""
     changes = {}
     if curated is not None and LABEL_ACTION in curated.columns:
         for kind in (PRUNED, FIXED):

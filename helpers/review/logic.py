@@ -24,7 +24,14 @@ from ..data.overrides import OverrideStore
 from ..data.red_cells import RedCellCounts
 from ..data.sets import open_images, read_annotations
 from ..data.verified import VerifiedStore
-from ..metrics import FP_PER_UL, certain_scores, entropy, false_positives_per_ul, split_rows, threshold_summary
+from ..metrics import (
+    certain_scores,
+    entropy,
+    false_positives_per_ul,
+    false_positives_summary,
+    split_rows,
+    threshold_summary,
+)
 
 SORTS = ("likely wrong", "score", "entropy", "label", "random")
 QUEUE_ORDER = "queue order"  # the rows as given: 06's test-review queue, the rows that decide the verdict first
@@ -227,6 +234,5 @@ def slide_fp_summary(preds: pd.DataFrame, scheme: LabelScheme, rows: np.ndarray,
     if red_cells.key not in preds.columns:
         raise InputError(red_cells.path, f"column {red_cells.key!r} is not a column of the reviewed predictions")
     slides = preds[red_cells.key].astype(str).to_numpy()[rows][certain]
-    per_slide = false_positives_per_ul(slides, is_pos, scores >= threshold, red_cells.in_test, rbc_per_ul)[FP_PER_UL]
-    return {"negative slides": len(per_slide), f"{FP_PER_UL} (slide mean)": per_slide.mean(),
-            f"{FP_PER_UL} (slide max)": per_slide.max()}
+    return false_positives_summary(false_positives_per_ul(slides, is_pos, scores >= threshold, red_cells.in_test,
+                                                          rbc_per_ul))
