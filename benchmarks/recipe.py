@@ -77,6 +77,9 @@ RECIPES.update({
     # the final model's outputs on the test rows, or the mean of 5 out-of-fold models'
     "recommended.yaml+fold_ensemble": {**RECOMMENDED_FILE, "wrong_from": "out_of_fold", "folds": 5,
                                        "fold_ensemble": True},
+    # MixUp (issue 35): a mild and a strong mix
+    "recommended.yaml+mixup0.4": {**RECOMMENDED_FILE, "mixup_alpha": 0.4},
+    "recommended.yaml+mixup1": {**RECOMMENDED_FILE, "mixup_alpha": 1.0},
 })
 # the GPU profile (bf16 on CUDA: the same math in fp32 on the CPU), and batches of 512 at several
 # learning rates without its rule for small sets (min_steps_per_epoch)

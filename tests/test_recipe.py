@@ -11,7 +11,7 @@ from helpers.curation.out_of_fold import FoldSettings
 from helpers.curation.training_run import TrainRequest, train_and_save
 from helpers.data.sets import open_image_set
 from helpers.metrics import expected_calibration_error
-from helpers.model.augment import augment_batch, symmetries, symmetry
+from helpers.model.augment import augment_batch, draw_mix, mix_inputs, symmetries, symmetry
 from helpers.model.bundle import load_bundle, predict_with_bundle
 from helpers.model.inference import (
     best_temperature,
@@ -21,7 +21,7 @@ from helpers.model.inference import (
     predict_probabilities_and_features,
 )
 from helpers.model.networks import ModelSpec, build_model
-from helpers.model.training import fit, for_training_rows, make_optimizer, make_scheduler
+from helpers.model.training import fit, for_training_rows, make_optimizer, make_scheduler, mixed_loss
 from helpers.run.config import check_parameters
 from helpers.run.parameters import notebook_defaults, train_config
 
@@ -243,3 +243,33 @@ def test_tta_views_predicts_from_the_first_quarter_turns_and_the_bundle_keeps_it
     np.testing.assert_allclose(run.predictions["parasite output"], turns[:, 1].numpy(), atol=1e-5)
     with pytest.raises(ParameterError, match="tta_views"):
         train_config(tta_views=9)
+
+
+def test_mixup_mixes_inputs_and_targets_in_the_drawn_proportion():
+    x = torch.arange(4 * 2 * 3 * 3, dtype=torch.float32).reshape(4, 2, 3, 3)
+    mix = draw_mix(4, 0.4, np.random.default_rng(0), torch.device("cpu"))
+    again = draw_mix(4, 0.4, np.random.default_rng(0), torch.device("cpu"))
+    assert 0 < mix.share < 1 and mix.share == again.share and torch.equal(mix.partner, again.partner)
+    assert sorted(mix.partner.tolist()) == [0, 1, 2, 3]
+    p = mix.partner
+    torch.testing.assert_close(mix_inputs(x, mix), mix.share * x + (1 - mix.share) * x[p])
+    logits, y = torch.randn(4, 2), torch.tensor([0, 1, 1, 0])
+    ce = torch.nn.CrossEntropyLoss()
+    expected = mix.share * ce(logits, y) + (1 - mix.share) * ce(logits, y[p])
+    torch.testing.assert_close(mixed_loss(logits, y, ce, None, None, mix), expected)
+    # per-row losses with sample weights: each side is the weighted mean under its own rows' weights
+    per_row, w = torch.nn.CrossEntropyLoss(reduction="none"), torch.tensor([1.0, 2.0, 0.5, 1.0])
+    own = (per_row(logits, y) * w).sum() / w.sum()
+    partners = (per_row(logits, y[p]) * w[p]).sum() / w[p].sum()
+    torch.testing.assert_close(mixed_loss(logits, y, per_row, None, w, mix), mix.share * own + (1 - mix.share) * partners)
+    assert mixed_loss(logits, y, ce, None, None, None) == ce(logits, y)  # no mix: the plain loss
+
+
+def test_a_fit_trains_with_mixup_and_a_bad_alpha_is_refused(tmp_path, scheme):
+    image_set = open_image_set(_spot_set(tmp_path), scheme)
+    plain = fit(image_set, scheme, train_config(**{**FAST, "epochs": 2}))
+    mixed = fit(image_set, scheme, train_config(**{**FAST, "epochs": 2, "mixup_alpha": 0.4}))
+    assert len(mixed.history) == 2 and np.isfinite(mixed.history["train_loss"]).all()
+    assert not np.allclose(mixed.history["train_loss"], plain.history["train_loss"])
+    with pytest.raises(ParameterError, match="mixup_alpha"):
+        train_config(mixup_alpha=-1)

@@ -1,8 +1,11 @@
 """Augmentation for crops with no up or down: the 8 symmetries of the square (4 rotations by 90
-degrees, each optionally mirrored), and small shifts. Done per batch on tensors, on the batch's
-device, so it costs little next to the forward pass."""
+degrees, each optionally mirrored), and small shifts; and MixUp. Done per batch on tensors, on the
+batch's device, so it costs little next to the forward pass."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -63,3 +66,20 @@ def strong_augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     offset = STRONG_OFFSET * (2 * torch.rand((n, c, 1, 1), generator=generator) - 1)
     noise = STRONG_NOISE * torch.randn(tuple(x.shape), generator=generator)
     return x * gain.to(x.device) + offset.to(x.device) + noise.to(x.device)
+
+
+@dataclass(frozen=True)
+class Mix:
+    """One batch's MixUp: each row became `share` of itself and 1 - share of row `partner` (Zhang et al. 2018)."""
+    share: float
+    partner: torch.Tensor  # a permutation of the batch's rows, on its device
+
+
+def draw_mix(n_rows: int, alpha: float, rng: np.random.Generator, device: torch.device) -> Mix:
+    """The proportion from Beta(alpha, alpha) and a random partner for each of `n_rows` rows."""
+    return Mix(float(rng.beta(alpha, alpha)), torch.from_numpy(rng.permutation(n_rows)).to(device))
+
+
+def mix_inputs(x: torch.Tensor, mix: Mix) -> torch.Tensor:
+    """The batch mixed with its partners' rows in the drawn proportion."""
+    return mix.share * x + (1 - mix.share) * x[mix.partner]

@@ -68,6 +68,9 @@ class TrainSettings:
                           "down) or cosine (one epoch of warm-up, then down to 0)", choice(*SCHEDULES))
     augment: str = param("none", "none, flips_rot90 (the 8 symmetries of the square, for crops with no up or down) "
                          "or flips_rot90_shift (also shifts of up to 2 pixels)", choice(*AUGMENTS))
+    mixup_alpha: float = param(0.0, "MixUp: each training batch is mixed with a shuffled copy of itself, inputs and "
+                               "targets alike, in a proportion drawn from Beta(alpha, alpha); 0 = off",
+                               number(0.0, 10.0))
     tta: bool = param(False, "test-time augmentation: predict the mean output over the image's symmetries", boolean)
     tta_views: int = param(0, "with tta: how many of the image's symmetries to predict from, the quarter turns first "
                            "(4: the four turns, half the cost of all 8); 0 = every one", integer(0, 8))

@@ -28,7 +28,7 @@ from ..core.errors import InputError, NotTrainable, ParameterError
 from ..core.labels import NEGATIVE_VALUE, POSITIVE_VALUE, LabelScheme, round_annotations
 from ..core.progress import progress_bar
 from ..data.sets import ImageSet
-from .augment import augment_batch, strong_augment
+from .augment import Mix, augment_batch, draw_mix, mix_inputs, strong_augment
 from .batches import Images, image_batch
 from .checkpoints import load_checkpoint, save_checkpoint, training_fingerprint
 from .inference import best_temperature, inference_copy, predict_logits, view_logits
@@ -194,14 +194,12 @@ def train_one_epoch(model: nn.Module, images: Images, rows: np.ndarray, targets:
         idx = np.sort(order[b:e])  # sorted reads are faster on a memmap; order within a batch is irrelevant
         x = augment_batch(image_batch(images, idx, device, fmt), cfg.augment, augmentation)
         y = torch.from_numpy(targets[idx]).to(device)
+        soft_b, w_b = (None if a is None else torch.from_numpy(a[idx]).to(device) for a in (soft, weights))
+        mix = (draw_mix(len(idx), cfg.mixup_alpha, np.random.default_rng([cfg.seed, epoch, 2, k]), device)
+               if cfg.mixup_alpha else None)  # resumable too: depends on (seed, epoch, batch) only
         with autocast(cfg):
-            logits = model(x).float()
-            loss = criterion(logits, y)
-            if soft is not None:
-                loss = with_soft_targets(loss, logits, torch.from_numpy(soft[idx]).to(device))
-            if weights is not None or soft is not None:
-                w = torch.from_numpy(weights[idx]).to(device) if weights is not None else torch.ones_like(loss)
-                loss = (loss * w).sum() / w.sum().clamp_min(1e-8)
+            logits = model(x if mix is None else mix_inputs(x, mix)).float()
+            loss = mixed_loss(logits, y, criterion, soft_b, w_b, mix)
             if unlabeled_batches and len(unlabeled_batches[k]):
                 x_u = image_batch(images, unlabeled_batches[k], device, fmt)
                 loss_u, confident = consistency_loss(model, x_u, cfg, augmentation)
@@ -217,6 +215,32 @@ def train_one_epoch(model: nn.Module, images: Images, rows: np.ndarray, targets:
     if unlabeled_batches:
         out["pseudo_labelled"] = pseudo_labelled / max(len(unlabeled), 1)  # share of the unlabeled rows this epoch
     return out
+
+
+def batch_loss(logits: torch.Tensor, y: torch.Tensor, criterion: nn.Module, soft: torch.Tensor | None,
+               weights: torch.Tensor | None) -> torch.Tensor:
+    """A batch's loss on its labels: with `weights` or `soft` (rows with a target distribution take the
+    cross-entropy with it) the weighted mean of the criterion's per-row losses; else the criterion's own."""
+    loss = criterion(logits, y)
+    if soft is not None:
+        loss = with_soft_targets(loss, logits, soft)
+    if weights is not None or soft is not None:
+        w = weights if weights is not None else torch.ones_like(loss)
+        loss = (loss * w).sum() / w.sum().clamp_min(1e-8)
+    return loss
+
+
+def mixed_loss(logits: torch.Tensor, y: torch.Tensor, criterion: nn.Module, soft: torch.Tensor | None,
+               weights: torch.Tensor | None, mix: Mix | None) -> torch.Tensor:
+    """batch_loss; after MixUp, the mix of the loss against the rows' own labels and against their
+    partners' labels, in the drawn proportion."""
+    loss = batch_loss(logits, y, criterion, soft, weights)
+    if mix is None:
+        return loss
+    p = mix.partner
+    partners = batch_loss(logits, y[p], criterion, None if soft is None else soft[p],
+                          None if weights is None else weights[p])
+    return mix.share * loss + (1 - mix.share) * partners
 
 
 def autocast(cfg: TrainConfig) -> torch.autocast:
