@@ -235,8 +235,9 @@ def benchmarks_page() -> str:
     lines += ["", "## Training recipe", "",
               "`benchmarks/recipe.py`: SB on the noisy labels and the oracle on the true ones, test rows against the "
               "truth, means over seeds (`recipe.jsonl`: the demo cells; `recipe_digits.jsonl`; `recipe_gpu.jsonl`: "
-              "recommended-gpu.yaml on a GPU).", ""]
-    for name in ("recipe.jsonl", "recipe_digits.jsonl", "recipe_gpu.jsonl"):
+              "recommended-gpu.yaml on a GPU; `recipe_mixup.jsonl`: MixUp on both data sets, measured on one day "
+              "beside recommended.yaml).", ""]
+    for name in ("recipe.jsonl", "recipe_digits.jsonl", "recipe_gpu.jsonl", "recipe_mixup.jsonl"):
         if read(name):
             lines += [f"### `{name}`", "", *recipe_table(read(name))]
     lines += ["## Scale", "", *scale_lines(read("scale.jsonl")), ""]
