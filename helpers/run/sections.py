@@ -27,9 +27,10 @@ def wrong_labels(strategy: Strategy, curated: Outcome) -> None:
     """The flagged certain images pruned or fixed, per round; nothing for a strategy that keeps the labels."""
     if strategy.wrong_labels == "keep":
         return
-    display(Markdown("## Wrong labels\nThe certain images SB's out-of-fold evidence flags (`flag_by`) are "
-                     f"{'pruned from training' if strategy.wrong_labels == 'prune' else 'fixed to the suggested class where it is at least `fix_threshold` sure, pruned otherwise'}"
-                     ". Test rows are never touched. With `rounds` > 1 the curated labels go through the "
+    treated = ("pruned from training" if strategy.wrong_labels == "prune" else
+               "fixed to the suggested class where it is at least `fix_threshold` sure, pruned otherwise")
+    display(Markdown(f"## Wrong labels\nThe certain images SB's out-of-fold evidence flags (`flag_by`) are {treated}. "
+                     "Test rows are never touched. With `rounds` > 1 the curated labels go through the "
                      "flagging again, until the issue list stops shrinking."), round_counts(curated))
 
 
