@@ -61,7 +61,7 @@ from helpers.curation.eval_set import eval_decisions, eval_scores, read_eval_set
 from helpers.curation.label_issues import flip_finding  # noqa: E402
 from helpers.curation.oracle import ORACLE  # noqa: E402
 from helpers.data.demo import EVAL_DIR  # noqa: E402
-from helpers.data.layout import Layout  # noqa: E402
+from helpers.data.layout import Layout, step_name  # noqa: E402
 from helpers.data.sets import read_annotations  # noqa: E402
 from helpers.data.truth import read_truth  # noqa: E402
 
@@ -104,8 +104,27 @@ def measure(noise: str, frac: float, seed: int, args: argparse.Namespace) -> dic
             "folds": args.folds,
             "params": args.param, "verdicts": verdict_scores(data, args.strategies, args.budgets, seed),
             "seconds": round(time.perf_counter() - start, 1), "runs": runs, "cleanlab": cleanlab_scores(data),
+            "step_seconds": step_seconds(data, args.strategies),
             **({"eval": eval_line(data, args.strategies, seed)} if args.eval_size else {}),
             "review_x_random": {k: float(gain.loc["label quality (cleanlab)", f"x random at {k}"]) for k in ("5%", "10%")}}
+
+
+def step_seconds(data: Path, strategies: list[str]) -> dict[str, float]:
+    """Each strategy's 05 wall seconds as the runner recorded them (two steps at a time: --jobs 2)."""
+    state = json.loads((data / "runs" / "reports" / "runner_state.json").read_text())
+    return {s: state[step_name("05_relabel_and_classify", s)]["seconds"] for s in strategies
+            if step_name("05_relabel_and_classify", s) in state}
+
+
+def cost_summary(lines: list[dict]) -> pd.DataFrame:
+    """Per strategy: its 05's mean wall seconds and their mean ratio to s_fix's in the same setting."""
+    rows = [{"strategy": s, "seconds": sec, "x s_fix": sec / x["step_seconds"]["s_fix"]
+             if "s_fix" in x["step_seconds"] else np.nan}
+            for x in lines if "step_seconds" in x for s, sec in x["step_seconds"].items()]
+    if not rows:
+        return pd.DataFrame()
+    return pd.DataFrame(rows).groupby("strategy").agg(settings=("seconds", "count"), seconds_05=("seconds", "mean"),
+                                                      x_s_fix=("x s_fix", "mean")).round(2)
 
 
 def write_demo(data: Path, noise: str, frac: float, seed: int, eval_size: int, dataset: str = "cells") -> None:
@@ -371,7 +390,8 @@ def main() -> None:
              "The best strategy per setting (highest mean accuracy against the truth)": best,
              "The verdict's regret per share of the test rows reviewed (means over seeds)": verdict_summary(lines),
              "On the evaluation set (true labels, crops the pipeline never saw): accuracy, gap closed with a 95% "
-             "interval over seeds, seeds whose gain over SB is significant": eval_summary(lines)}
+             "interval over seeds, seeds whose gain over SB is significant": eval_summary(lines),
+             "What each strategy's 05 costs (wall seconds, two steps at a time) against s_fix's": cost_summary(lines)}
     for title, frame in views.items():
         print(f"### {title}\n\n{markdown(frame)}\n")
     plot(best, args.plot)

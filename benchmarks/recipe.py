@@ -80,6 +80,10 @@ RECIPES.update({
     # MixUp (issue 35): a mild and a strong mix
     "recommended.yaml+mixup0.4": {**RECOMMENDED_FILE, "mixup_alpha": 0.4},
     "recommended.yaml+mixup1": {**RECOMMENDED_FILE, "mixup_alpha": 1.0},
+    # how long to train, from the set's size (issue 35): a larger step budget, and a fixed long schedule
+    "recommended.yaml+min_steps1000": {**RECOMMENDED_FILE, "min_steps": 1000},
+    "recommended.yaml+min_steps2000": {**RECOMMENDED_FILE, "min_steps": 2000},
+    "recommended.yaml_30ep": {**RECOMMENDED_FILE, "epochs": 30},
 })
 # the GPU profile (bf16 on CUDA: the same math in fp32 on the CPU), and batches of 512 at several
 # learning rates without its rule for small sets (min_steps_per_epoch)

@@ -8,7 +8,8 @@ propagation, two thresholds, soft targets (SB's probability as the label), or no
 And what happens to the certain images flagged as label issues (`wrong_labels`,
 curation.wrong_labels): keep (the origin's six and the proposals), prune, or fix. A strategy may
 also name what its final classifier does with the images left without a label (`unlabeled`):
-ignore them (predicted, never trained on), or train on them by consistency (FixMatch).
+ignore them (predicted, never trained on), train on them by consistency (FixMatch), or co-train two
+networks that also divide the labels for each other (DivideMix; helpers.model.cotrain).
 
 Roles, not class names, so any label scheme works: "positive" (parasite), "negative"
 (non-parasite), "unlabeled".
@@ -84,6 +85,10 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in [
     Strategy("s_fix_cons", "s_b", "unlabeled", (), "as s_fix, and the images it leaves unlabeled (unsures, pruned "
              "labels) train by consistency: a strongly augmented view learns the weak view's confident class "
              "(FixMatch)", "exclude", "fix", "consistency"),
+    Strategy("s_cotrain", "s_b", "unlabeled", (), "co-training (DivideMix): the flagged labels pruned and the unsures "
+             "left out become unlabeled images; two networks divide the labels for each other every epoch by a "
+             "mixture of their losses, learn the doubted and unlabeled images from their shared guess, and predict "
+             "together", "exclude", "prune", "cotrain"),
 ]}
 SEED_STRATEGIES = tuple(name for name, s in STRATEGIES.items() if s.trains_differentiator)
 # What a run compares unless told otherwise: the strategies that existed before soft targets and

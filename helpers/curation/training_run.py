@@ -22,7 +22,8 @@ from ..data.sets import ImageSet, Pair, open_image_set
 from ..metrics import score_predictions
 from ..model.bundle import write_bundle
 from ..model.checkpoints import checkpoint_path
-from ..model.inference import predict_probabilities, predict_probabilities_and_features, predictions_frame
+from ..model.cotrain import fit_cotrain
+from ..model.inference import ensemble_probabilities, predict_probabilities_and_features, predictions_frame
 from ..model.networks import ResNet
 from ..model.settings import TrainConfig
 from ..model.training import FitResult, explain_out_of_memory, fit
@@ -92,7 +93,8 @@ def train_and_save(input_pair: Pair, scheme: LabelScheme, request: TrainRequest)
     """
     cfg = request.train
     image_set = open_image_set(input_pair, scheme)  # raises before anything is written
-    result = fit(image_set, scheme, cfg, checkpoint_path(request.bundle_path))
+    fitter = fit_cotrain if cfg.unlabeled == "cotrain" else fit
+    result = fitter(image_set, scheme, cfg, checkpoint_path(request.bundle_path))
     images, features = cfg.device_images(image_set.images), None
     with explain_out_of_memory(cfg):
         if request.out_of_fold:  # neighbour flags compare images by their features: taken in the same pass
@@ -100,7 +102,8 @@ def train_and_save(input_pair: Pair, scheme: LabelScheme, request: TrainRequest)
                 result.model, images, cfg.torch_device, cfg.eval_batch_size,
                 view_mean=request.out_of_fold.features == "view_mean", amp=cfg.amp)
         else:
-            probs = predict_probabilities(result.model, images, cfg.torch_device, cfg.eval_batch_size, amp=cfg.amp)
+            probs = ensemble_probabilities(result.predictors, images, cfg.torch_device, cfg.eval_batch_size,
+                                           amp=cfg.amp)
     predictions = predictions_frame(image_set.ann, probs, result.spec.class_names, result.data.split)
     oof = (add_out_of_fold(predictions, image_set, scheme, request, result, probs=probs, features=features)
            if request.out_of_fold else None)
@@ -118,7 +121,7 @@ def train_and_save(input_pair: Pair, scheme: LabelScheme, request: TrainRequest)
         out.csv(predictions, request.predictions_path)
         write_bundle(out.path(request.bundle_path), result.model, result.spec, all_params, history=result.history,
                      metrics=metrics, figures=figures,
-                     fold_models=oof.models if oof and request.out_of_fold.ensemble else [])
+                     fold_models=oof.models if oof and request.out_of_fold.ensemble else result.ensemble)
     return TrainedRun(image_set, predictions, result, metrics, figures, request.predictions_path, request.bundle_path)
 
 

@@ -151,10 +151,13 @@ def predict_probabilities(model: ResNet, images: Images, device: torch.device | 
     return probabilities_of(logits, model.spec.temperature)
 
 
-def ensemble_probabilities(models: list[ResNet], images: np.ndarray, device: torch.device | str = "cpu",
-                           batch_size: int = EVAL_BATCH_SIZE, rows: np.ndarray | None = None) -> np.ndarray:
+def ensemble_probabilities(models: list[ResNet], images: Images, device: torch.device | str = "cpu",
+                           batch_size: int = EVAL_BATCH_SIZE, rows: np.ndarray | None = None, *,
+                           amp: bool = False) -> np.ndarray:
     """The mean of predict_probabilities over `models` (one model: its own outputs)."""
-    return np.mean([predict_probabilities(m, images, device, batch_size, rows) for m in models], axis=0)
+    if len(models) == 1:
+        return predict_probabilities(models[0], images, device, batch_size, rows, amp=amp)
+    return np.mean([predict_probabilities(m, images, device, batch_size, rows, amp=amp) for m in models], axis=0)
 
 
 def predict_features(model: ResNet, images: Images, device: torch.device | str = "cpu",

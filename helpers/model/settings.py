@@ -28,7 +28,7 @@ SELECT_BY = {"val_loss": ("val_loss", -1), "val_accuracy": ("val_accuracy_certai
              "val_roc_auc": ("val_roc_auc_certain", 1)}  # -> (history column, +1 higher is better / -1 lower)
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("constant", "onecycle", "cosine")
-UNLABELED_POLICIES = ("ignore", "consistency")  # what a fit does with the rows it does not train on
+UNLABELED_POLICIES = ("ignore", "consistency", "cotrain")  # what a fit does with the rows it has no label for
 
 
 def device_name(value: Any) -> str:
@@ -97,6 +97,18 @@ class TrainSettings:
     pseudo_threshold: float = param(0.95, "for those strategies: the confidence of an image's weakly augmented "
                                     "prediction from which it becomes the target of its strongly augmented view "
                                     "(FixMatch's tau)", number(0.5, 1))
+    cotrain_warmup: int = param(2, "for co-training strategies (s_cotrain): epochs both networks train on every label "
+                                "before they divide the data for each other", integer(1))
+    cotrain_threshold: float = param(0.5, "for co-training: the clean probability (from the other network's loss "
+                                     "mixture) from which a row keeps its label; below it, it joins the unlabeled "
+                                     "rows", number(0, 1, lo_open=True, hi_open=True))
+    cotrain_unlabeled_weight: float = param(1.0, "for co-training: the weight of the loss on the unlabeled rows "
+                                            "(their co-guessed targets) against that on the labelled rows "
+                                            "(DivideMix's lambda_u)", number(0, 100))
+    cotrain_sharpen: float = param(0.5, "for co-training: the temperature that sharpens the refined labels and the "
+                                   "co-guesses (1 = as predicted)", number(0, 1, lo_open=True))
+    cotrain_mixup: float = param(4.0, "for co-training: MixUp's Beta(alpha, alpha) across labelled and unlabeled rows "
+                                 "(each row keeps the larger share); 0 = off", number(0.0, 10.0))
 
 
 TRAIN_PARAMETERS: tuple[str, ...] = tuple(f.name for f in fields(TrainSettings))
@@ -112,11 +124,14 @@ class TrainConfig(TrainSettings):
     resume_from: Path | None = None  # a checkpoint.pt to continue from
     eval_batch_size: int = EVAL_BATCH_SIZE
     progress: bool = True
-    unlabeled: str = "ignore"  # or "consistency": the rows rounding below 0 train by FixMatch's consistency loss
+    unlabeled: str = "ignore"  # the rows rounding below 0: "consistency" (FixMatch) or "cotrain" (model.cotrain)
 
     def __post_init__(self) -> None:
         check_fields(self)
         check_value("unlabeled", choice(*UNLABELED_POLICIES), self.unlabeled)
+        if self.unlabeled == "cotrain" and self.cotrain_warmup >= self.epochs:
+            raise ParameterError("cotrain_warmup", f"is {self.cotrain_warmup}, but the fit has {self.epochs} epochs: "
+                                 "co-training needs epochs after the warm-up (lower cotrain_warmup or raise epochs)")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise ParameterError("device", "cuda requested but no CUDA device is available")
 

@@ -11,7 +11,7 @@ import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -290,22 +290,30 @@ def evaluate(model: nn.Module, images: Images, rows: np.ndarray, targets: np.nda
     rest) on the certain validation rows: scores that relabeled unsures cannot sway. With `soft`
     (see soft_targets) the loss of those rows is taken against their target distribution, as in training."""
     logits = predict_logits(inference_copy(model), images, rows, cfg.torch_device, cfg.eval_batch_size, amp=cfg.amp)[0]
-    y = torch.from_numpy(targets[rows])
+    return validation_scores(logits, targets[rows], criterion, certain=None if certain is None else certain[rows],
+                             positive=positive, soft=None if soft is None else soft[rows])
+
+
+def validation_scores(logits: torch.Tensor, targets: np.ndarray, criterion: nn.Module, *,
+                      certain: np.ndarray | None = None, positive: int | None = None,
+                      soft: np.ndarray | None = None) -> dict:
+    """evaluate's scores from the validation rows' logits (N, classes) and their `targets`, `certain`
+    mask and `soft` target distributions (each per validation row)."""
+    y = torch.from_numpy(targets)
     with torch.inference_mode():
-        if soft is not None and len(rows):
-            per_row = with_soft_targets(F.cross_entropy(logits, y, reduction="none"), logits, torch.from_numpy(soft[rows]))
+        if soft is not None and len(y):
+            per_row = with_soft_targets(F.cross_entropy(logits, y, reduction="none"), logits, torch.from_numpy(soft))
             loss = float(per_row.mean())
         else:
-            loss = float(criterion(logits, y)) if len(rows) else float("nan")
-    accuracy = float((logits.argmax(1) == y).float().mean()) if len(rows) else float("nan")
+            loss = float(criterion(logits, y)) if len(y) else float("nan")
+    accuracy = float((logits.argmax(1) == y).float().mean()) if len(y) else float("nan")
     scores = {"val_loss": loss, "val_accuracy": accuracy}
     if certain is not None:
-        keep = certain[rows]
-        hits = (logits.argmax(1) == y).numpy()[keep]
+        hits = (logits.argmax(1) == y).numpy()[certain]
         scores["val_accuracy_certain"] = float(hits.mean()) if len(hits) else float("nan")
-        is_pos = (y.numpy() == positive)[keep]
+        is_pos = (y.numpy() == positive)[certain]
         scores["val_roc_auc_certain"] = (
-            float(roc_auc_score(is_pos, torch.softmax(logits, 1)[:, positive].numpy()[keep]))
+            float(roc_auc_score(is_pos, torch.softmax(logits, 1)[:, positive].numpy()[certain]))
             if positive is not None and 0 < is_pos.sum() < len(is_pos) else float("nan"))
     return scores
 
@@ -323,6 +331,12 @@ class FitResult:
     resumed_from: Path | None = None  # the checkpoint training continued from, if any
     batch_size: int = 0  # the batch size and learning rate it trained with (see for_training_rows)
     lr: float = 0.0
+    ensemble: list[ResNet] = field(default_factory=list)  # when given, predictions are their mean (co-training's pair)
+
+    @property
+    def predictors(self) -> list[ResNet]:
+        """The models whose mean output is the fit's prediction."""
+        return self.ensemble or [self.model]
 
 
 @dataclass

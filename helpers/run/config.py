@@ -119,6 +119,8 @@ def check_parameters(notebook: str, values: Mapping[str, Any]) -> Config:
     cfg = Config(**checked, notebook=notebook)
     if any(k in known for k in TRAIN_PARAMETERS if k != "seed"):
         cfg.train_config()  # e.g. cuda asked for where there is none: fails here, before any work
+    if notebook == "05_relabel_and_classify":  # and what the strategy's final classifier needs of them
+        cfg.train_config(unlabeled=STRATEGIES[cfg.strategy].unlabeled)
     if "review_budget" in known and cfg.review_budget and not cfg.truth_path:
         raise ParameterError("review_budget", "needs truth_path: the simulated reviewer answers from the truth",
                              where=notebook)
