@@ -84,6 +84,9 @@ RECIPES.update({
     "recommended.yaml+min_steps1000": {**RECOMMENDED_FILE, "min_steps": 1000},
     "recommended.yaml+min_steps2000": {**RECOMMENDED_FILE, "min_steps": 2000},
     "recommended.yaml_30ep": {**RECOMMENDED_FILE, "epochs": 30},
+    # early-learning regularization (issue 35): a single network that resists memorising wrong labels
+    "recommended.yaml+elr1": {**RECOMMENDED_FILE, "elr_lambda": 1.0},
+    "recommended.yaml+elr3": {**RECOMMENDED_FILE, "elr_lambda": 3.0},
 })
 # the GPU profile (bf16 on CUDA: the same math in fp32 on the CPU), and batches of 512 at several
 # learning rates without its rule for small sets (min_steps_per_epoch)
@@ -101,6 +104,8 @@ DEMO_DATA = {"dataset": "cells", "flip_frac": DemoSpec.flip_frac, "noise": DemoS
 def data_folder(work: Path, data: dict, seed: int) -> Path:
     """Where a data setting's seed lives in --work (the demo's as before settings were recorded)."""
     prefix = "" if data == DEMO_DATA else f"{data['dataset']}_{data['noise']}_{data['flip_frac']:g}_"
+    if "n_patient" in data:
+        prefix += f"{data['n_patient']}+{data['n_neg']}_"
     return work / f"{prefix}seed_{seed}"
 
 
@@ -177,8 +182,8 @@ def main() -> int:
     parser.add_argument("--recipes", default=",".join(RECIPES), help=f"comma-separated, from {list(RECIPES)}")
     parser.add_argument("--work", type=Path, default=Path("/tmp/recipe_benchmark"))
     parser.add_argument("--out", type=Path, default=None, help="JSON lines (default: <work>/recipe.jsonl)")
-    parser.add_argument("--n-patient", type=int, default=4000)
-    parser.add_argument("--n-neg", type=int, default=2000)
+    parser.add_argument("--n-patient", type=int, default=DemoSpec.n_patient)
+    parser.add_argument("--n-neg", type=int, default=DemoSpec.n_neg)
     parser.add_argument("--dataset", choices=("cells", "digits"), default="cells",
                         help="cells: the generated demo; digits: scikit-learn's 1,797 real handwritten digits "
                              "(--n-patient and --n-neg do not apply; give it its own --work)")
@@ -198,6 +203,8 @@ def main() -> int:
     out = args.out or args.work / "recipe.jsonl"
     data = {"dataset": args.dataset, "flip_frac": DemoSpec.flip_frac if args.flip_frac is None else args.flip_frac,
             "noise": args.noise or DemoSpec.noise}
+    if args.dataset == "cells" and (args.n_patient, args.n_neg) != (DemoSpec.n_patient, DemoSpec.n_neg):
+        data.update(n_patient=args.n_patient, n_neg=args.n_neg)  # another size: a setting of its own
     # one file may hold several data settings; lines from before they were recorded are the demo's
     rows = [r for r in read_lines(out) if r.get("data", DEMO_DATA) == data]
     done = {(r["seed"], r["recipe"], r["labels"]) for r in rows}

@@ -18,7 +18,9 @@ import re
 import sys
 from collections import defaultdict
 from pathlib import Path
-from statistics import mean
+from statistics import mean, stdev
+
+from scipy import stats
 
 BENCHMARKS = Path(__file__).resolve().parent
 ROOT = BENCHMARKS.parent
@@ -36,7 +38,11 @@ CURRENT_CURATION = {
     "curation_digits.jsonl": "The digits (real images), uniform 20%: the recommended curation",
     "curation_digits_min_steps.jsonl": "The digits with recommended.yaml's step floor (`min_steps: 250`)",
     "curation_digits_fix_threshold.jsonl": "The digits: `s_fix` at a lower `fix_threshold`",
+    "cotrain.jsonl": "Co-training (`s_cotrain`) beside pruning and fixing, measured on one day",
+    "cotrain_digits.jsonl": "The digits, uniform 20%: co-training beside pruning and fixing",
 }
+# files whose section also gives each strategy's gap with its 95% interval over seeds and its 05's cost
+WITH_INTERVALS = ("cotrain.jsonl", "cotrain_digits.jsonl")
 SUPERSEDED = {
     "curation.jsonl": "the first curation benchmark, on the demo generator before it had slides (commit 1fdde1f)",
     "verdict.jsonl": "curation with slide-grouped out-of-fold folds and cleanlab's flags (grouped folds flag "
@@ -112,6 +118,36 @@ def curation_table(records: list[dict]) -> list[str]:
     return table(["setting", "seeds", "SB", "oracle", *(f"`{s}`" for s in strategies)], rows)
 
 
+def interval_table(records: list[dict]) -> list[str]:
+    """Per setting and strategy: the gap closed, mean over seeds with its 95% t-interval, the seeds whose
+    paired interval of the gain over SB excludes zero, and the 05's wall seconds against s_fix's."""
+    by_setting: dict[str, list[dict]] = defaultdict(list)
+    for record in records:
+        by_setting[setting_of(record)].append(record)
+    rows = []
+    for setting, group in by_setting.items():
+        scores = [run_scores(r) for r in group]
+        for name in [n for n in scores[0] if n not in ("s_b", "s_oracle")]:
+            gaps = [s[name]["gap"] for s in scores if name in s and s[name]["gap"] is not None]
+            low, high = mean_interval(gaps)
+            costs = [r["step_seconds"][name] / r["step_seconds"]["s_fix"] for r in group
+                     if name in r.get("step_seconds", {}) and "s_fix" in r["step_seconds"]]
+            rows.append([setting, f"`{name}`", str(len(gaps)), pct(mean(gaps)) if gaps else "n/a",
+                         f"{pct(low)} to {pct(high)}" if low is not None else "n/a",
+                         f"{sum(s[name]['significant'] for s in scores if name in s)} of {len(scores)}",
+                         f"{mean(costs):.1f}x" if costs else "n/a"])
+    return table(["setting", "strategy", "seeds", "gap closed", "95% interval over seeds",
+                  "seeds with a significant gain over SB", "05 wall time / s_fix's"], rows)
+
+
+def mean_interval(values: list[float]) -> tuple[float | None, float | None]:
+    """The 95% t-interval of the mean of `values` (None for fewer than two)."""
+    if len(values) < 2:
+        return None, None
+    half = stats.t.ppf(0.975, len(values) - 1) * stdev(values) / len(values) ** 0.5
+    return mean(values) - half, mean(values) + half
+
+
 def best_line(records: list[dict]) -> str:
     """The strategy with the largest mean gap closed over every setting and seed of a file."""
     gaps: dict[str, list[float]] = defaultdict(list)
@@ -174,6 +210,8 @@ def recipe_table(records: list[dict]) -> list[str]:
     for r in records:
         data = r.get("data") or {"dataset": "cells (demo)"}
         where = f"{data['dataset']}" + (f", {data.get('noise')} {100 * data['flip_frac']:.0f}%" if "flip_frac" in data else "")
+        if "n_patient" in data:
+            where += f", {data['n_patient'] + data['n_neg']:,} crops"
         groups[(where, r["recipe"], r["labels"])].append(r)
     rows = [[where, f"`{recipe}`", labels, str(len(rs)), f"{mean(r['accuracy'] for r in rs):.4f}",
              f"{mean(r['ece'] for r in rs):.3f}", f"{mean(r['train_seconds'] for r in rs):.1f}"]
@@ -218,7 +256,7 @@ def benchmarks_page() -> str:
             params = " ".join(f"`-p {p}`" for p in records[0].get("params", [])
                               if all(p in r.get("params", []) for r in records))
             lines += [f"### {question}", "", f"`{name}`; `benchmarks/curation.py` with {params}.", "",
-                      *curation_table(records)]
+                      *curation_table(records), *(interval_table(records) if name in WITH_INTERVALS else [])]
     lines += ["### The verdict's regret", "",
               "Over the current curation files: the pick of the verdict (accuracy, step-down corrected tests "
               "against SB) against the best run by truth, per share of the test rows a simulated reviewer "
@@ -236,8 +274,9 @@ def benchmarks_page() -> str:
               "`benchmarks/recipe.py`: SB on the noisy labels and the oracle on the true ones, test rows against the "
               "truth, means over seeds (`recipe.jsonl`: the demo cells; `recipe_digits.jsonl`; `recipe_gpu.jsonl`: "
               "recommended-gpu.yaml on a GPU; `recipe_mixup.jsonl`: MixUp on both data sets, measured on one day "
-              "beside recommended.yaml).", ""]
-    for name in ("recipe.jsonl", "recipe_digits.jsonl", "recipe_gpu.jsonl", "recipe_mixup.jsonl"):
+              "beside recommended.yaml; `recipe_steps.jsonl`: how long to train, on the digits and on the cells at "
+              "three sizes, measured on one day).", ""]
+    for name in ("recipe.jsonl", "recipe_digits.jsonl", "recipe_gpu.jsonl", "recipe_mixup.jsonl", "recipe_steps.jsonl"):
         if read(name):
             lines += [f"### `{name}`", "", *recipe_table(read(name))]
     lines += ["## Scale", "", *scale_lines(read("scale.jsonl")), ""]

@@ -5,12 +5,15 @@ import pytest
 from conftest import write_set
 
 from helpers.core.errors import ParameterError
+from helpers.core.paths import PROJECT_ROOT
 from helpers.curation.training_run import TrainRequest, train_and_save
 from helpers.data.sets import open_image_set
 from helpers.model.bundle import load_bundle, predict_with_bundle
 from helpers.model.cotrain import clean_probability, co_guess, divide, fit_cotrain, refine_labels, sharpen
 from helpers.model.inference import ensemble_probabilities
+from helpers.run.parameter_files import load_parameters
 from helpers.run.parameters import train_config
+from helpers.run.runner import plan
 
 FAST = dict(arch="resnet10", width=8, batch_size=32, progress=False, augment="flips_rot90")
 
@@ -125,3 +128,12 @@ def test_a_warm_up_as_long_as_the_fit_is_refused_naming_it():
     with pytest.raises(ParameterError, match="cotrain_warmup.*3 epochs"):
         train_config(**FAST, epochs=3, unlabeled="cotrain", cotrain_warmup=3)
     train_config(**FAST, epochs=3, cotrain_warmup=3)  # no co-training: the setting does not act
+
+
+def test_a_run_whose_warm_up_outlasts_the_fit_is_refused_before_it_starts(tmp_path):
+    params = {**load_parameters(PROJECT_ROOT / "parameters" / "smoke.yaml"), "data_dir_base": str(tmp_path / "runs"),
+              "wrong_from": "out_of_fold"}  # smoke.yaml trains 2 epochs; the warm-up defaults to 2
+    with pytest.raises(ParameterError, match="05_relabel_and_classify.*cotrain_warmup|cotrain_warmup.*2 epochs"):
+        plan(params, strategies=["s_prune", "s_cotrain"])
+    plan({**params, "cotrain_warmup": 1}, strategies=["s_prune", "s_cotrain"])
+    plan(params, strategies=["s_prune"])  # the warm-up only binds a co-training strategy

@@ -171,8 +171,8 @@ def test_fix_and_soft_strategies_through_the_pipeline_with_rounds(tiny_demo, tmp
     params = {**load_parameters(PROJECT_ROOT / "parameters" / "smoke.yaml"), **TINY_TRAINING,
               "data_dir": str(tiny_demo["data_dir"]), "data_dir_n": str(tiny_demo["data_dir_n"]),
               "data_dir_base": str(base), "truth_path": str(tiny_demo["truth"]), "which": "s_b",
-              "wrong_from": "out_of_fold", "folds": 2, "rounds": 2, "fix_threshold": 0.5}
-    results, _ = run_pipeline(params, strategies=["s_fix", "s_soft_fix", "s_fix_cons"], jobs=2)
+              "wrong_from": "out_of_fold", "folds": 2, "rounds": 2, "fix_threshold": 0.5, "cotrain_warmup": 1}
+    results, _ = run_pipeline(params, strategies=["s_fix", "s_soft_fix", "s_fix_cons", "s_cotrain"], jobs=2)
     assert all(r.succeeded for r in results), [(r.step, r.status, r.error) for r in results]
     layout = Layout.from_params(params["data_dir"], params["data_dir_n"], str(base),
                                 LabelScheme.from_dict(params.get("ann_dict", {"non-parasite": 0, "parasite": 1,
@@ -220,6 +220,11 @@ def test_fix_and_soft_strategies_through_the_pipeline_with_rounds(tiny_demo, tmp
     # s_fix_cons: s_fix's set, and its final classifier also learns from the images left unlabeled
     history = load_bundle(layout.model_perf("s_fix_cons", "cl")).history
     assert "pseudo_labelled" in history and "pseudo_labelled" not in load_bundle(layout.model_perf("s_fix", "cl")).history
+    # s_cotrain: its final classifier is a pair of networks that divided the labels after the warm-up, and 06
+    # scores the pair's mean like any run
+    cotrain = load_bundle(layout.model_perf("s_cotrain", "cl"))
+    assert len(cotrain.predictors) == 2 and cotrain.history["labelled_share"].notna().tolist() == [False, True]
+    assert table["s_cotrain"]["status"] == "ok" and table["s_cotrain"]["accuracy vs truth"] is not None
 
 
 def test_soft_and_exclude_proposals_reach_the_relabeled_unsures(scheme):

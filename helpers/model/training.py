@@ -31,6 +31,7 @@ from ..data.sets import ImageSet
 from .augment import Mix, augment_batch, draw_mix, mix_inputs, strong_augment
 from .batches import Images, image_batch
 from .checkpoints import load_checkpoint, save_checkpoint, training_fingerprint
+from .elr import EarlyLearningTargets, elr_penalty
 from .inference import best_temperature, inference_copy, predict_logits, view_logits
 from .networks import ModelSpec, ResNet, build_model, cpu_state_dict, memory_format
 from .settings import SELECT_BY, TrainConfig
@@ -176,11 +177,13 @@ def with_soft_targets(loss: torch.Tensor, logits: torch.Tensor, targets: torch.T
 def train_one_epoch(model: nn.Module, images: Images, rows: np.ndarray, targets: np.ndarray,
                     optimizer: torch.optim.Optimizer, criterion: nn.Module, *, cfg: TrainConfig, epoch: int,
                     weights: np.ndarray | None = None, scheduler: LRScheduler | None = None,
-                    soft: np.ndarray | None = None, unlabeled: np.ndarray | None = None) -> dict:
+                    soft: np.ndarray | None = None, unlabeled: np.ndarray | None = None,
+                    elr: EarlyLearningTargets | None = None) -> dict:
     """One pass over `rows`; with `weights` or `soft` (see soft_targets: those rows' loss is the
     cross-entropy with their target distribution) the criterion must give per-row losses
     (reduction "none"). With `unlabeled` rows, each batch also takes its share of them, once per
-    epoch, for consistency_loss. The scheduler, if any, steps after every batch;
+    epoch, for consistency_loss. With `elr`, the loss also has ELR's penalty (model.elr). The scheduler, if
+    any, steps after every batch;
     with `cfg.amp` on CUDA the forward passes run under bf16 autocast."""
     device = cfg.torch_device
     fmt = memory_format(cfg.width, device)
@@ -200,6 +203,8 @@ def train_one_epoch(model: nn.Module, images: Images, rows: np.ndarray, targets:
         with autocast(cfg):
             logits = model(x if mix is None else mix_inputs(x, mix)).float()
             loss = mixed_loss(logits, y, criterion, soft_b, w_b, mix)
+            if elr is not None:  # never with MixUp (TrainConfig refuses it): these are the rows' own logits
+                loss = loss + cfg.elr_lambda * elr_penalty(logits, elr.update(logits, idx))
             if unlabeled_batches and len(unlabeled_batches[k]):
                 x_u = image_batch(images, unlabeled_batches[k], device, fmt)
                 loss_u, confident = consistency_loss(model, x_u, cfg, augmentation)
@@ -356,6 +361,7 @@ class Training:
     weights: np.ndarray | None
     soft: np.ndarray | None
     unlabeled: np.ndarray | None  # rows trained by consistency (cfg.unlabeled), else None
+    elr: EarlyLearningTargets | None = None  # each row's running average of its predictions (cfg.elr_lambda)
 
 
 @dataclass
@@ -396,8 +402,9 @@ def setup_training(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig,
     val_criterion = make_criterion(cfg, train_targets, spec.n_classes)
     unlabeled = data.unlabeled_rows if cfg.unlabeled == "consistency" else None
     forward = torch.compile(model) if cfg.compile else model
+    elr = EarlyLearningTargets(len(data.targets), spec.n_classes, cfg.elr_beta, device) if cfg.elr_lambda else None
     return Training(cfg, data, cfg.device_images(images), spec, model, forward, optimizer,
-                    scheduler, train_criterion, val_criterion, weights, soft, unlabeled)
+                    scheduler, train_criterion, val_criterion, weights, soft, unlabeled, elr)
 
 
 def for_training_rows(cfg: TrainConfig, n_train: int) -> TrainConfig:
@@ -440,7 +447,8 @@ def run_epochs(training: Training, image_set: ImageSet, cfg: TrainConfig, progre
         row = {"epoch": epoch + 1,
                **train_one_epoch(training.forward, images, data.train_rows, data.targets, training.optimizer,
                                  training.train_criterion, cfg=cfg, epoch=epoch, weights=training.weights,
-                                 scheduler=training.scheduler, soft=training.soft, unlabeled=training.unlabeled),
+                                 scheduler=training.scheduler, soft=training.soft, unlabeled=training.unlabeled,
+                                 elr=training.elr),
                **evaluate(model, images, data.val_rows, data.targets, training.val_criterion, cfg, **on_certain,
                           soft=training.soft)}
         if not math.isfinite(row["train_loss"]):  # stop before a NaN checkpoint replaces a good one
