@@ -51,6 +51,22 @@ def write_set(folder: Path, stem: str, images: np.ndarray, annotations, **extra)
     return pair
 
 
+def noisy_spots(folder: Path, n: int = 240, flip: float = 0.2, unlabeled: int = 40, seed: int = 0) -> tuple[Pair, np.ndarray]:
+    """Class 1 has a bright spot at a random corner: `flip` of the labels are wrong, and the last
+    `unlabeled` rows carry -1. The set and the true classes."""
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(0, 2, n)
+    images = rng.integers(0, 100, (n, 2, 9, 9)).astype(np.uint8)
+    for i in np.flatnonzero(truth == 1):
+        y, x = rng.choice([0, 6], 2)
+        images[i, 0, y:y + 3, x:x + 3] = 250
+    labels = truth.astype(float)
+    flipped = rng.choice(n - unlabeled, int(flip * (n - unlabeled)), replace=False)
+    labels[flipped] = 1 - labels[flipped]
+    labels[n - unlabeled:] = -1
+    return write_set(folder, "spots", images, labels), truth
+
+
 def snapshot(folder: Path) -> dict[str, float]:
     """Every file below `folder` with its modification time."""
     return {str(p): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}

@@ -2,7 +2,7 @@
 tiny data that learns through wrong labels and predicts with the pair's mean."""
 import numpy as np
 import pytest
-from conftest import write_set
+from conftest import noisy_spots
 
 from helpers.core.errors import ParameterError
 from helpers.core.paths import PROJECT_ROOT
@@ -80,23 +80,8 @@ def test_divide_keeps_the_rows_the_network_fits_and_moves_the_rest_to_the_unlabe
     assert set(division.unlabeled.tolist()) == planted | set(pool.tolist())
 
 
-def _noisy_spots(tmp_path, n=240, flip=0.2, unlabeled=40, seed=0):
-    """Class 1 has a bright spot: `flip` of the labels are wrong, and `unlabeled` rows carry -1."""
-    rng = np.random.default_rng(seed)
-    truth = rng.integers(0, 2, n)
-    images = rng.integers(0, 100, (n, 2, 9, 9)).astype(np.uint8)
-    for i in np.flatnonzero(truth == 1):
-        y, x = rng.choice([0, 6], 2)
-        images[i, 0, y:y + 3, x:x + 3] = 250
-    labels = truth.astype(float)
-    flipped = rng.choice(n - unlabeled, int(flip * (n - unlabeled)), replace=False)
-    labels[flipped] = 1 - labels[flipped]
-    labels[n - unlabeled:] = -1
-    return write_set(tmp_path / "spots", "spots", images, labels), truth
-
-
 def test_cotraining_divides_after_the_warm_up_learns_through_wrong_labels_and_predicts_with_both(tmp_path, scheme):
-    pair, truth = _noisy_spots(tmp_path)
+    pair, truth = noisy_spots(tmp_path / "spots")
     cfg = train_config(**FAST, epochs=8, lr=0.01, unlabeled="cotrain", cotrain_warmup=3)
     result = fit_cotrain(open_image_set(pair, scheme), scheme, cfg)
     history = result.history
@@ -113,7 +98,7 @@ def test_cotraining_divides_after_the_warm_up_learns_through_wrong_labels_and_pr
 
 
 def test_a_cotraining_run_saves_a_bundle_that_predicts_with_the_pair(tmp_path, scheme):
-    pair, _ = _noisy_spots(tmp_path, n=160, unlabeled=20)
+    pair, _ = noisy_spots(tmp_path / "spots", n=160, unlabeled=20)
     cfg = train_config(**FAST, epochs=3, unlabeled="cotrain", cotrain_warmup=1)
     request = TrainRequest(cfg, tmp_path / "preds.csv", tmp_path / "model_perf.zip")
     run = train_and_save(pair, scheme, request)

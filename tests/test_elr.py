@@ -1,9 +1,10 @@
 """Early-learning regularization (helpers.model.elr): the running averages, the penalty, and a fit
 that memorises fewer wrong labels with it than without."""
 import numpy as np
+import pandas as pd
 import pytest
 import torch
-from conftest import write_set
+from conftest import noisy_spots
 
 from helpers.core.errors import ParameterError
 from helpers.data.sets import open_image_set
@@ -36,24 +37,16 @@ def test_the_penalty_is_lowest_where_the_prediction_agrees_with_the_average_and_
 
 @pytest.mark.slow
 def test_a_fit_with_elr_memorises_fewer_wrong_labels(tmp_path, scheme):
-    rng = np.random.default_rng(0)
-    n = 200
-    truth = rng.integers(0, 2, n)
-    images = rng.integers(0, 100, (n, 2, 9, 9)).astype(np.uint8)
-    for i in np.flatnonzero(truth == 1):
-        y, x = rng.choice([0, 6], 2)
-        images[i, 0, y:y + 3, x:x + 3] = 250
-    labels = truth.astype(float)
-    flipped = rng.choice(n, 40, replace=False)
-    labels[flipped] = 1 - labels[flipped]
-    pair = write_set(tmp_path / "spots", "spots", images, labels)
+    pair, truth = noisy_spots(tmp_path / "spots", n=200, flip=0.2, unlabeled=0)
+    labels = pd.read_csv(pair.ann)["annotation"].to_numpy()
+    flipped = np.flatnonzero(labels != truth)
     memorised = {}
     for lam in (0.0, 3.0):
         cfg = train_config(arch="resnet10", width=8, batch_size=32, progress=False, epochs=40, lr=0.01,
                            keep_weights="last", val_frac=0.2, elr_lambda=lam)
         result = fit(open_image_set(pair, scheme), scheme, cfg)
         wrong = np.intersect1d(result.data.train_rows, flipped)
-        memorised[lam] = (predict_probabilities(result.model, images)[wrong].argmax(1) == labels[wrong]).mean()
+        memorised[lam] = (predict_probabilities(result.model, np.load(pair.images))[wrong].argmax(1) == labels[wrong]).mean()
     assert memorised[0.0] == 1.0 and memorised[3.0] < memorised[0.0]
 
 
