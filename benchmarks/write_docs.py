@@ -38,7 +38,8 @@ CURRENT_CURATION = {
     "curation_digits.jsonl": "The digits (real images), uniform 20%: the recommended curation",
     "curation_digits_min_steps.jsonl": "The digits with recommended.yaml's step floor (`min_steps: 250`)",
     "curation_digits_fix_threshold.jsonl": "The digits: `s_fix` at a lower `fix_threshold`",
-    "cotrain.jsonl": "Co-training (`s_cotrain`) beside pruning and fixing, measured on one day",
+    "cotrain.jsonl": "Co-training (`s_cotrain`) beside pruning and fixing, measured on one day (`s_cotrain` as of "
+                     "commit 6c602af, which kept the pair's last epoch; it now keeps the best by `select_by`)",
     "cotrain_digits.jsonl": "The digits, uniform 20%: co-training beside pruning and fixing",
 }
 # files whose section also gives each strategy's gap with its 95% interval over seeds and its 05's cost
@@ -176,6 +177,16 @@ def regret_table(names: list[str]) -> list[str]:
     return table(["test rows reviewed", "settings", "mean regret (points)", "pick was the best run"], rows)
 
 
+def cotrain_settings_table(records: list[dict]) -> list[str]:
+    """Per setting and variant of benchmarks/cotrain_settings.py: its accuracy, parasite recall and false
+    positive rate on the evaluation set, the epoch it kept and its training seconds."""
+    rows = [[r["setting"], f"`{r['variant']}`", ", ".join(f"`{k}: {v}`" for k, v in r["settings"].items()) or "one network",
+             f"{r['eval_accuracy']:.4f}", f"{r['eval_recall']:.4f}", f"{r['eval_false_positive_rate']:.4f}",
+             str(r["kept_epoch"]), f"{r['train_seconds']:.0f}"] for r in records]
+    return table(["setting", "variant", "settings", "eval accuracy", "parasite recall", "false positive rate",
+                  "kept epoch", "train s"], rows)
+
+
 # ---------------------------------------------------------------- diagnostics
 
 def eval_runs_table(records: list[dict]) -> list[str]:
@@ -257,6 +268,12 @@ def benchmarks_page() -> str:
                               if all(p in r.get("params", []) for r in records))
             lines += [f"### {question}", "", f"`{name}`; `benchmarks/curation.py` with {params}.", "",
                       *curation_table(records), *(interval_table(records) if name in WITH_INTERVALS else [])]
+    settings = read("cotrain_settings.jsonl")
+    if settings:
+        lines += ["### Co-training's settings", "",
+                  "`cotrain_settings.jsonl` (`benchmarks/cotrain_settings.py`): `s_cotrain`'s 05 input of one setting "
+                  "of `cotrain.jsonl` trained again per variant (recommended.yaml), on the evaluation set; `plain` is "
+                  "one network on the same set, as `s_prune` trains it.", "", *cotrain_settings_table(settings)]
     lines += ["### The verdict's regret", "",
               "Over the current curation files: the pick of the verdict (accuracy, step-down corrected tests "
               "against SB) against the best run by truth, per share of the test rows a simulated reviewer "

@@ -40,8 +40,8 @@ from ..data.sets import ImageSet
 from .augment import Mix, augment_batch, draw_mix, mix_inputs
 from .batches import Images, image_batch
 from .inference import inference_copy, predict_logits
-from .networks import build_model, memory_format
-from .settings import TrainConfig
+from .networks import build_model, cpu_state_dict, memory_format
+from .settings import SELECT_BY, TrainConfig
 from .training import (
     FitResult,
     Training,
@@ -226,27 +226,32 @@ def epoch_targets(probs: np.ndarray, given: np.ndarray, net: int, division: Divi
 def fit_cotrain(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig, checkpoint_path: Path | None = None,
                 holdout: np.ndarray | None = None) -> FitResult:
     """Co-train two networks on the image set's trainable rows, with its unlabeled rows (rounding below
-    0) as their unlabeled pool, and keep the pair of the last epoch: their targets are sharpened guesses,
-    so their loss against noisy validation labels rises as they correct them, and `select_by` would pick
-    the warm-up (DivideMix keeps the last epoch too). `checkpoint_path` is accepted and unused."""
+    0) as their unlabeled pool; keep the pair of the epoch with the best validation score of their mean
+    (`select_by`, as any fit; the last epoch with keep_weights="last", as DivideMix).
+    `checkpoint_path` is accepted and unused."""
     torch.manual_seed(cfg.seed)
     with explain_out_of_memory(cfg):
         first = setup_training(image_set, scheme, cfg, holdout)
         pair = [first, partner(first)]
         cfg = first.cfg
-        history = _run_cotrain(pair, image_set, cfg)
+        history, best = _run_cotrain(pair, image_set, cfg)
     data = first.data
+    kept_epoch = len(history)
+    if cfg.keep_weights == "best" and best["states"] is not None:
+        for training, state in zip(pair, best["states"]):
+            training.model.load_state_dict(state)
+        kept_epoch = best["epoch"] + 1
     if cfg.calibrate:  # one temperature for the pair, fitted on the first network's outputs
         first.spec.temperature = fit_temperature(first.model, first.images, data.val_rows, data.targets, cfg)
     frame = pd.DataFrame(history)
     seconds = float(frame["seconds"].sum())
     models = [training.model.cpu() for training in pair]
-    return FitResult(models[0], first.spec, data, frame, len(history), seconds,
+    return FitResult(models[0], first.spec, data, frame, kept_epoch, seconds,
                      float(frame["images"].sum()) / seconds if seconds else 0.0, False, None,
                      cfg.batch_size, cfg.lr, ensemble=models)
 
 
-def _run_cotrain(pair: list[Training], image_set: ImageSet, cfg: TrainConfig) -> list[dict]:
+def _run_cotrain(pair: list[Training], image_set: ImageSet, cfg: TrainConfig) -> tuple[list[dict], dict]:
     first = pair[0]
     data, images = first.data, first.images
     pool = data.unlabeled_rows
@@ -256,7 +261,8 @@ def _run_cotrain(pair: list[Training], image_set: ImageSet, cfg: TrainConfig) ->
     unlabeled_weights = weights.copy()
     unlabeled_weights[pool] = 1.0
     positive = data.class_values.index(POSITIVE_VALUE) if POSITIVE_VALUE in data.class_values else None
-    history, probs = [], None
+    column, sign = SELECT_BY[cfg.select_by]
+    history, best, probs = [], {"score": -math.inf, "epoch": -1, "states": None}, None
     for epoch in range(cfg.epochs):
         start = time.perf_counter()
         if epoch < cfg.cotrain_warmup:
@@ -283,7 +289,9 @@ def _run_cotrain(pair: list[Training], image_set: ImageSet, cfg: TrainConfig) ->
             print(f"epoch {row['epoch']:>3}/{cfg.epochs}  train loss {row['train_loss']:.4f}  "
                   f"val loss {row['val_loss']:.4f}  val acc {row['val_accuracy']:.3f}"
                   + (f"  labelled {row['labelled_share']:.0%}" if "labelled_share" in row else ""), flush=True)
-    return history
+        if sign * row[column] > best["score"]:
+            best = {"score": sign * row[column], "epoch": epoch, "states": [cpu_state_dict(t.model) for t in pair]}
+    return history, best
 
 
 def _pair_validation(probs: np.ndarray, data, first: Training, positive: int | None) -> dict:

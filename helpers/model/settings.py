@@ -109,12 +109,13 @@ class TrainSettings:
                                      "rows", number(0, 1, lo_open=True, hi_open=True))
     cotrain_unlabeled_weight: float = param(0.0, "for co-training: the weight of the loss on the unlabeled rows "
                                             "(their co-guessed targets) against that on the labelled rows "
-                                            "(DivideMix's lambda_u; 1 cost 1.6 points on the demo: the guesses "
-                                            "teach faint parasites as non-parasites)", number(0, 100))
+                                            "(DivideMix's lambda_u; off by default: on the demo the guesses teach "
+                                            "faint parasites as non-parasites, cotrain_settings.jsonl)", number(0, 100))
     cotrain_sharpen: float = param(0.5, "for co-training: the temperature that sharpens the refined labels and the "
                                    "co-guesses (1 = as predicted)", number(0, 1, lo_open=True))
     cotrain_mixup: float = param(0.0, "for co-training: MixUp's Beta(alpha, alpha) across labelled and unlabeled rows "
-                                 "(each row keeps the larger share; DivideMix's 4 cost a point in 10 epochs); 0 = off",
+                                 "(each row keeps the larger share; DivideMix's 4 cost accuracy in the recipe's 10 "
+                                 "epochs, cotrain_settings.jsonl); 0 = off",
                                  number(0.0, 10.0))
 
 
