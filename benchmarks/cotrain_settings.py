@@ -33,14 +33,17 @@ from helpers.model.inference import ensemble_probabilities  # noqa: E402
 from helpers.run.parameters import train_config, training_rows  # noqa: E402
 
 COTRAIN = {"unlabeled": "cotrain"}
+BEST = {**COTRAIN, "cotrain_keep": "best"}  # the pair of the best validation loss, not the last epoch
 VARIANTS: dict[str, dict] = {
     "plain": {},
     "default": COTRAIN,  # the table's co-training defaults
-    "unlabeled1": {**COTRAIN, "cotrain_unlabeled_weight": 1.0},  # learn the unlabeled rows from the pair's guess
-    "mixup4": {**COTRAIN, "cotrain_mixup": 4.0},  # DivideMix's MixUp
-    "unlabeled1_mixup4": {**COTRAIN, "cotrain_unlabeled_weight": 1.0, "cotrain_mixup": 4.0},  # DivideMix as published
-    "no_division": {**COTRAIN, "cotrain_threshold": 1e-9},  # every label kept: the pair and its refined labels only
-    "keep_last": {**COTRAIN, "keep_weights": "last"},  # DivideMix's last epoch instead of the best validation loss
+    "keep_best": BEST,
+    "unlabeled1_best": {**BEST, "cotrain_unlabeled_weight": 1.0},  # the unlabeled rows learn the pair's guess
+    "mixup4_best": {**BEST, "cotrain_mixup": 4.0},  # DivideMix's MixUp
+    "unlabeled1_mixup4_best": {**BEST, "cotrain_unlabeled_weight": 1.0, "cotrain_mixup": 4.0},  # DivideMix's settings
+    "no_division_best": {**BEST, "cotrain_threshold": 1e-9},  # every label kept: the pair and its refined labels only
+    "unlabeled1": {**COTRAIN, "cotrain_unlabeled_weight": 1.0},
+    "mixup4": {**COTRAIN, "cotrain_mixup": 4.0},
 }
 SCHEME = LabelScheme.from_dict(DEFAULT_ANN_DICT)
 

@@ -85,6 +85,8 @@ RECIPES.update({
     "recommended.yaml+min_steps2000": {**RECOMMENDED_FILE, "min_steps": 2000},
     "recommended.yaml_30ep": {**RECOMMENDED_FILE, "epochs": 30},
     # early-learning regularization (issue 35): a single network that resists memorising wrong labels
+    "recommended.yaml+elr0.1": {**RECOMMENDED_FILE, "elr_lambda": 0.1},
+    "recommended.yaml+elr0.3": {**RECOMMENDED_FILE, "elr_lambda": 0.3},
     "recommended.yaml+elr1": {**RECOMMENDED_FILE, "elr_lambda": 1.0},
     "recommended.yaml+elr3": {**RECOMMENDED_FILE, "elr_lambda": 3.0},
 })

@@ -38,8 +38,7 @@ CURRENT_CURATION = {
     "curation_digits.jsonl": "The digits (real images), uniform 20%: the recommended curation",
     "curation_digits_min_steps.jsonl": "The digits with recommended.yaml's step floor (`min_steps: 250`)",
     "curation_digits_fix_threshold.jsonl": "The digits: `s_fix` at a lower `fix_threshold`",
-    "cotrain.jsonl": "Co-training (`s_cotrain`) beside pruning and fixing, measured on one day (`s_cotrain` as of "
-                     "commit 6c602af, which kept the pair's last epoch; it now keeps the best by `select_by`)",
+    "cotrain.jsonl": "Co-training (`s_cotrain`, its defaults) beside pruning and fixing, measured on one day",
     "cotrain_digits.jsonl": "The digits, uniform 20%: co-training beside pruning and fixing",
 }
 # files whose section also gives each strategy's gap with its 95% interval over seeds and its 05's cost
@@ -292,8 +291,10 @@ def benchmarks_page() -> str:
               "truth, means over seeds (`recipe.jsonl`: the demo cells; `recipe_digits.jsonl`; `recipe_gpu.jsonl`: "
               "recommended-gpu.yaml on a GPU; `recipe_mixup.jsonl`: MixUp on both data sets, measured on one day "
               "beside recommended.yaml; `recipe_steps.jsonl`: how long to train, on the digits and on the cells at "
-              "three sizes, measured on one day).", ""]
-    for name in ("recipe.jsonl", "recipe_digits.jsonl", "recipe_gpu.jsonl", "recipe_mixup.jsonl", "recipe_steps.jsonl"):
+              "two sizes, measured on one day; `recipe_elr.jsonl`: early-learning regularization at four weights, "
+              "the same day).", ""]
+    for name in ("recipe.jsonl", "recipe_digits.jsonl", "recipe_gpu.jsonl", "recipe_mixup.jsonl", "recipe_steps.jsonl",
+                 "recipe_elr.jsonl"):
         if read(name):
             lines += [f"### `{name}`", "", *recipe_table(read(name))]
     lines += ["## Scale", "", *scale_lines(read("scale.jsonl")), ""]

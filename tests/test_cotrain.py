@@ -82,7 +82,7 @@ def test_divide_keeps_the_rows_the_network_fits_and_moves_the_rest_to_the_unlabe
 
 def test_cotraining_divides_after_the_warm_up_learns_through_wrong_labels_and_predicts_with_both(tmp_path, scheme):
     pair, truth = noisy_spots(tmp_path / "spots")
-    cfg = train_config(**FAST, epochs=8, lr=0.01, unlabeled="cotrain", cotrain_warmup=3, keep_weights="last")
+    cfg = train_config(**FAST, epochs=8, lr=0.01, unlabeled="cotrain", cotrain_warmup=3)
     result = fit_cotrain(open_image_set(pair, scheme), scheme, cfg)
     history = result.history
     assert len(history) == 8 and result.best_epoch == 8 and history["labelled_share"].isna().sum() == 3  # the warm-up trains on every label
@@ -97,9 +97,9 @@ def test_cotraining_divides_after_the_warm_up_learns_through_wrong_labels_and_pr
     assert (probs.argmax(1) == truth).mean() > 0.9  # against the truth, through 20% wrong labels
 
 
-def test_cotraining_keeps_the_pair_of_the_best_validation_epoch_as_any_fit(tmp_path, scheme):
+def test_cotraining_can_keep_the_pair_of_the_best_validation_epoch(tmp_path, scheme):
     pair, _ = noisy_spots(tmp_path / "spots", n=160, unlabeled=20)
-    cfg = train_config(**FAST, epochs=4, unlabeled="cotrain", cotrain_warmup=1, keep_weights="best")
+    cfg = train_config(**FAST, epochs=4, unlabeled="cotrain", cotrain_warmup=1, cotrain_keep="best")
     result = fit_cotrain(open_image_set(pair, scheme), scheme, cfg)
     assert result.best_epoch == int(result.history["val_loss"].idxmin()) + 1
 

@@ -41,13 +41,13 @@ def test_a_fit_with_elr_memorises_fewer_wrong_labels(tmp_path, scheme):
     labels = pd.read_csv(pair.ann)["annotation"].to_numpy()
     flipped = np.flatnonzero(labels != truth)
     memorised = {}
-    for lam in (0.0, 3.0):
+    for lam in (0.0, 10.0):  # a strong weight: on this toy the effect is then clear at any thread count
         cfg = train_config(arch="resnet10", width=8, batch_size=32, progress=False, epochs=40, lr=0.01,
                            keep_weights="last", val_frac=0.2, elr_lambda=lam)
         result = fit(open_image_set(pair, scheme), scheme, cfg)
         wrong = np.intersect1d(result.data.train_rows, flipped)
         memorised[lam] = (predict_probabilities(result.model, np.load(pair.images))[wrong].argmax(1) == labels[wrong]).mean()
-    assert memorised[0.0] == 1.0 and memorised[3.0] < memorised[0.0]
+    assert memorised[0.0] > 0.7 and memorised[10.0] < 0.2  # without ELR most wrong labels are learnt
 
 
 def test_elr_with_mixup_is_refused_naming_it():

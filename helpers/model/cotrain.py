@@ -226,9 +226,9 @@ def epoch_targets(probs: np.ndarray, given: np.ndarray, net: int, division: Divi
 def fit_cotrain(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig, checkpoint_path: Path | None = None,
                 holdout: np.ndarray | None = None) -> FitResult:
     """Co-train two networks on the image set's trainable rows, with its unlabeled rows (rounding below
-    0) as their unlabeled pool; keep the pair of the epoch with the best validation score of their mean
-    (`select_by`, as any fit; the last epoch with keep_weights="last", as DivideMix).
-    `checkpoint_path` is accepted and unused."""
+    0) as their unlabeled pool; keep the pair of the last epoch (as DivideMix), or with cotrain_keep="best"
+    of the epoch with the best validation score of their mean (`select_by`). `checkpoint_path` is
+    accepted and unused."""
     torch.manual_seed(cfg.seed)
     with explain_out_of_memory(cfg):
         first = setup_training(image_set, scheme, cfg, holdout)
@@ -237,7 +237,7 @@ def fit_cotrain(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig, chec
         history, best = _run_cotrain(pair, image_set, cfg)
     data = first.data
     kept_epoch = len(history)
-    if cfg.keep_weights == "best" and best["states"] is not None:
+    if cfg.cotrain_keep == "best" and best["states"] is not None:
         for training, state in zip(pair, best["states"]):
             training.model.load_state_dict(state)
         kept_epoch = best["epoch"] + 1

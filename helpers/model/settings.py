@@ -104,6 +104,9 @@ class TrainSettings:
                             "row trains", number(0, 1, hi_open=True))
     cotrain_warmup: int = param(2, "for co-training strategies (s_cotrain): epochs both networks train on every label "
                                 "before they divide the data for each other", integer(1))
+    cotrain_keep: str = param("last", "for co-training: which epoch's pair to keep: last (DivideMix's; measured across "
+                              "settings) or best (the best validation score of the pair's mean, select_by; with noisy "
+                              "validation labels it may pick the warm-up)", choice("last", "best"))
     cotrain_threshold: float = param(0.5, "for co-training: the clean probability (from the other network's loss "
                                      "mixture) from which a row keeps its label; below it, it joins the unlabeled "
                                      "rows", number(0, 1, lo_open=True, hi_open=True))
