@@ -328,6 +328,21 @@ def plot(best: pd.DataFrame, path: Path) -> None:
     plots.save_png(figure, path)
 
 
+def eval_plot(lines: list[dict], path: Path) -> None:
+    """Each strategy's share of the gap on the evaluation set per setting, with its 95% interval over seeds."""
+    table = eval_summary(lines)
+    if table.empty:
+        return
+    frame = table.reset_index()
+    frame = frame[~frame["run"].isin(["s_b", ORACLE])]
+    frame = pd.DataFrame({"setting": [f"{n} {100 * f:.0f}% ({s} seeds)" for n, f, s in
+                                      zip(frame["noise"], frame["flip_frac"], frame["seeds"])],
+                          "strategy": frame["run"], "gap": frame["gap closed"],
+                          "low": frame["gap closed 95% low"], "high": frame["gap closed 95% high"]})
+    plots.save_png(plots.gap_closed_with_intervals(frame, "Share of the SB-to-oracle gap closed on the evaluation set"),
+                   path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--fracs", default="0.20,0.10,0.03")
@@ -395,7 +410,8 @@ def main() -> None:
     for title, frame in views.items():
         print(f"### {title}\n\n{markdown(frame)}\n")
     plot(best, args.plot)
-    print(f"plot: {args.plot}")
+    eval_plot(lines, args.plot.with_name(f"{args.plot.stem}_eval.png"))
+    print(f"plots: {args.plot}, {args.plot.with_name(f'{args.plot.stem}_eval.png')}")
 
 
 if __name__ == "__main__":

@@ -267,6 +267,9 @@ def benchmarks_page() -> str:
                               if all(p in r.get("params", []) for r in records))
             lines += [f"### {question}", "", f"`{name}`; `benchmarks/curation.py` with {params}.", "",
                       *curation_table(records), *(interval_table(records) if name in WITH_INTERVALS else [])]
+            plot = RESULTS / f"{Path(name).stem}_eval.png"
+            if name in WITH_INTERVALS and plot.is_file():
+                lines += [f"![{question}](../benchmarks/results/{plot.name})", ""]
     settings = read("cotrain_settings.jsonl")
     if settings:
         lines += ["### Co-training's settings", "",

@@ -283,6 +283,27 @@ def gap_closed_by_noise(series: Mapping[str, pd.Series], title: str = "Share of 
     return fig
 
 
+def gap_closed_with_intervals(frame: pd.DataFrame, title: str = "Share of the SB-to-oracle gap closed") -> Figure:
+    """Grouped bars: per setting (x) one bar per strategy, its mean share of the gap closed with the
+    95% interval over seeds as an error bar. `frame`: columns setting, strategy, gap, low, high."""
+    settings, strategies = list(dict.fromkeys(frame["setting"])), list(dict.fromkeys(frame["strategy"]))
+    fig = Figure(figsize=(1.6 + 1.5 * len(settings), 4), layout="constrained")
+    ax = fig.subplots()
+    width = 0.8 / max(len(strategies), 1)
+    for k, name in enumerate(strategies):
+        rows = frame[frame["strategy"] == name].set_index("setting").reindex(settings)
+        x = np.arange(len(settings)) + (k - (len(strategies) - 1) / 2) * width
+        gap = rows["gap"].to_numpy(dtype=float) * 100
+        err = np.abs(np.vstack([gap - rows["low"].to_numpy(dtype=float) * 100,
+                                rows["high"].to_numpy(dtype=float) * 100 - gap]))
+        ax.bar(x, gap, width, yerr=np.nan_to_num(err), capsize=3, label=name)
+    ax.axhline(0, color="grey", linewidth=1)
+    ax.set_xticks(np.arange(len(settings)), settings, fontsize=8)
+    ax.set(ylabel="gap closed (%), 95% interval over seeds", title=title)
+    ax.legend(fontsize=8)
+    return fig
+
+
 def save_png(fig: Figure, path: Path) -> Path:
     """Write a figure as a PNG, atomically."""
     with OutputSet() as out:

@@ -1,9 +1,11 @@
 """Co-training (helpers.model.cotrain): the loss mixture, co-guessing, label refinement, and a fit on
 tiny data that learns through wrong labels and predicts with the pair's mean."""
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import noisy_spots
 
+from helpers import plots
 from helpers.core.errors import ParameterError
 from helpers.core.paths import PROJECT_ROOT
 from helpers.curation.training_run import TrainRequest, train_and_save
@@ -129,3 +131,15 @@ def test_a_run_whose_warm_up_outlasts_the_fit_is_refused_before_it_starts(tmp_pa
         plan(params, strategies=["s_prune", "s_cotrain"])
     plan({**params, "cotrain_warmup": 1}, strategies=["s_prune", "s_cotrain"])
     plan(params, strategies=["s_prune"])  # the warm-up only binds a co-training strategy
+
+
+def test_the_benchmark_plot_shows_each_strategys_gap_with_its_interval():
+    frame = pd.DataFrame({"setting": ["uniform 20%", "uniform 20%", "systematic 20%", "systematic 20%"],
+                          "strategy": ["s_prune", "s_cotrain", "s_prune", "s_cotrain"],
+                          "gap": [0.63, 0.61, 0.10, 0.57], "low": [0.35, 0.31, -0.45, 0.43],
+                          "high": [0.90, 0.91, 0.65, 0.72]})
+    ax = plots.gap_closed_with_intervals(frame).axes[0]
+    bars = {c.get_label(): [round(b.get_height(), 6) for b in c.patches] for c in ax.containers
+            if hasattr(c, "patches")}
+    assert bars == {"s_prune": [63.0, 10.0], "s_cotrain": [61.0, 57.0]}
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["uniform 20%", "systematic 20%"]
