@@ -43,6 +43,7 @@ CURRENT_CURATION = {
 }
 # files whose section also gives each strategy's gap with its 95% interval over seeds and its 05's cost
 WITH_INTERVALS = ("cotrain.jsonl", "cotrain_digits.jsonl")
+EVAL_PLOTS = {"cotrain.jsonl": "cotrain_eval.png"}  # curation.py writes it beside its --plot
 SUPERSEDED = {
     "curation.jsonl": "the first curation benchmark, on the demo generator before it had slides (commit 1fdde1f)",
     "verdict.jsonl": "curation with slide-grouped out-of-fold folds and cleanlab's flags (grouped folds flag "
@@ -267,9 +268,8 @@ def benchmarks_page() -> str:
                               if all(p in r.get("params", []) for r in records))
             lines += [f"### {question}", "", f"`{name}`; `benchmarks/curation.py` with {params}.", "",
                       *curation_table(records), *(interval_table(records) if name in WITH_INTERVALS else [])]
-            plot = RESULTS / f"{Path(name).stem}_eval.png"
-            if name in WITH_INTERVALS and plot.is_file():
-                lines += [f"![{question}](../benchmarks/results/{plot.name})", ""]
+            if name in EVAL_PLOTS:
+                lines += [f"![{question}](../benchmarks/results/{EVAL_PLOTS[name]})", ""]
     settings = read("cotrain_settings.jsonl")
     if settings:
         lines += ["### Co-training's settings", "",
