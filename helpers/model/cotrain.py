@@ -33,7 +33,6 @@ import torch
 import torch.nn.functional as F
 from sklearn.mixture import GaussianMixture
 
-from ..core.errors import NotTrainable
 from ..core.labels import POSITIVE_VALUE, LabelScheme
 from ..core.progress import progress_bar
 from ..data.sets import ImageSet
@@ -47,10 +46,11 @@ from .training import (
     Training,
     autocast,
     batch_bounds,
+    check_finite,
     explain_out_of_memory,
     fit_temperature,
-    make_optimizer,
-    make_scheduler,
+    ready_to_train,
+    report_epoch,
     setup_training,
     train_one_epoch,
     validation_scores,
@@ -142,11 +142,7 @@ def partner(first: Training) -> Training:
     torch.manual_seed(cfg.seed)
     model = build_model(first.spec)
     model.set_normalization(first.model.mean.cpu(), first.model.std.cpu())
-    device = cfg.torch_device
-    model = model.to(device, memory_format=memory_format(cfg.width, device))
-    optimizer = make_optimizer(model, cfg)
-    scheduler = make_scheduler(optimizer, cfg, len(batch_bounds(len(first.data.train_rows), cfg.batch_size)))
-    forward = torch.compile(model) if cfg.compile else model
+    model, forward, optimizer, scheduler = ready_to_train(model, cfg, len(first.data.train_rows))
     return replace(first, cfg=cfg, model=model, forward=forward, optimizer=optimizer, scheduler=scheduler)
 
 
@@ -257,9 +253,9 @@ def _run_cotrain(pair: list[Training], image_set: ImageSet, cfg: TrainConfig) ->
     pool = data.unlabeled_rows
     predicted = np.sort(np.concatenate([data.train_rows, pool, data.val_rows]))
     given = given_distributions(data.targets, first.spec.n_classes, first.soft)
-    weights = np.ones(len(data.targets)) if first.weights is None else first.weights.astype(float)
-    unlabeled_weights = weights.copy()
-    unlabeled_weights[pool] = 1.0
+    # the loss weight of each row: its sample weight, 1 for the rows that never had a label
+    row_weights = np.ones(len(data.targets)) if first.weights is None else first.weights.astype(float)
+    row_weights[pool] = 1.0
     positive = data.class_values.index(POSITIVE_VALUE) if POSITIVE_VALUE in data.class_values else None
     column, sign = SELECT_BY[cfg.select_by]
     history, best, probs = [], {"score": -math.inf, "epoch": -1, "states": None}, None
@@ -274,21 +270,16 @@ def _run_cotrain(pair: list[Training], image_set: ImageSet, cfg: TrainConfig) ->
             divisions = [divide(probs[1 - k], data.targets, data.train_rows, pool, threshold=cfg.cotrain_threshold,
                                 seed=cfg.seed) for k in range(2)]
             rows = [cotrain_epoch(t, images, epoch_targets(probs, given, k, divisions[k], data.train_rows, cfg),
-                                  unlabeled_weights, divisions[k], epoch=epoch, net=k) for k, t in enumerate(pair)]
+                                  row_weights, divisions[k], epoch=epoch, net=k) for k, t in enumerate(pair)]
         probs = pass_probabilities(pair, images, predicted, len(data.targets))
         row = {"epoch": epoch + 1, "train_loss": float(np.mean([r["train_loss"] for r in rows])),
                "images": sum(r["images"] for r in rows), "seconds": time.perf_counter() - start,
                **({"labelled_share": float(np.mean([r["labelled_share"] for r in rows]))} if epoch >= cfg.cotrain_warmup
                   else {}),
                **_pair_validation(probs, data, first, positive)}
-        if not math.isfinite(row["train_loss"]):
-            raise NotTrainable(image_set.pair.ann, f"co-training loss became {row['train_loss']} in epoch {epoch + 1} "
-                                                   f"(lr {cfg.lr:g}); lower lr or check the images")
+        check_finite(row, image_set, cfg)
         history.append(row)
-        if cfg.progress:
-            print(f"epoch {row['epoch']:>3}/{cfg.epochs}  train loss {row['train_loss']:.4f}  "
-                  f"val loss {row['val_loss']:.4f}  val acc {row['val_accuracy']:.3f}"
-                  + (f"  labelled {row['labelled_share']:.0%}" if "labelled_share" in row else ""), flush=True)
+        report_epoch(row, cfg)
         if sign * row[column] > best["score"]:
             best = {"score": sign * row[column], "epoch": epoch, "states": [cpu_state_dict(t.model) for t in pair]}
     return history, best

@@ -392,19 +392,27 @@ def setup_training(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig,
     model = build_model(spec)
     if cfg.normalize:
         model.set_normalization(*map(torch.from_numpy, channel_stats(images, data.train_rows)))
-    model = model.to(device, memory_format=memory_format(cfg.width, device))
-    optimizer = make_optimizer(model, cfg)
-    scheduler = make_scheduler(optimizer, cfg, steps_per_epoch=len(batch_bounds(len(data.train_rows), cfg.batch_size)))
+    model, forward, optimizer, scheduler = ready_to_train(model, cfg, len(data.train_rows))
     train_targets = data.targets[data.train_rows]
     # Two loss modules: sharing one and moving it between devices would leave class weights behind.
     train_criterion = make_criterion(cfg, train_targets, spec.n_classes,
                                      reduction="mean" if weights is None and soft is None else "none").to(device)
     val_criterion = make_criterion(cfg, train_targets, spec.n_classes)
     unlabeled = data.unlabeled_rows if cfg.unlabeled == "consistency" else None
-    forward = torch.compile(model) if cfg.compile else model
     elr = EarlyLearningTargets(len(data.targets), spec.n_classes, cfg.elr_beta, device) if cfg.elr_lambda else None
     return Training(cfg, data, cfg.device_images(images), spec, model, forward, optimizer,
                     scheduler, train_criterion, val_criterion, weights, soft, unlabeled, elr)
+
+
+def ready_to_train(model: ResNet, cfg: TrainConfig, n_train: int
+                   ) -> tuple[ResNet, nn.Module, torch.optim.Optimizer, LRScheduler | None]:
+    """A built (and normalised) model on the training device, its training forward (torch.compile'd
+    with cfg.compile), its optimizer and its learning-rate schedule for `n_train` training rows."""
+    device = cfg.torch_device
+    model = model.to(device, memory_format=memory_format(cfg.width, device))
+    optimizer = make_optimizer(model, cfg)
+    scheduler = make_scheduler(optimizer, cfg, steps_per_epoch=len(batch_bounds(n_train, cfg.batch_size)))
+    return model, torch.compile(model) if cfg.compile else model, optimizer, scheduler
 
 
 def for_training_rows(cfg: TrainConfig, n_train: int) -> TrainConfig:
@@ -451,11 +459,9 @@ def run_epochs(training: Training, image_set: ImageSet, cfg: TrainConfig, progre
                                  elr=training.elr),
                **evaluate(model, images, data.val_rows, data.targets, training.val_criterion, cfg, **on_certain,
                           soft=training.soft)}
-        if not math.isfinite(row["train_loss"]):  # stop before a NaN checkpoint replaces a good one
-            raise NotTrainable(image_set.pair.ann, f"training loss became {row['train_loss']} in epoch {epoch + 1} "
-                                                   f"(lr {cfg.lr:g}); lower lr or check the images")
+        check_finite(row, image_set, cfg)  # stop before a NaN checkpoint replaces a good one
         progress.history.append(row)
-        _report(row, cfg)
+        report_epoch(row, cfg)
         if sign * row[column] > progress.best["score"]:
             progress.best = {"score": sign * row[column], "epoch": epoch, "state": cpu_state_dict(model)}
         if checkpoint_path is not None:
@@ -466,11 +472,20 @@ def run_epochs(training: Training, image_set: ImageSet, cfg: TrainConfig, progre
     return False
 
 
-def _report(row: dict, cfg: TrainConfig) -> None:
+def check_finite(row: dict, image_set: ImageSet, cfg: TrainConfig) -> None:
+    """Refuse to go on from an epoch whose training loss is not a number."""
+    if not math.isfinite(row["train_loss"]):
+        raise NotTrainable(image_set.pair.ann, f"training loss became {row['train_loss']} in epoch {row['epoch']} "
+                                               f"(lr {cfg.lr:g}); lower lr or check the images")
+
+
+def report_epoch(row: dict, cfg: TrainConfig) -> None:
+    """One line per epoch (with cfg.progress); a co-training epoch also says the share of labels kept."""
     if cfg.progress:
+        kept = f"  labelled {row['labelled_share']:.0%}" if not pd.isna(row.get("labelled_share", np.nan)) else ""
         print(f"epoch {row['epoch']:>3}/{cfg.epochs}  train loss {row['train_loss']:.4f}  "
               f"val loss {row['val_loss']:.4f}  val acc {row['val_accuracy']:.3f}  "
-              f"{row['images'] / row['seconds']:.0f} img/s", flush=True)
+              f"{row['images'] / row['seconds']:.0f} img/s{kept}", flush=True)
 
 
 def fit(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig, checkpoint_path: Path | None = None,
