@@ -11,7 +11,15 @@ from helpers.core.paths import PROJECT_ROOT
 from helpers.curation.training_run import TrainRequest, train_and_save
 from helpers.data.sets import open_image_set
 from helpers.model.bundle import load_bundle, predict_with_bundle
-from helpers.model.cotrain import clean_probability, co_guess, divide, fit_cotrain, refine_labels, sharpen
+from helpers.model.cotrain import (
+    clean_probability,
+    co_guess,
+    divide,
+    fit_cotrain,
+    refine_labels,
+    sharpen,
+    unlabeled_ramp,
+)
 from helpers.model.inference import ensemble_probabilities
 from helpers.run.parameter_files import load_parameters
 from helpers.run.parameters import train_config
@@ -68,6 +76,12 @@ def test_refined_labels_follow_the_label_when_clean_and_the_prediction_when_not(
     np.testing.assert_allclose(refined, [[1.0, 0.0], [0.1, 0.9], [0.55, 0.45]], atol=1e-9)
 
 
+def test_the_unlabeled_loss_ramps_up_linearly_over_the_cotraining_epochs():
+    weights = [unlabeled_ramp(epoch, warmup=2, epochs=6) for epoch in range(2, 6)]
+    assert weights == [0.25, 0.5, 0.75, 1.0]  # the first epoch after the warm-up a quarter, the last in full
+    assert unlabeled_ramp(7, warmup=2, epochs=6) == 1.0
+
+
 def test_divide_keeps_the_rows_the_network_fits_and_moves_the_rest_to_the_unlabeled_rows():
     rng = np.random.default_rng(2)
     n = 120
@@ -97,6 +111,26 @@ def test_cotraining_divides_after_the_warm_up_learns_through_wrong_labels_and_pr
     mean = np.mean([ensemble_probabilities([m], images) for m in result.ensemble], axis=0)
     np.testing.assert_allclose(probs, mean, atol=1e-6)
     assert (probs.argmax(1) == truth).mean() > 0.9  # against the truth, through 20% wrong labels
+
+
+def test_an_observer_sees_every_cotraining_epochs_division_and_the_wrong_labels_go_first(tmp_path, scheme):
+    pair, truth = noisy_spots(tmp_path / "spots")
+    labels = pd.read_csv(pair.ann)["annotation"].to_numpy()
+    seen = []
+    cfg = train_config(**FAST, epochs=6, lr=0.01, unlabeled="cotrain", cotrain_warmup=2)
+    fit_cotrain(open_image_set(pair, scheme), scheme, cfg,
+                observe=lambda epoch, divisions, targets: seen.append((epoch, divisions, targets)))
+    assert [epoch for epoch, _, _ in seen] == [2, 3, 4, 5]  # every epoch after the warm-up, before it trains
+    pool = np.flatnonzero(labels < 0)
+    wrong = labels != truth
+    for _, divisions, targets in seen:
+        assert len(divisions) == len(targets) == 2
+        for division, target in zip(divisions, targets):
+            assert set(pool) <= set(division.unlabeled)  # the rows without a label are always unlabeled
+            trained = np.concatenate([division.labelled, division.unlabeled])
+            np.testing.assert_allclose(target[trained].sum(1), 1.0, atol=1e-6)  # a distribution for every row
+    lost = np.setdiff1d(seen[-1][1][0].unlabeled, pool)
+    assert wrong[lost].mean() > 3 * wrong[labels >= 0].mean()  # the doubted labels are mostly the wrong ones
 
 
 def test_cotraining_can_keep_the_pair_of_the_best_validation_epoch(tmp_path, scheme):

@@ -10,7 +10,9 @@ the rest join the unlabeled rows (the unsures and the labels a strategy pruned).
 trains towards its label blended with the network's own prediction by that probability
 (co-refinement), an unlabeled row towards the pair's mean prediction (co-guessing), both sharpened
 (`cotrain_sharpen`), with MixUp across the two sets (`cotrain_mixup`); the unlabeled rows' loss
-weighs `cotrain_unlabeled_weight`. The fit predicts with the mean of the pair.
+weighs `cotrain_unlabeled_weight`, ramped up linearly over the co-training epochs as DivideMix ramps
+it (the guesses of the first epochs after the warm-up are the weakest). The fit predicts with the
+mean of the pair.
 
 Where it departs from DivideMix, and why: the targets come from the pass at each epoch's start on
 the images as they are, not from augmented views per batch (one pass per network and epoch instead
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -122,6 +125,12 @@ def divide(probs: np.ndarray, targets: np.ndarray, train_rows: np.ndarray, pool:
     return Division(clean, train_rows[keep], np.sort(np.concatenate([train_rows[~keep], pool])))
 
 
+def unlabeled_ramp(epoch: int, warmup: int, epochs: int) -> float:
+    """The share of cotrain_unlabeled_weight an epoch (0-based) uses: 1 / (epochs - warmup) at the first
+    co-training epoch, rising linearly to 1 at the last."""
+    return min(1.0, max(0.0, (epoch - warmup + 1) / max(epochs - warmup, 1)))
+
+
 def given_distributions(targets: np.ndarray, n_classes: int, soft: np.ndarray | None) -> np.ndarray:
     """Each row's label as a distribution: one-hot of its class, or its soft target where it has one."""
     given = np.zeros((len(targets), n_classes), np.float64)
@@ -173,6 +182,7 @@ def cotrain_epoch(training: Training, images: Images, targets: np.ndarray, weigh
     augmentation = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
     labelled_mask = np.zeros(len(targets), bool)
     labelled_mask[division.labelled] = True
+    unlabeled_weight = cfg.cotrain_unlabeled_weight * unlabeled_ramp(epoch, cfg.cotrain_warmup, cfg.epochs)
     model = training.forward
     model.train()
     total, seen, start = 0.0, 0, time.perf_counter()
@@ -190,7 +200,7 @@ def cotrain_epoch(training: Training, images: Images, targets: np.ndarray, weigh
                 x, t = mix_inputs(x, mix), mix.share * t + (1 - mix.share) * t[mix.partner]
             with autocast(cfg):
                 per_row = -(t * F.log_softmax(model(x).float(), 1)).sum(1) * w
-            loss = _part_mean(per_row, is_lab) + cfg.cotrain_unlabeled_weight * _part_mean(per_row, ~is_lab)
+            loss = _part_mean(per_row, is_lab) + unlabeled_weight * _part_mean(per_row, ~is_lab)
             training.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             training.optimizer.step()
@@ -219,18 +229,22 @@ def epoch_targets(probs: np.ndarray, given: np.ndarray, net: int, division: Divi
     return targets
 
 
+Observer = Callable[[int, list[Division], list[np.ndarray]], None]
+
+
 def fit_cotrain(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig, checkpoint_path: Path | None = None,
-                holdout: np.ndarray | None = None) -> FitResult:
+                holdout: np.ndarray | None = None, *, observe: Observer | None = None) -> FitResult:
     """Co-train two networks on the image set's trainable rows, with its unlabeled rows (rounding below
     0) as their unlabeled pool; keep the pair of the last epoch (as DivideMix), or with cotrain_keep="best"
     of the epoch with the best validation score of their mean (`select_by`). `checkpoint_path` is
-    accepted and unused."""
+    accepted and unused. `observe(epoch, divisions, targets)`, when given, sees each co-training
+    epoch's division and targets per network (row indices of the image set) before it trains."""
     torch.manual_seed(cfg.seed)
     with explain_out_of_memory(cfg):
         first = setup_training(image_set, scheme, cfg, holdout)
         pair = [first, partner(first)]
         cfg = first.cfg
-        history, best = _run_cotrain(pair, image_set, cfg)
+        history, best = _run_cotrain(pair, image_set, cfg, observe)
     data = first.data
     kept_epoch = len(history)
     if cfg.cotrain_keep == "best" and best["states"] is not None:
@@ -247,7 +261,8 @@ def fit_cotrain(image_set: ImageSet, scheme: LabelScheme, cfg: TrainConfig, chec
                      cfg.batch_size, cfg.lr, ensemble=models)
 
 
-def _run_cotrain(pair: list[Training], image_set: ImageSet, cfg: TrainConfig) -> tuple[list[dict], dict]:
+def _run_cotrain(pair: list[Training], image_set: ImageSet, cfg: TrainConfig,
+                 observe: Observer | None) -> tuple[list[dict], dict]:
     first = pair[0]
     data, images = first.data, first.images
     pool = data.unlabeled_rows
@@ -269,8 +284,11 @@ def _run_cotrain(pair: list[Training], image_set: ImageSet, cfg: TrainConfig) ->
             # network k trains on the division the other network's predictions make (co-divide)
             divisions = [divide(probs[1 - k], data.targets, data.train_rows, pool, threshold=cfg.cotrain_threshold,
                                 seed=cfg.seed) for k in range(2)]
-            rows = [cotrain_epoch(t, images, epoch_targets(probs, given, k, divisions[k], data.train_rows, cfg),
-                                  row_weights, divisions[k], epoch=epoch, net=k) for k, t in enumerate(pair)]
+            targets = [epoch_targets(probs, given, k, divisions[k], data.train_rows, cfg) for k in range(2)]
+            if observe is not None:
+                observe(epoch, divisions, targets)
+            rows = [cotrain_epoch(t, images, targets[k], row_weights, divisions[k], epoch=epoch, net=k)
+                    for k, t in enumerate(pair)]
         probs = pass_probabilities(pair, images, predicted, len(data.targets))
         row = {"epoch": epoch + 1, "train_loss": float(np.mean([r["train_loss"] for r in rows])),
                "images": sum(r["images"] for r in rows), "seconds": time.perf_counter() - start,

@@ -111,9 +111,11 @@ class TrainSettings:
                                      "mixture) from which a row keeps its label; below it, it joins the unlabeled "
                                      "rows", number(0, 1, lo_open=True, hi_open=True))
     cotrain_unlabeled_weight: float = param(0.0, "for co-training: the weight of the loss on the unlabeled rows "
-                                            "(their co-guessed targets) against that on the labelled rows "
-                                            "(DivideMix's lambda_u; off by default: on the demo the guesses teach "
-                                            "faint parasites as non-parasites, cotrain_settings.jsonl)", number(0, 100))
+                                            "(their co-guessed targets) against that on the labelled rows, "
+                                            "ramped up linearly over the co-training epochs (DivideMix's lambda_u; "
+                                            "off by default: the guesses for the rows without a label are 55-85% right, "
+                                            "cotrain_division.jsonl, and at 1 they cost accuracy on both data sets, "
+                                            "cotrain_settings.jsonl)", number(0, 100))
     cotrain_sharpen: float = param(0.5, "for co-training: the temperature that sharpens the refined labels and the "
                                    "co-guesses (1 = as predicted)", number(0, 1, lo_open=True))
     cotrain_mixup: float = param(0.0, "for co-training: MixUp's Beta(alpha, alpha) across labelled and unlabeled rows "
