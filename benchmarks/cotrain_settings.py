@@ -1,14 +1,17 @@
-"""Co-training's settings: each variant's accuracy on the evaluation set, beside the same set trained by one network.
+"""Co-training's settings: each variant's accuracy against the truth, beside the same set trained by one network.
 
-    .venv/bin/python benchmarks/cotrain_settings.py SETTING_DIR [--variants default,unlabeled1,...]
-        [--out benchmarks/results/cotrain_settings.jsonl]
+    .venv/bin/python benchmarks/cotrain_settings.py SETTING_DIR [SETTING_DIR ...]
+        [--variants default,unlabeled1,...] [--out benchmarks/results/cotrain_settings.jsonl]
 
 SETTING_DIR is one finished setting of benchmarks/curation.py run with `s_cotrain` among its
-strategies (its --work folder, e.g. /tmp/curation_bench/uniform_0.2_seed0): the set s_cotrain's 05
+strategies (a folder of its --work, e.g. /tmp/curation_bench/uniform_0.2_seed0): the set s_cotrain's 05
 trained on (SB's certain images with the neighbour vote's flags pruned, the unsures left without a
-label) is trained again with parameters/recommended.yaml and each variant's co-training settings,
-and every fit is scored on the setting's evaluation set (true labels, crops the pipeline never saw).
-`plain` is the same set trained as s_prune's 05 trains it (one network, the unlabeled rows ignored).
+label) is trained again with parameters/recommended.yaml and each variant's co-training settings.
+A variant named `restored_...` trains the set with the flagged labels given back (co-training
+divides on its own, the vote unused). Every fit is scored on the setting's evaluation set (true
+labels, crops the pipeline never saw) where it has one (the cells), else on its test rows against
+its truth.csv (the digits). `plain` is the set trained as s_prune's 05 trains it (one network, the
+unlabeled rows ignored).
 
 Resumable: one JSON line per (setting, variant); a rerun skips what is there.
 """
@@ -19,6 +22,9 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -28,7 +34,7 @@ from helpers.core.labels import DEFAULT_ANN_DICT, LabelScheme  # noqa: E402
 from helpers.curation.eval_set import read_eval_set  # noqa: E402
 from helpers.curation.training_run import TrainRequest, train_and_save  # noqa: E402
 from helpers.data.demo import EVAL_DIR  # noqa: E402
-from helpers.data.sets import Pair  # noqa: E402
+from helpers.data.sets import Pair, read_annotations  # noqa: E402
 from helpers.model.inference import ensemble_probabilities  # noqa: E402
 from helpers.run.parameters import train_config, training_rows  # noqa: E402
 
@@ -44,42 +50,89 @@ VARIANTS: dict[str, dict] = {
     "no_division_best": {**BEST, "cotrain_threshold": 1e-9},  # every label kept: the pair and its refined labels only
     "unlabeled1": {**COTRAIN, "cotrain_unlabeled_weight": 1.0},
     "mixup4": {**COTRAIN, "cotrain_mixup": 4.0},
+    "restored_plain": {},  # SB's own set: the flagged labels kept, one network
+    "restored_best": BEST,  # co-training divides SB's set on its own
+    "threshold02_best": {**BEST, "cotrain_threshold": 0.2},  # only the rows the mixture is surest of lose their label
+    "warmup4_best": {**BEST, "cotrain_warmup": 4},
+    "restored_default": COTRAIN,
+    "restored_warmup4": {**COTRAIN, "cotrain_warmup": 4},
+    "warmup4": {**COTRAIN, "cotrain_warmup": 4},
+    "warmup6": {**COTRAIN, "cotrain_warmup": 6},
+    "unlabeled1_warmup6": {**COTRAIN, "cotrain_warmup": 6, "cotrain_unlabeled_weight": 1.0},
+    "unlabeled1_warmup8": {**COTRAIN, "cotrain_warmup": 8, "cotrain_unlabeled_weight": 1.0},
+    "restored_unlabeled1_warmup6": {**COTRAIN, "cotrain_warmup": 6, "cotrain_unlabeled_weight": 1.0},
+    "restored_warmup6": {**COTRAIN, "cotrain_warmup": 6},
+    "pool_only_unlabeled1": {**COTRAIN, "cotrain_threshold": 1e-9, "cotrain_unlabeled_weight": 1.0, "cotrain_warmup": 4},
+    "pool_only_unlabeled03": {**COTRAIN, "cotrain_threshold": 1e-9, "cotrain_unlabeled_weight": 0.3, "cotrain_warmup": 4},
 }
+RESTORED = "restored_"  # variants whose set has the flagged labels back
 SCHEME = LabelScheme.from_dict(DEFAULT_ANN_DICT)
 
 
+def training_pair(setting: Path, variant: str, out: Path) -> Pair:
+    """s_cotrain's 05 input, or for a restored variant a copy of it with the flagged labels given back."""
+    run_dir = setting / "runs" / "s_cotrain"
+    pair = Pair(run_dir / "combined_images_cl.npy", run_dir / "combined_ann_cl.csv")
+    if not variant.startswith(RESTORED):
+        return pair
+    ann = read_annotations(pair.ann)
+    flagged = ann["label_action"] == "pruned"
+    ann.loc[flagged, "annotation"] = ann.loc[flagged, "original_annotation"]
+    out.mkdir(parents=True, exist_ok=True)
+    ann.to_csv(out / "restored_ann.csv", index=False)
+    return Pair(pair.images, out / "restored_ann.csv")
+
+
+def truth_calls(setting: Path, run, predictions: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The fit's parasite calls and the truth: on the evaluation set where the setting has one, else on
+    its test rows (truth.csv)."""
+    positive = run.fit.spec.class_names.index(SCHEME.positive)
+    if (setting / EVAL_DIR).exists():
+        images, truth_pos = read_eval_set(setting / EVAL_DIR, SCHEME.positive)
+        return ensemble_probabilities(run.fit.predictors, images)[:, positive] > 0.5, truth_pos
+    ann = read_annotations(predictions)
+    test = ann[ann["split"] == "test"]
+    truth = pd.read_csv(setting / "truth.csv").set_index("image_id")["truth"]
+    return test[f"{SCHEME.positive} output"].to_numpy() > 0.5, (truth.loc[test["image_id"]] == SCHEME.positive).to_numpy()
+
+
 def measure(setting: Path, variant: str, work: Path) -> dict:
-    """Train s_cotrain's 05 input with the variant's settings; its accuracy on the evaluation set."""
+    """Train s_cotrain's 05 input with the variant's settings; its accuracy against the truth."""
     seed = int(setting.name.split("seed")[-1])
     cfg = train_config(**{**training_rows(ROOT / "parameters" / "recommended.yaml"), "seed": seed, "progress": False,
                           **VARIANTS[variant]})
-    run_dir = setting / "runs" / "s_cotrain"
-    pair = Pair(run_dir / "combined_images_cl.npy", run_dir / "combined_ann_cl.csv")
-    out = work / setting.name / variant
+    out = work / setting.parent.name / setting.name / variant
     start = time.perf_counter()
+    pair = training_pair(setting, variant, out)
     run = train_and_save(pair, SCHEME, TrainRequest(cfg, out / "ann_with_predictions.csv", out / "model_perf.zip"))
-    images, truth_pos = read_eval_set(setting / EVAL_DIR, SCHEME.positive)
-    positive = run.fit.spec.class_names.index(SCHEME.positive)
-    calls = ensemble_probabilities(run.fit.predictors, images)[:, positive] > 0.5
-    return {"setting": setting.name, "variant": variant, "settings": VARIANTS[variant],
+    calls, truth_pos = truth_calls(setting, run, out / "ann_with_predictions.csv")
+    return {"setting": setting.name, "data": dataset(setting), "variant": variant, "settings": VARIANTS[variant],
+            "scored_on": "eval" if (setting / EVAL_DIR).exists() else "test", "rows": int(len(truth_pos)),
             "eval_accuracy": float((calls == truth_pos).mean()), "eval_recall": float(calls[truth_pos].mean()),
             "eval_false_positive_rate": float(calls[~truth_pos].mean()), "kept_epoch": run.fit.best_epoch,
             "train_seconds": round(run.fit.train_seconds, 1), "wall_seconds": round(time.perf_counter() - start, 1)}
 
 
+def dataset(setting: Path) -> str:
+    """cells or digits, from the setting's images (the digits demo writes a `digit` column)."""
+    ann = pd.read_csv(setting / "runs" / "s_cotrain" / "combined_ann_cl.csv", nrows=1)
+    return "digits" if "digit" in ann.columns else "cells"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("setting", type=Path)
+    parser.add_argument("settings", type=Path, nargs="+")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--work", type=Path, default=Path("/tmp/cotrain_settings"))
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/cotrain_settings.jsonl")
     args = parser.parse_args()
-    done = {(r["setting"], r["variant"]) for r in read_lines(args.out)}
+    done = {(r.get("data", "cells"), r["setting"], r["variant"]) for r in read_lines(args.out)}
     for variant in args.variants.split(","):
-        if (args.setting.name, variant) not in done:
-            line = measure(args.setting, variant, args.work)
-            append_line(args.out, line)
-            print(line, flush=True)
+        for setting in args.settings:
+            if (dataset(setting), setting.name, variant) not in done:
+                line = measure(setting, variant, args.work)
+                append_line(args.out, line)
+                print(line, flush=True)
     return 0
 
 

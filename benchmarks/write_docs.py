@@ -178,25 +178,47 @@ def regret_table(names: list[str]) -> list[str]:
 
 
 def cotrain_settings_table(records: list[dict]) -> list[str]:
-    """Per data set and variant of benchmarks/cotrain_settings.py: the settings measured, the mean accuracy
-    against the truth, its change from `plain` on the same settings with the paired 95% interval, the
-    parasite recall and the training seconds."""
-    by: dict[tuple[str, str], dict[str, dict]] = defaultdict(dict)
+    """Per data set, noise setting and variant of benchmarks/cotrain_settings.py: the seeds measured, the
+    mean accuracy against the truth, its change from `plain` on the same seeds with the paired 95%
+    interval, the parasite recall and the training seconds."""
+    by: dict[tuple[str, str, str], dict[str, dict]] = defaultdict(dict)
     for r in records:
-        by[(r.get("data", "cells"), r["variant"])][r["setting"]] = r
+        by[(r.get("data", "cells"), r["setting"].rsplit("_seed", 1)[0], r["variant"])][r["setting"]] = r
     rows = []
-    for (data, variant), runs in sorted(by.items(), key=lambda kv: (kv[0][0], kv[0][1] != "plain", kv[0][1])):
-        plain = by.get((data, "plain"), {})
+    for (data, setting, variant), runs in sorted(by.items(), key=lambda kv: (*kv[0][:2], kv[0][2] != "plain", kv[0][2])):
+        plain = by.get((data, setting, "plain"), {})
         diffs = [100 * (r["eval_accuracy"] - plain[s]["eval_accuracy"]) for s, r in runs.items() if s in plain]
         low, high = mean_interval(diffs)
         settings = ", ".join(f"`{k}: {v}`" for k, v in next(iter(runs.values()))["settings"].items()) or "one network"
-        rows.append([data, f"`{variant}`", settings, str(len(runs)), f"{mean(r['eval_accuracy'] for r in runs.values()):.4f}",
+        unramped = any("ramped up" in r.get("measured_as", "") for r in runs.values())
+        rows.append([data, setting.replace("_", " "), f"`{variant}`" + (" (unlabeled loss not yet ramped up)" if unramped else ""),
+                     settings, str(len(runs)), f"{mean(r['eval_accuracy'] for r in runs.values()):.4f}",
                      "" if variant == "plain" or not diffs else
                      f"{mean(diffs):+.2f}" + ("" if low is None else f" [{low:+.2f}, {high:+.2f}]"),
                      f"{mean(r['eval_recall'] for r in runs.values()):.3f}",
                      f"{mean(r['train_seconds'] for r in runs.values()):.0f}"])
-    return table(["data", "variant", "settings", "settings measured", "accuracy", "minus plain (points) [95%]",
+    return table(["data", "setting", "variant", "settings", "seeds", "accuracy", "minus plain (points) [95%]",
                   "parasite recall", "train s"], rows)
+
+
+def cotrain_division_table(records: list[dict]) -> list[str]:
+    """Per data set and variant of benchmarks/cotrain_division.py, means over settings of the epoch means:
+    the flipped labels left in the set, the shares of flipped and of true labels divided out, and the
+    accuracy of the guesses for the rows trained without a label."""
+    by: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
+    for r in records:
+        by[(r["data"], r["setting"].rsplit("_seed", 1)[0].replace("_", " "), r["variant"])].append(r["mean"])
+
+    def avg(runs: list[dict], key: str) -> str:
+        values = [m[key] for m in runs if m.get(key) is not None and m[key] == m[key]]  # NaN: no flipped row left
+        return f"{mean(values):.2f}" if values else "-"
+    rows = [[data, setting, f"`{variant}`", str(len(runs)), f"{mean(m['flipped rows'] for m in runs):.0f}",
+             f"{mean(m['labelled'] + m['unlabeled'] for m in runs):.0f}", avg(runs, "flipped divided out"),
+             avg(runs, "true divided out"), avg(runs, "guess accuracy")]
+            for (data, setting, variant), runs in sorted(by.items())]
+    return table(["data", "setting", "variant", "seeds", "flipped labels in the set", "rows (labelled + unlabeled)",
+                  "flipped divided out",
+                  "true labels divided out", "guess accuracy (rows without a label)"], rows)
 
 
 # ---------------------------------------------------------------- diagnostics
@@ -290,6 +312,11 @@ def benchmarks_page() -> str:
                   "cells on the evaluation set, the digits on their test rows; `plain` is one network on the same "
                   "set, as `s_prune` trains it; `restored_` variants train on the set with the flagged labels given "
                   "back. Each setting's line is in the file.", "", *cotrain_settings_table(settings)]
+    division = read("cotrain_division.jsonl")
+    if division:
+        lines += ["`cotrain_division.jsonl` (`benchmarks/cotrain_division.py`): the first network's division, every "
+                  "co-training epoch, against the truth (means over the epochs, then over the settings).", "",
+                  *cotrain_division_table(division)]
     lines += ["### The verdict's regret", "",
               "Over the current curation files: the pick of the verdict (accuracy, step-down corrected tests "
               "against SB) against the best run by truth, per share of the test rows a simulated reviewer "
