@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/curation.py [--fracs 0.20,0.10,0.03] [--noise uniform,systematic] [--seeds 0,1,2]
         [--strategies s_2thr,s_prune,s_fix,s_2thr_fix,s_soft_fix] [--folds 3] [--work /tmp/curation_bench]
-        [--out benchmarks/results/curation.jsonl] [--plot benchmarks/results/curation.png] [-p KEY=VALUE ...]
+        [--out benchmarks/results/curation.jsonl] [--plot OUT.png] [-p KEY=VALUE ...]
         [--eval-size 10000] [--summary-only] [--reverdict]
 
 Per setting (noise kind, flip fraction, seed): fresh demo data (`python -m helpers demo --flip-frac F
@@ -362,7 +362,8 @@ def main() -> None:
                              "is still there; 0: none")
     parser.add_argument("--work", type=Path, default=Path("/tmp/curation_bench"))
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/curation.jsonl")
-    parser.add_argument("--plot", type=Path, default=ROOT / "benchmarks/results/curation.png")
+    parser.add_argument("--plot", type=Path, default=None, help="the plot of the gaps closed (default: --out as .png; "
+                        "the evaluation-set plot goes beside it as NAME_eval.png)")
     parser.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
                         help="another pipeline parameter, e.g. -p rounds=2 (use its own --out and --work)")
     parser.add_argument("--summary-only", action="store_true", help="rebuild the tables and plot from --out")
@@ -370,6 +371,7 @@ def main() -> None:
                         help="measure the verdict again on every finished setting whose --work folder is still there "
                              "(after a change of 06's rule; no training)")
     args = parser.parse_args()
+    args.plot = args.plot or args.out.with_suffix(".png")  # a results file and its plot share a name
     args.strategies = args.strategies.split(",")
     if args.dataset == "digits":
         args.eval_size = 0
