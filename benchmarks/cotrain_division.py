@@ -26,20 +26,19 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from _measure import append_line, read_lines  # noqa: E402
-from cotrain_settings import RESTORED, SCHEME, VARIANTS, dataset, training_pair  # noqa: E402
+from cotrain_settings import RESTORED, SCHEME, VARIANTS, dataset, training_pair, variant_config  # noqa: E402
 
 from helpers.data.sets import open_image_set  # noqa: E402
 from helpers.model.cotrain import Division, fit_cotrain  # noqa: E402
-from helpers.run.parameters import train_config, training_rows  # noqa: E402
 
 
-def epoch_scores(division: Division, targets: np.ndarray, given_class: np.ndarray, true_class: np.ndarray) -> dict:
-    """One network's division and targets of an epoch against the true class of every row (class index
-    per row; given_class -1 for the rows that never had a label)."""
+def epoch_scores(division: Division, targets: np.ndarray, given: np.ndarray, true_class: np.ndarray) -> dict:
+    """One network's division and targets of an epoch against the true class of every row (class
+    indices; `given` is -1 for the rows that never had a label)."""
     rows = np.union1d(division.labelled, division.unlabeled)
-    train_rows = rows[given_class[rows] >= 0]
+    train_rows = rows[given[rows] >= 0]
     lost = np.isin(train_rows, division.unlabeled)
-    flipped = given_class[train_rows] != true_class[train_rows]
+    flipped = given[train_rows] != true_class[train_rows]
     unlabeled = division.unlabeled
     return {"labelled": int(len(division.labelled)), "unlabeled": int(len(unlabeled)),
             "flipped rows": int(flipped.sum()),
@@ -52,32 +51,20 @@ def measure(setting: Path, variant: str, work: Path) -> dict:
     """Co-train the setting's set with the variant's settings and score each epoch's division."""
     if VARIANTS[variant].get("unlabeled") != "cotrain":
         raise SystemExit(f"{variant}: not a co-training variant")
-    out = work / setting.parent.name / setting.name / variant
-    pair = training_pair(setting, variant, out)
-    image_set = open_image_set(pair, SCHEME)
-    truth = pd.read_csv(setting / "truth.csv").set_index("image_id")["truth"]
-    true_class = (truth.loc[image_set.ann["image_id"]] == SCHEME.positive).to_numpy().astype(int)
-    cfg = train_config(**{**training_rows(ROOT / "parameters" / "recommended.yaml"), "seed": seed_of(setting),
-                          "progress": False, **VARIANTS[variant]})
-    epochs: list[dict] = []
-
-    values = np.round(image_set.ann["annotation"].to_numpy())
-    given = np.where(values >= 0, (values == 1).astype(int), -1)  # class index: 1 the positive class
-
-    def observe(epoch: int, divisions: list[Division], targets: list[np.ndarray]) -> None:
-        epochs.append({"epoch": epoch + 1, **epoch_scores(divisions[0], targets[0], given, true_class)})
-
-    fit = fit_cotrain(image_set, SCHEME, cfg, observe=observe)
-    if fit.spec.class_names.index(SCHEME.positive) != 1:
-        raise SystemExit(f"{setting}: expected the positive class second, got {fit.spec.class_names}")
+    image_set = open_image_set(training_pair(setting, variant, work / setting.parent.name / setting.name / variant),
+                               SCHEME)
+    seen: list[tuple[int, Division, np.ndarray]] = []  # the first network's division and targets, per epoch
+    fit = fit_cotrain(image_set, SCHEME, variant_config(setting, variant),
+                      observe=lambda epoch, divisions, targets: seen.append((epoch, divisions[0], targets[0])))
+    names = fit.spec.class_names
+    truth = pd.read_csv(setting / "truth.csv").set_index("image_id")["truth"].loc[image_set.ann["image_id"]]
+    true_class = np.array([names.index(name) for name in truth])
+    epochs = [{"epoch": epoch + 1, **epoch_scores(division, targets, fit.data.targets, true_class)}
+              for epoch, division, targets in seen]
     frame = pd.DataFrame(epochs)
     return {"setting": setting.name, "data": dataset(setting), "variant": variant, "settings": VARIANTS[variant],
             "restored": variant.startswith(RESTORED), "epochs": epochs,
             "first": epochs[0], "mean": {c: float(frame[c].mean()) for c in frame.columns if c != "epoch"}}
-
-
-def seed_of(setting: Path) -> int:
-    return int(setting.name.split("seed")[-1])
 
 
 def main() -> int:

@@ -36,6 +36,7 @@ from helpers.curation.training_run import TrainRequest, train_and_save  # noqa: 
 from helpers.data.demo import EVAL_DIR  # noqa: E402
 from helpers.data.sets import Pair, read_annotations  # noqa: E402
 from helpers.model.inference import ensemble_probabilities  # noqa: E402
+from helpers.model.settings import TrainConfig  # noqa: E402
 from helpers.run.parameters import train_config, training_rows  # noqa: E402
 
 COTRAIN = {"unlabeled": "cotrain"}
@@ -58,12 +59,8 @@ VARIANTS: dict[str, dict] = {
     "restored_warmup4": {**COTRAIN, "cotrain_warmup": 4},
     "warmup4": {**COTRAIN, "cotrain_warmup": 4},
     "warmup6": {**COTRAIN, "cotrain_warmup": 6},
-    "unlabeled1_warmup6": {**COTRAIN, "cotrain_warmup": 6, "cotrain_unlabeled_weight": 1.0},
-    "unlabeled1_warmup8": {**COTRAIN, "cotrain_warmup": 8, "cotrain_unlabeled_weight": 1.0},
-    "restored_unlabeled1_warmup6": {**COTRAIN, "cotrain_warmup": 6, "cotrain_unlabeled_weight": 1.0},
-    "restored_warmup6": {**COTRAIN, "cotrain_warmup": 6},
+    # no division (the pruned and unsure rows alone are unlabeled), and they learn the pair's guess
     "pool_only_unlabeled1": {**COTRAIN, "cotrain_threshold": 1e-9, "cotrain_unlabeled_weight": 1.0, "cotrain_warmup": 4},
-    "pool_only_unlabeled03": {**COTRAIN, "cotrain_threshold": 1e-9, "cotrain_unlabeled_weight": 0.3, "cotrain_warmup": 4},
 }
 RESTORED = "restored_"  # variants whose set has the flagged labels back
 SCHEME = LabelScheme.from_dict(DEFAULT_ANN_DICT)
@@ -98,9 +95,7 @@ def truth_calls(setting: Path, run, predictions: Path) -> tuple[np.ndarray, np.n
 
 def measure(setting: Path, variant: str, work: Path) -> dict:
     """Train s_cotrain's 05 input with the variant's settings; its accuracy against the truth."""
-    seed = int(setting.name.split("seed")[-1])
-    cfg = train_config(**{**training_rows(ROOT / "parameters" / "recommended.yaml"), "seed": seed, "progress": False,
-                          **VARIANTS[variant]})
+    cfg = variant_config(setting, variant)
     out = work / setting.parent.name / setting.name / variant
     start = time.perf_counter()
     pair = training_pair(setting, variant, out)
@@ -111,6 +106,13 @@ def measure(setting: Path, variant: str, work: Path) -> dict:
             "eval_accuracy": float((calls == truth_pos).mean()), "eval_recall": float(calls[truth_pos].mean()),
             "eval_false_positive_rate": float(calls[~truth_pos].mean()), "kept_epoch": run.fit.best_epoch,
             "train_seconds": round(run.fit.train_seconds, 1), "wall_seconds": round(time.perf_counter() - start, 1)}
+
+
+def variant_config(setting: Path, variant: str) -> TrainConfig:
+    """recommended.yaml with the setting's seed and the variant's settings."""
+    seed = int(setting.name.split("seed")[-1])
+    return train_config(**{**training_rows(ROOT / "parameters" / "recommended.yaml"), "seed": seed, "progress": False,
+                           **VARIANTS[variant]})
 
 
 def dataset(setting: Path) -> str:
