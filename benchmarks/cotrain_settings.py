@@ -8,7 +8,8 @@ strategies (a folder of its --work, e.g. /tmp/curation_bench/uniform_0.2_seed0):
 trained on (SB's certain images with the neighbour vote's flags pruned, the unsures left without a
 label) is trained again with parameters/recommended.yaml and each variant's co-training settings.
 A variant named `restored_...` trains the set with the flagged labels given back (co-training
-divides on its own, the vote unused). Every fit is scored on the setting's evaluation set (true
+divides on its own, the vote unused), one named `fixed_...` s_fix's 05 input instead (the flags
+the vote is confident of fixed to SB's class, the rest pruned). Every fit is scored on the setting's evaluation set (true
 labels, crops the pipeline never saw) where it has one (the cells), else on its test rows against
 its truth.csv (the digits). `plain` is the set trained as s_prune's 05 trains it (one network, the
 unlabeled rows ignored).
@@ -56,6 +57,8 @@ VARIANTS: dict[str, dict] = {
     "threshold02_best": {**BEST, "cotrain_threshold": 0.2},  # only the rows the mixture is surest of lose their label
     "warmup4_best": {**BEST, "cotrain_warmup": 4},
     "restored_default": COTRAIN,
+    "fixed_plain": {},  # s_fix's 05 itself
+    "fixed_default": COTRAIN,  # co-training on s_fix's set
     "restored_warmup4": {**COTRAIN, "cotrain_warmup": 4},
     "warmup4": {**COTRAIN, "cotrain_warmup": 4},
     "warmup6": {**COTRAIN, "cotrain_warmup": 6},
@@ -63,12 +66,14 @@ VARIANTS: dict[str, dict] = {
     "pool_only_unlabeled1": {**COTRAIN, "cotrain_threshold": 1e-9, "cotrain_unlabeled_weight": 1.0, "cotrain_warmup": 4},
 }
 RESTORED = "restored_"  # variants whose set has the flagged labels back
+FIXED = "fixed_"  # variants trained on s_fix's 05 input (confident flags fixed, the rest pruned)
 SCHEME = LabelScheme.from_dict(DEFAULT_ANN_DICT)
 
 
 def training_pair(setting: Path, variant: str, out: Path) -> Pair:
-    """s_cotrain's 05 input, or for a restored variant a copy of it with the flagged labels given back."""
-    run_dir = setting / "runs" / "s_cotrain"
+    """s_cotrain's 05 input, or for a restored variant a copy of it with the flagged labels given back,
+    or for a fixed variant s_fix's 05 input."""
+    run_dir = setting / "runs" / ("s_fix" if variant.startswith(FIXED) else "s_cotrain")
     pair = Pair(run_dir / "combined_images_cl.npy", run_dir / "combined_ann_cl.csv")
     if not variant.startswith(RESTORED):
         return pair

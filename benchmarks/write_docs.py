@@ -186,14 +186,14 @@ def cotrain_settings_table(records: list[dict]) -> list[str]:
         by[(r.get("data", "cells"), r["setting"].rsplit("_seed", 1)[0], r["variant"])][r["setting"]] = r
     rows = []
     for (data, setting, variant), runs in sorted(by.items(), key=lambda kv: (*kv[0][:2], kv[0][2] != "plain", kv[0][2])):
-        plain = by.get((data, setting, "plain"), {})
+        plain = by.get((data, setting, "fixed_plain" if variant.startswith("fixed_") else "plain"), {})
         diffs = [100 * (r["eval_accuracy"] - plain[s]["eval_accuracy"]) for s, r in runs.items() if s in plain]
         low, high = mean_interval(diffs)
         settings = ", ".join(f"`{k}: {v}`" for k, v in next(iter(runs.values()))["settings"].items()) or "one network"
         unramped = any("ramped up" in r.get("measured_as", "") for r in runs.values())
         rows.append([data, setting.replace("_", " "), f"`{variant}`" + (" (unlabeled loss not yet ramped up)" if unramped else ""),
                      settings, str(len(runs)), f"{mean(r['eval_accuracy'] for r in runs.values()):.4f}",
-                     "" if variant == "plain" or not diffs else
+                     "" if variant in ("plain", "fixed_plain") or not diffs else
                      f"{mean(diffs):+.2f}" + ("" if low is None else f" [{low:+.2f}, {high:+.2f}]"),
                      f"{mean(r['eval_recall'] for r in runs.values()):.3f}",
                      f"{mean(r['train_seconds'] for r in runs.values()):.0f}"])
@@ -311,7 +311,8 @@ def benchmarks_page() -> str:
                   "of `cotrain.jsonl` and `cotrain_digits.jsonl` trained again per variant (recommended.yaml), the "
                   "cells on the evaluation set, the digits on their test rows; `plain` is one network on the same "
                   "set, as `s_prune` trains it; `restored_` variants train on the set with the flagged labels given "
-                  "back. Each setting's line is in the file.", "", *cotrain_settings_table(settings)]
+                  "back, `fixed_` variants on `s_fix`'s set (compared with `fixed_plain`, which is `s_fix`'s 05). "
+                  "Each setting's line is in the file.", "", *cotrain_settings_table(settings)]
     division = read("cotrain_division.jsonl")
     if division:
         lines += ["`cotrain_division.jsonl` (`benchmarks/cotrain_division.py`): the first network's division, every "
