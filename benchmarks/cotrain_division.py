@@ -29,6 +29,7 @@ from _measure import append_line, read_lines  # noqa: E402
 from cotrain_settings import RESTORED, SCHEME, VARIANTS, dataset, training_pair, variant_config  # noqa: E402
 
 from helpers.data.sets import open_image_set  # noqa: E402
+from helpers.data.truth import truth_lookup  # noqa: E402
 from helpers.model.cotrain import Division, fit_cotrain  # noqa: E402
 
 
@@ -57,7 +58,7 @@ def measure(setting: Path, variant: str, work: Path) -> dict:
     fit = fit_cotrain(image_set, SCHEME, variant_config(setting, variant),
                       observe=lambda epoch, divisions, targets: seen.append((epoch, divisions[0], targets[0])))
     names = fit.spec.class_names
-    truth = pd.read_csv(setting / "truth.csv").set_index("image_id")["truth"].loc[image_set.ann["image_id"]]
+    truth = truth_lookup(pd.read_csv(setting / "truth.csv"), image_set.ann["image_id"])
     true_class = np.array([names.index(name) for name in truth])
     epochs = [{"epoch": epoch + 1, **epoch_scores(division, targets, fit.data.targets, true_class)}
               for epoch, division, targets in seen]

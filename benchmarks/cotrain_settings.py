@@ -36,6 +36,7 @@ from helpers.curation.eval_set import read_eval_set  # noqa: E402
 from helpers.curation.training_run import TrainRequest, train_and_save  # noqa: E402
 from helpers.data.demo import EVAL_DIR  # noqa: E402
 from helpers.data.sets import Pair, read_annotations  # noqa: E402
+from helpers.data.truth import truth_lookup  # noqa: E402
 from helpers.model.inference import ensemble_probabilities  # noqa: E402
 from helpers.model.settings import TrainConfig  # noqa: E402
 from helpers.run.parameters import train_config, training_rows  # noqa: E402
@@ -94,8 +95,8 @@ def truth_calls(setting: Path, run, predictions: Path) -> tuple[np.ndarray, np.n
         return ensemble_probabilities(run.fit.predictors, images)[:, positive] > 0.5, truth_pos
     ann = read_annotations(predictions)
     test = ann[ann["split"] == "test"]
-    truth = pd.read_csv(setting / "truth.csv").set_index("image_id")["truth"]
-    return test[f"{SCHEME.positive} output"].to_numpy() > 0.5, (truth.loc[test["image_id"]] == SCHEME.positive).to_numpy()
+    truth = truth_lookup(pd.read_csv(setting / "truth.csv"), test["image_id"])
+    return test[f"{SCHEME.positive} output"].to_numpy() > 0.5, truth == SCHEME.positive
 
 
 def measure(setting: Path, variant: str, work: Path) -> dict:

@@ -39,7 +39,7 @@ CURRENT_CURATION = {
     "curation_digits_min_steps.jsonl": "The digits with recommended.yaml's step floor (`min_steps: 250`)",
     "curation_digits_fix_threshold.jsonl": "The digits: `s_fix` at a lower `fix_threshold`",
     "cotrain.jsonl": "Co-training (`s_cotrain`, its defaults) beside pruning and fixing, uniform and systematic at 10% and 20%",
-    "cotrain_digits.jsonl": "The digits, uniform 20% (9 seeds) and 5% (6 seeds): co-training beside pruning and fixing",
+    "cotrain_digits.jsonl": "The digits, uniform 20% and 5%: co-training beside pruning and fixing",
 }
 # files whose section also gives each strategy's gap with its 95% interval over seeds and its 05's cost
 WITH_INTERVALS = ("cotrain.jsonl", "cotrain_digits.jsonl")
@@ -177,13 +177,18 @@ def regret_table(names: list[str]) -> list[str]:
     return table(["test rows reviewed", "settings", "mean regret (points)", "pick was the best run"], rows)
 
 
+def noise_setting(setting: str) -> str:
+    """A setting's name without its seed: uniform_0.2_seed1 -> uniform 0.2."""
+    return setting.rsplit("_seed", 1)[0].replace("_", " ")
+
+
 def cotrain_settings_table(records: list[dict]) -> list[str]:
     """Per data set, noise setting and variant of benchmarks/cotrain_settings.py: the seeds measured, the
     mean accuracy against the truth, its change from `plain` on the same seeds with the paired 95%
     interval, the parasite recall and the training seconds."""
     by: dict[tuple[str, str, str], dict[str, dict]] = defaultdict(dict)
     for r in records:
-        by[(r.get("data", "cells"), r["setting"].rsplit("_seed", 1)[0], r["variant"])][r["setting"]] = r
+        by[(r.get("data", "cells"), noise_setting(r["setting"]), r["variant"])][r["setting"]] = r
     rows = []
     for (data, setting, variant), runs in sorted(by.items(), key=lambda kv: (*kv[0][:2], kv[0][2] != "plain", kv[0][2])):
         plain = by.get((data, setting, "fixed_plain" if variant.startswith("fixed_") else "plain"), {})
@@ -191,7 +196,7 @@ def cotrain_settings_table(records: list[dict]) -> list[str]:
         low, high = mean_interval(diffs)
         settings = ", ".join(f"`{k}: {v}`" for k, v in next(iter(runs.values()))["settings"].items()) or "one network"
         unramped = any("ramped up" in r.get("measured_as", "") for r in runs.values())
-        rows.append([data, setting.replace("_", " "), f"`{variant}`" + (" (unlabeled loss not yet ramped up)" if unramped else ""),
+        rows.append([data, setting, f"`{variant}`" + (" (unlabeled loss not yet ramped up)" if unramped else ""),
                      settings, str(len(runs)), f"{mean(r['eval_accuracy'] for r in runs.values()):.4f}",
                      "" if variant in ("plain", "fixed_plain") or not diffs else
                      f"{mean(diffs):+.2f}" + ("" if low is None else f" [{low:+.2f}, {high:+.2f}]"),
@@ -207,7 +212,7 @@ def cotrain_division_table(records: list[dict]) -> list[str]:
     accuracy of the guesses for the rows trained without a label."""
     by: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
     for r in records:
-        by[(r["data"], r["setting"].rsplit("_seed", 1)[0].replace("_", " "), r["variant"])].append(r["mean"])
+        by[(r["data"], noise_setting(r["setting"]), r["variant"])].append(r["mean"])
 
     def avg(runs: list[dict], key: str) -> str:
         values = [m[key] for m in runs if m.get(key) is not None and m[key] == m[key]]  # NaN: no flipped row left
