@@ -7,6 +7,9 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from statistics import mean, stdev
+
+from scipy import stats
 
 
 def rss_anon_bytes() -> int:
@@ -76,3 +79,11 @@ def timed(results: dict, key: str):
     start = time.perf_counter()
     yield
     results[key] = round(time.perf_counter() - start, 3)
+
+
+def mean_interval(values: list[float]) -> tuple[float | None, float | None]:
+    """The 95% t-interval of the mean of `values` (None for fewer than two)."""
+    if len(values) < 2:
+        return None, None
+    half = stats.t.ppf(0.975, len(values) - 1) * stdev(values) / len(values) ** 0.5
+    return mean(values) - half, mean(values) + half

@@ -9,7 +9,10 @@ trained on (SB's certain images with the neighbour vote's flags pruned, the unsu
 label) is trained again with parameters/recommended.yaml and each variant's co-training settings.
 A variant named `restored_...` trains the set with the flagged labels given back (co-training
 divides on its own, the vote unused), one named `fixed_...` s_fix's 05 input instead (the flags
-the vote is confident of fixed to SB's class, the rest pruned). Every fit is scored on the setting's evaluation set (true
+the vote is confident of fixed to SB's class, the rest pruned). The `softoof_` and `softvote_`
+variants keep every flagged image and train it towards a soft target instead of pruning it: SB's
+out-of-fold parasite probability, or the share of its neighbours labelled parasite (a single-network
+way to learn from the flagged images). Every fit is scored on the setting's evaluation set (true
 labels, crops the pipeline never saw) where it has one (the cells), else on its test rows against
 its truth.csv (the digits). `plain` is the set trained as s_prune's 05 trains it (one network, the
 unlabeled rows ignored).
@@ -31,7 +34,8 @@ sys.path.insert(0, str(ROOT))
 
 from _measure import append_line, read_lines  # noqa: E402
 
-from helpers.core.labels import DEFAULT_ANN_DICT, LabelScheme  # noqa: E402
+from helpers.core.columns import SOFT_TARGET  # noqa: E402
+from helpers.core.labels import DEFAULT_ANN_DICT, POSITIVE_VALUE, LabelScheme  # noqa: E402
 from helpers.curation.eval_set import read_eval_set  # noqa: E402
 from helpers.curation.training_run import TrainRequest, train_and_save  # noqa: E402
 from helpers.data.demo import EVAL_DIR  # noqa: E402
@@ -63,27 +67,49 @@ VARIANTS: dict[str, dict] = {
     "restored_warmup4": {**COTRAIN, "cotrain_warmup": 4},
     "warmup4": {**COTRAIN, "cotrain_warmup": 4},
     "warmup6": {**COTRAIN, "cotrain_warmup": 6},
+    "softoof_plain": {},  # one network; the flagged images train towards SB's out-of-fold probability
+    "softvote_plain": {},  # ... towards the share of their neighbours labelled parasite
     # no division (the pruned and unsure rows alone are unlabeled), and they learn the pair's guess
     "pool_only_unlabeled1": {**COTRAIN, "cotrain_threshold": 1e-9, "cotrain_unlabeled_weight": 1.0, "cotrain_warmup": 4},
 }
 RESTORED = "restored_"  # variants whose set has the flagged labels back
 FIXED = "fixed_"  # variants trained on s_fix's 05 input (confident flags fixed, the rest pruned)
+SOFT = {"softoof_": "out-of-fold", "softvote_": "neighbours"}  # variants whose flagged images get soft targets
 SCHEME = LabelScheme.from_dict(DEFAULT_ANN_DICT)
 
 
 def training_pair(setting: Path, variant: str, out: Path) -> Pair:
-    """s_cotrain's 05 input, or for a restored variant a copy of it with the flagged labels given back,
-    or for a fixed variant s_fix's 05 input."""
+    """s_cotrain's 05 input; for a restored variant a copy of it with the flagged labels given back, for
+    a soft variant one with the flagged images trained towards soft targets; for a fixed variant s_fix's
+    05 input."""
     run_dir = setting / "runs" / ("s_fix" if variant.startswith(FIXED) else "s_cotrain")
     pair = Pair(run_dir / "combined_images_cl.npy", run_dir / "combined_ann_cl.csv")
-    if not variant.startswith(RESTORED):
+    soft = next((source for prefix, source in SOFT.items() if variant.startswith(prefix)), None)
+    if not variant.startswith(RESTORED) and soft is None:
         return pair
     ann = read_annotations(pair.ann)
-    flagged = ann["label_action"] == "pruned"
-    ann.loc[flagged, "annotation"] = ann.loc[flagged, "original_annotation"]
+    flagged = (ann["label_action"] == "pruned").to_numpy()
+    if soft is None:
+        ann.loc[flagged, "annotation"] = ann.loc[flagged, "original_annotation"]
+    else:
+        target = parasite_share(setting, ann.loc[flagged, "image_id"], ann.loc[flagged, "original_annotation"], soft)
+        ann[SOFT_TARGET] = np.nan
+        ann.loc[flagged, SOFT_TARGET] = target
+        ann.loc[flagged, "annotation"] = (target >= 0.5).astype(float)  # the likelier class, for counts
     out.mkdir(parents=True, exist_ok=True)
-    ann.to_csv(out / "restored_ann.csv", index=False)
-    return Pair(pair.images, out / "restored_ann.csv")
+    ann.to_csv(out / "training_ann.csv", index=False)
+    return Pair(pair.images, out / "training_ann.csv")
+
+
+def parasite_share(setting: Path, image_ids: pd.Series, given: pd.Series, source: str) -> np.ndarray:
+    """Each image's soft parasite target from SB's 03 output: its out-of-fold parasite probability, or
+    the share of its neighbours labelled parasite (the vote: neighbour_agreement is the share that
+    carry the image's given label)."""
+    sb = read_annotations(setting / "runs" / "s_b" / "ann_with_predictions.csv").set_index("image_id")
+    if source == "out-of-fold":
+        return sb.loc[image_ids, f"{SCHEME.positive} out-of-fold"].to_numpy(dtype=float)
+    agreement = sb.loc[image_ids, "neighbour_agreement"].to_numpy(dtype=float)
+    return np.where(given.to_numpy() == POSITIVE_VALUE, agreement, 1 - agreement)
 
 
 def truth_calls(setting: Path, run, predictions: Path) -> tuple[np.ndarray, np.ndarray]:

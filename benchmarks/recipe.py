@@ -32,13 +32,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 from sklearn.metrics import roc_auc_score
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from _measure import append_line, read_lines  # noqa: E402
+from _measure import append_line, mean_interval, read_lines  # noqa: E402
 
 from helpers.core.labels import DEFAULT_ANN_DICT, LabelScheme  # noqa: E402
 from helpers.curation.eval_set import eval_decisions, read_eval_set  # noqa: E402
@@ -213,9 +212,9 @@ def paired_changes(rows: list[dict], baseline: str) -> pd.DataFrame:
             diff = (part[recipe] - part[baseline]).dropna()
             if recipe == baseline or len(diff) < 2:
                 continue
-            half = stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff))
+            low, high = mean_interval(list(diff))
             out.append({"recipe": recipe, "labels": labels, "metric": metric, "seeds": len(diff),
-                        "change": diff.mean(), "low": diff.mean() - half, "high": diff.mean() + half})
+                        "change": diff.mean(), "low": low, "high": high})
     return pd.DataFrame(out).round(4)
 
 

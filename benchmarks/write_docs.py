@@ -18,13 +18,13 @@ import re
 import sys
 from collections import defaultdict
 from pathlib import Path
-from statistics import mean, stdev
-
-from scipy import stats
+from statistics import mean
 
 BENCHMARKS = Path(__file__).resolve().parent
 ROOT = BENCHMARKS.parent
 RESULTS = BENCHMARKS / "results"
+sys.path.insert(0, str(BENCHMARKS))
+from _measure import mean_interval  # noqa: E402
 DOC = ROOT / "docs" / "benchmarks.md"
 SCRIPTS_README = BENCHMARKS / "README.md"
 
@@ -141,14 +141,6 @@ def interval_table(records: list[dict]) -> list[str]:
                   "seeds with a significant gain over SB", "05 wall time / s_fix's"], rows)
 
 
-def mean_interval(values: list[float]) -> tuple[float | None, float | None]:
-    """The 95% t-interval of the mean of `values` (None for fewer than two)."""
-    if len(values) < 2:
-        return None, None
-    half = stats.t.ppf(0.975, len(values) - 1) * stdev(values) / len(values) ** 0.5
-    return mean(values) - half, mean(values) + half
-
-
 def best_line(records: list[dict]) -> str:
     """The strategy with the largest mean gap closed over every setting and seed of a file."""
     gaps: dict[str, list[float]] = defaultdict(list)
@@ -255,18 +247,46 @@ def diagnostic_figures(name: str, records: list[dict]) -> str:
 
 # ---------------------------------------------------------------- recipe, speed
 
+def recipe_setting(record: dict) -> str:
+    """A recipe run's data setting in words: cells, systematic 10%, 1,000 crops."""
+    data = record.get("data") or {"dataset": "cells (demo)"}
+    where = f"{data['dataset']}" + (f", {data.get('noise')} {100 * data['flip_frac']:.0f}%" if "flip_frac" in data else "")
+    if "n_patient" in data:
+        where += f", {data['n_patient'] + data['n_neg']:,} crops"
+    return where
+
+
 def recipe_table(records: list[dict]) -> list[str]:
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in records:
-        data = r.get("data") or {"dataset": "cells (demo)"}
-        where = f"{data['dataset']}" + (f", {data.get('noise')} {100 * data['flip_frac']:.0f}%" if "flip_frac" in data else "")
-        if "n_patient" in data:
-            where += f", {data['n_patient'] + data['n_neg']:,} crops"
-        groups[(where, r["recipe"], r["labels"])].append(r)
+        groups[(recipe_setting(r), r["recipe"], r["labels"])].append(r)
     rows = [[where, f"`{recipe}`", labels, str(len(rs)), f"{mean(r['accuracy'] for r in rs):.4f}",
              f"{mean(r['ece'] for r in rs):.3f}", f"{mean(r['train_seconds'] for r in rs):.1f}"]
             for (where, recipe, labels), rs in sorted(groups.items())]
     return table(["data", "recipe", "labels", "seeds", "test accuracy vs truth", "ECE", "train s"], rows)
+
+
+def recipe_change_table(records: list[dict], baseline: str = "recommended.yaml") -> list[str]:
+    """Per data setting, recipe and labels: the seeds, the mean accuracy against the truth (on the
+    evaluation set where the run has one, else the test rows), its change from `baseline` on the same
+    seeds with the paired 95% t-interval, the epochs trained and the training seconds."""
+    runs: dict[tuple, dict[int, dict]] = defaultdict(dict)
+    for r in records:
+        runs[(recipe_setting(r), r["labels"], r["recipe"])][r["seed"]] = r
+    rows = []
+    for (where, labels, recipe), by_seed in sorted(runs.items(), key=lambda kv: (*kv[0][:2], kv[0][2] != baseline)):
+        accuracy = {seed: r.get("eval_accuracy", r["accuracy"]) for seed, r in by_seed.items()}
+        base = runs.get((where, labels, baseline), {})
+        diffs = [100 * (accuracy[s] - base[s].get("eval_accuracy", base[s]["accuracy"])) for s in accuracy if s in base]
+        low, high = mean_interval(diffs)
+        change = ("" if recipe == baseline or not diffs else
+                  f"{mean(diffs):+.2f}" + ("" if low is None else f" [{low:+.2f}, {high:+.2f}]"))
+        scored_on = "evaluation set" if all("eval_accuracy" in r for r in by_seed.values()) else "test rows"
+        rows.append([where, labels, f"`{recipe}`", str(len(by_seed)), scored_on, f"{mean(accuracy.values()):.4f}",
+                     change, f"{mean(r['epochs_run'] for r in by_seed.values()):.0f}",
+                     f"{mean(r['train_seconds'] for r in by_seed.values()):.1f}"])
+    return table(["data", "labels", "recipe", "seeds", "scored on", "accuracy vs truth",
+                  f"minus `{baseline}` (points) [95%]", "epochs", "train s"], rows)
 
 
 def demo_table(records: list[dict]) -> list[str]:
@@ -342,11 +362,14 @@ def benchmarks_page() -> str:
               "recommended-gpu.yaml on a GPU; `recipe_mixup.jsonl`: MixUp on both data sets, measured on one day "
               "beside recommended.yaml; `recipe_steps.jsonl`: how long to train, on the digits and on the cells at "
               "two sizes, measured on one day; `recipe_elr.jsonl`: early-learning regularization at four weights, "
-              "the same day).", ""]
+              "the same day; `recipe_length.jsonl`: how long to train, over more seeds, the cells scored on an "
+              "evaluation set of new crops, each recipe paired with recommended.yaml on the same seeds).", ""]
     for name in ("recipe.jsonl", "recipe_digits.jsonl", "recipe_gpu.jsonl", "recipe_mixup.jsonl", "recipe_steps.jsonl",
                  "recipe_elr.jsonl"):
         if read(name):
             lines += [f"### `{name}`", "", *recipe_table(read(name))]
+    if read("recipe_length.jsonl"):
+        lines += ["### `recipe_length.jsonl`", "", *recipe_change_table(read("recipe_length.jsonl"))]
     lines += ["## Scale", "", *scale_lines(read("scale.jsonl")), ""]
     return "\n".join(lines).rstrip() + "\n"
 
