@@ -319,7 +319,9 @@ def benchmarks_page() -> str:
               "strategies run, the oracle at least 1 point above SB against the truth, and the verdict after the "
               "simulated review within 0.5 points of the best run by truth (`demo_time.jsonl`).", "",
               *demo_table(read("demo_time.jsonl"))]
-    lines += ["## Curation: share of the SB-to-oracle gap closed", ""]
+    lines += ["## Curation: share of the SB-to-oracle gap closed", "",
+              "Measured with recommended.yaml's step floor at `min_steps: 250` (500 since `recipe_length.jsonl`; "
+              "the demo-sized cells' SB then trains 11 epochs, not 10).", ""]
     for name, question in CURRENT_CURATION.items():
         records = read(name)
         if records:
