@@ -266,6 +266,11 @@ def recipe_table(records: list[dict]) -> list[str]:
     return table(["data", "recipe", "labels", "seeds", "test accuracy vs truth", "ECE", "train s"], rows)
 
 
+def truth_accuracy(record: dict) -> float:
+    """A recipe run's accuracy against the truth: on the evaluation set where it has one, else the test rows."""
+    return record.get("eval_accuracy", record["accuracy"])
+
+
 def recipe_change_table(records: list[dict], baseline: str = "recommended.yaml") -> list[str]:
     """Per data setting, recipe and labels: the seeds, the mean accuracy against the truth (on the
     evaluation set where the run has one, else the test rows), its change from `baseline` on the same
@@ -275,9 +280,9 @@ def recipe_change_table(records: list[dict], baseline: str = "recommended.yaml")
         runs[(recipe_setting(r), r["labels"], r["recipe"])][r["seed"]] = r
     rows = []
     for (where, labels, recipe), by_seed in sorted(runs.items(), key=lambda kv: (*kv[0][:2], kv[0][2] != baseline)):
-        accuracy = {seed: r.get("eval_accuracy", r["accuracy"]) for seed, r in by_seed.items()}
+        accuracy = {seed: truth_accuracy(r) for seed, r in by_seed.items()}
         base = runs.get((where, labels, baseline), {})
-        diffs = [100 * (accuracy[s] - base[s].get("eval_accuracy", base[s]["accuracy"])) for s in accuracy if s in base]
+        diffs = [100 * (accuracy[s] - truth_accuracy(base[s])) for s in accuracy if s in base]
         low, high = mean_interval(diffs)
         change = ("" if recipe == baseline or not diffs else
                   f"{mean(diffs):+.2f}" + ("" if low is None else f" [{low:+.2f}, {high:+.2f}]"))
