@@ -41,12 +41,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _measure import append_line, read_lines, write_lines  # noqa: E402
+from _measure import append_line, mean_interval, read_lines, write_lines  # noqa: E402
 
 from helpers import plots  # noqa: E402
 from helpers.core.labels import LabelScheme  # noqa: E402
@@ -246,9 +245,10 @@ def eval_summary(lines: list[dict]) -> pd.DataFrame:
     grouped = frame.groupby(["noise", "flip_frac", "run"], sort=False)
     out = pd.DataFrame({"eval accuracy": grouped["eval accuracy"].mean(),
                         "gap closed": grouped["eval gap closed"].mean(), "seeds": grouped.size()})
-    half = grouped["eval gap closed"].agg(lambda s: stats.t.ppf(0.975, len(s) - 1) * s.std(ddof=1) / np.sqrt(len(s))
-                                          if len(s) > 1 else np.nan)
-    out["gap closed 95% low"], out["gap closed 95% high"] = out["gap closed"] - half, out["gap closed"] + half
+    # over the seeds that have a share (none where the oracle did not beat SB), as the mean above
+    bounds = grouped["eval gap closed"].agg(lambda s: mean_interval(list(s.dropna())))
+    out["gap closed 95% low"] = [np.nan if low is None else low for low, _ in bounds]
+    out["gap closed 95% high"] = [np.nan if high is None else high for _, high in bounds]
     out["gain CI above 0"] = grouped["eval gain CI low"].apply(lambda s: int((s > 0).sum()))
     return out
 
