@@ -8,7 +8,8 @@ then `python -m helpers run parameters/demo.yaml` on it (with `seed=S` and the -
 fresh runs folder, timed as a whole as `make demo` runs it. From 06 it records, against the hidden
 truth: whether the seed's six strategies ran, the clean-label oracle's lead over SB (the demo shows
 a gap worth curating when it is at least 1 point), the verdict after the simulated review, and how
-far its pick is from the best run by truth (the oracle aside; within 0.5 points is the target). One
+far its pick is from the best run by truth (the oracle aside; within 0.5 points is the target), and
+every run's accuracy against the truth (which strategies another beats on every seed). One
 JSON line per (label, seed) in --out; a rerun skips those it has. Run it on an otherwise idle machine.
 """
 from __future__ import annotations
@@ -67,6 +68,7 @@ def what_it_shows(runs: Path) -> dict:
             "pick": pick, "pick_truth": truth.get(pick), "best_run": best, "best_truth": candidates[best],
             "pick_regret": candidates[best] - truth[pick],
             "verdict": compare["verdict"]["text"].split(";")[0],
+            "run_truth": truth,
             "step_seconds": {k: v["seconds"] for k, v in
                              json.loads((runs / "reports" / "runner_state.json").read_text()).items()}}
 
