@@ -17,6 +17,10 @@ labels, crops the pipeline never saw) where it has one (the cells), else on its 
 its truth.csv (the digits). `plain` is the set trained as s_prune's 05 trains it (one network, the
 unlabeled rows ignored).
 
+The variants of DivideMix's long schedule (`plain_30ep`, `long`, `long_mixup4`, `long_dividemix`) were
+measured with `--out benchmarks/results/cotrain_schedule.jsonl`, after recommended.yaml's step floor
+became 500 (the lines of cotrain_settings.jsonl were measured with it at 250).
+
 Resumable: one JSON line per (setting, variant); a rerun skips what is there.
 """
 from __future__ import annotations
@@ -71,6 +75,11 @@ VARIANTS: dict[str, dict] = {
     "softvote_plain": {},  # ... towards the share of their neighbours labelled parasite
     # no division (the pruned and unsure rows alone are unlabeled), and they learn the pair's guess
     "pool_only_unlabeled1": {**COTRAIN, "cotrain_threshold": 1e-9, "cotrain_unlabeled_weight": 1.0, "cotrain_warmup": 4},
+    # DivideMix's long schedule (MixUp and the unlabeled loss need many epochs), beside one network as long
+    "plain_30ep": {"epochs": 30},
+    "long": {**COTRAIN, "epochs": 30},
+    "long_mixup4": {**COTRAIN, "epochs": 30, "cotrain_mixup": 4.0},
+    "long_dividemix": {**COTRAIN, "epochs": 30, "cotrain_mixup": 4.0, "cotrain_unlabeled_weight": 1.0},
 }
 RESTORED = "restored_"  # variants whose set has the flagged labels back
 FIXED = "fixed_"  # variants trained on s_fix's 05 input (confident flags fixed, the rest pruned)
