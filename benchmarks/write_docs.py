@@ -44,7 +44,7 @@ CURRENT_CURATION = {
 # files whose section also gives each strategy's gap with its 95% interval over seeds and its 05's cost
 WITH_INTERVALS = ("cotrain.jsonl", "cotrain_digits.jsonl")
 EVAL_PLOTS = {"cotrain.jsonl": "cotrain_eval.png"}  # curation.py writes it beside its --plot
-AT_TODAYS_FLOOR: tuple[str, ...] = ("cotrain_digits.jsonl",)  # curation files measured after min_steps became 500
+AT_TODAYS_FLOOR: tuple[str, ...] = ("cotrain.jsonl", "cotrain_digits.jsonl")  # curation files measured after min_steps became 500
 SUPERSEDED = {
     "curation.jsonl": "the first curation benchmark, on the demo generator before it had slides (commit 1fdde1f)",
     "verdict.jsonl": "curation with slide-grouped out-of-fold folds and cleanlab's flags (grouped folds flag "
