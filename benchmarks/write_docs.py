@@ -44,7 +44,7 @@ CURRENT_CURATION = {
 # files whose section also gives each strategy's gap with its 95% interval over seeds and its 05's cost
 WITH_INTERVALS = ("cotrain.jsonl", "cotrain_digits.jsonl")
 EVAL_PLOTS = {"cotrain.jsonl": "cotrain_eval.png"}  # curation.py writes it beside its --plot
-AT_TODAYS_FLOOR: tuple[str, ...] = ("cotrain.jsonl", "cotrain_digits.jsonl")  # curation files measured after min_steps became 500
+AT_TODAYS_FLOOR = ("cotrain.jsonl", "cotrain_digits.jsonl")  # curation files measured after min_steps became 500
 SUPERSEDED = {
     "curation.jsonl": "the first curation benchmark, on the demo generator before it had slides (commit 1fdde1f)",
     "verdict.jsonl": "curation with slide-grouped out-of-fold folds and cleanlab's flags (grouped folds flag "
@@ -326,10 +326,10 @@ def benchmarks_page() -> str:
               "simulated review within 0.5 points of the best run by truth (`demo_time.jsonl`).", "",
               *demo_table(read("demo_time.jsonl"))]
     lines += ["## Curation: share of the SB-to-oracle gap closed", "",
-              (f"{' and '.join(f'`{n}`' for n in AT_TODAYS_FLOOR)} were measured with recommended.yaml as it is "
-               "(`min_steps: 500`); the other curation files" if AT_TODAYS_FLOOR else "Measured") +
-              " with recommended.yaml's step floor at `min_steps: 250` (500 since `recipe_length.jsonl`: the "
-              "demo-sized cells' SB then trains 11 epochs, not 10, and the digits about twice as many as before).", ""]
+              f"{' and '.join(f'`{n}`' for n in AT_TODAYS_FLOOR)} were measured with recommended.yaml as it is "
+              "(`min_steps: 500`); the other curation files with its step floor at `min_steps: 250` (500 since "
+              "`recipe_length.jsonl`: the demo-sized cells' SB then trains 11 epochs, not 10, and the digits about "
+              "twice as many as before).", ""]
     for name, question in CURRENT_CURATION.items():
         records = read(name)
         if records:
@@ -355,8 +355,8 @@ def benchmarks_page() -> str:
                   "as above, with DivideMix's long schedule: 30 epochs (`plain_30ep` one network, `long` the pair), "
                   "with its MixUp (`long_mixup4`) and its unlabeled loss (`long_dividemix`). The digits' small sets "
                   "already train more than 30 epochs under the step floor, so there `epochs: 30` changes nothing "
-                  "and `long_mixup4` is MixUp alone. The sets are those of the 20% settings above (their flags from SB "
-                  "trained with the floor at 250); every fit ran beside other benchmarks, so its seconds are only "
+                  "and `long_mixup4` is MixUp alone. The sets are those of the 20% settings in `cotrain_settings.jsonl` "
+                  "(flagged by SB trained with the floor at 250); every fit ran beside other benchmarks, so its seconds are only "
                   "comparable within this table.", "", *cotrain_settings_table(schedule)]
     division = read("cotrain_division.jsonl")
     if division:
